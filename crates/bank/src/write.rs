@@ -1,0 +1,149 @@
+//! Writing banks. Every file is written to a temporary name and renamed into place, and a whole
+//! bank folder is assembled under `<dir>.partial` and renamed at the end, so a killed writer never
+//! leaves something a reader would accept.
+
+use crate::error::{BankError, Result};
+use crate::meta::Meta;
+use safetensors::{Dtype, View};
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+
+/// Storage dtype of written features (labels are always i64, PyTorch's default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FeatureDtype {
+    #[default]
+    F32,
+    F16,
+}
+
+struct Raw {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+impl View for &Raw {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.bytes)
+    }
+    fn data_len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+fn floats(x: &[f32], shape: Vec<usize>, dtype: FeatureDtype) -> Raw {
+    match dtype {
+        FeatureDtype::F32 => Raw { dtype: Dtype::F32, shape, bytes: x.iter().flat_map(|v| v.to_le_bytes()).collect() },
+        FeatureDtype::F16 => Raw {
+            dtype: Dtype::F16,
+            shape,
+            bytes: x.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
+        },
+    }
+}
+
+/// Write a rename-into-place file: `write` fills `<path>.tmp`, which then replaces `path`.
+pub fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> std::io::Result<()>) -> Result<()> {
+    let tmp = tmp_path(path);
+    let res = write(&tmp).and_then(|_| std::fs::rename(&tmp, path));
+    if let Err(source) = res {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(BankError::Write { path: path.into(), source });
+    }
+    Ok(())
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.tmp", std::process::id()));
+    path.with_file_name(name)
+}
+
+fn save(path: &Path, tensors: Vec<(&str, Raw)>) -> Result<()> {
+    write_atomic(path, |tmp| {
+        let views: Vec<(&str, &Raw)> = tensors.iter().map(|(n, r)| (*n, r)).collect();
+        safetensors::serialize_to_file(views, None, tmp).map_err(std::io::Error::other)
+    })
+}
+
+/// Write `train|val|test.safetensors`: `features` [rows, dim], `labels` [rows] (i64), and
+/// `features_flip` when given.
+pub fn write_split(
+    path: &Path,
+    dim: usize,
+    features: &[f32],
+    features_flip: Option<&[f32]>,
+    labels: &[u32],
+    dtype: FeatureDtype,
+) -> Result<()> {
+    let rows = labels.len();
+    if features.len() != rows * dim || features_flip.is_some_and(|f| f.len() != rows * dim) {
+        return Err(BankError::Invalid { path: path.into(), msg: format!("features are not {rows}x{dim}") });
+    }
+    let mut t = vec![
+        ("features", floats(features, vec![rows, dim], dtype)),
+        ("labels", Raw { dtype: Dtype::I64, shape: vec![rows], bytes: labels.iter().flat_map(|&l| (l as i64).to_le_bytes()).collect() }),
+    ];
+    if let Some(f) = features_flip {
+        t.push(("features_flip", floats(f, vec![rows, dim], dtype)));
+    }
+    save(path, t)
+}
+
+/// Write `head.safetensors` (`weight` [K, D], `bias` [K], nn.Linear layout, f32).
+pub fn write_head(path: &Path, num_classes: usize, dim: usize, weight: &[f32], bias: &[f32]) -> Result<()> {
+    if weight.len() != num_classes * dim || bias.len() != num_classes {
+        return Err(BankError::Invalid { path: path.into(), msg: format!("head is not {num_classes}x{dim}") });
+    }
+    save(
+        path,
+        vec![
+            ("weight", floats(weight, vec![num_classes, dim], FeatureDtype::F32)),
+            ("bias", floats(bias, vec![num_classes], FeatureDtype::F32)),
+        ],
+    )
+}
+
+pub fn write_meta(path: &Path, meta: &Meta) -> Result<()> {
+    write_atomic(path, |tmp| std::fs::write(tmp, meta.to_json_pretty() + "\n"))
+}
+
+/// Assembles a bank folder under `<dir>.partial/` and moves it to `dir` in [`BankDir::finish`].
+pub struct BankDir {
+    target: PathBuf,
+    partial: PathBuf,
+}
+
+impl BankDir {
+    /// Start a bank at `dir`. An existing `dir` is replaced only when `overwrite` is set.
+    pub fn create(dir: &Path, overwrite: bool) -> Result<BankDir> {
+        if dir.exists() && !overwrite {
+            return Err(BankError::Invalid { path: dir.into(), msg: "already exists (pass --overwrite to replace it)".into() });
+        }
+        let mut name = dir.file_name().unwrap_or_default().to_os_string();
+        name.push(".partial");
+        let partial = dir.with_file_name(name);
+        let _ = std::fs::remove_dir_all(&partial);
+        std::fs::create_dir_all(&partial).map_err(|source| BankError::Write { path: partial.clone(), source })?;
+        Ok(BankDir { target: dir.into(), partial })
+    }
+
+    /// Path of `file` inside the folder being assembled.
+    pub fn file(&self, file: &str) -> PathBuf {
+        self.partial.join(file)
+    }
+
+    pub fn finish(self) -> Result<PathBuf> {
+        if self.target.exists() {
+            std::fs::remove_dir_all(&self.target).map_err(|source| BankError::Write { path: self.target.clone(), source })?;
+        }
+        std::fs::rename(&self.partial, &self.target).map_err(|source| BankError::Write { path: self.target.clone(), source })?;
+        Ok(self.target)
+    }
+}
