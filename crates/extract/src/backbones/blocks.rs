@@ -1,0 +1,121 @@
+//! Building blocks shared by the ResNets: conv + BatchNorm pairs, torchvision's BasicBlock and
+//! Bottleneck, keyed exactly as torchvision's `state_dict` (`conv1`, `bn1`, `downsample.0`, ...).
+//!
+//! BatchNorm is `candle_nn::BatchNorm` driven through `ModuleT`, so the same structs run in eval
+//! mode (running statistics, extraction) and in train mode (batch statistics, stage-1 training).
+
+use candle_core::{Module, ModuleT, Result, Tensor};
+use candle_nn::{BatchNorm, Conv2d, Conv2dConfig, VarBuilder, batch_norm, conv2d_no_bias};
+
+/// PyTorch's BatchNorm2d defaults: eps 1e-5, momentum 0.1.
+pub fn bn(channels: usize, vb: VarBuilder) -> Result<BatchNorm> {
+    batch_norm(channels, 1e-5, vb)
+}
+
+/// A bias-free convolution (every conv in these nets is followed by BatchNorm).
+pub fn conv(cin: usize, cout: usize, k: usize, stride: usize, padding: usize, groups: usize, vb: VarBuilder) -> Result<Conv2d> {
+    let cfg = Conv2dConfig { padding, stride, groups, ..Default::default() };
+    conv2d_no_bias(cin, cout, k, cfg, vb)
+}
+
+/// `downsample = Sequential(Conv2d 1x1 stride s, BatchNorm2d)` (torchvision keys `.0`, `.1`).
+#[derive(Debug, Clone)]
+pub struct Downsample {
+    conv: Conv2d,
+    bn: BatchNorm,
+}
+
+impl Downsample {
+    pub fn new(cin: usize, cout: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self { conv: conv(cin, cout, 1, stride, 0, 1, vb.pp("0"))?, bn: bn(cout, vb.pp("1"))? })
+    }
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.bn.forward_t(&self.conv.forward(x)?, train)
+    }
+}
+
+/// torchvision `BasicBlock` (expansion 1): conv3x3(stride) bn relu conv3x3 bn, + identity or
+/// downsample, relu.
+#[derive(Debug, Clone)]
+pub struct BasicBlock {
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    conv2: Conv2d,
+    bn2: BatchNorm,
+    downsample: Option<Downsample>,
+}
+
+impl BasicBlock {
+    pub fn new(cin: usize, planes: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
+        let downsample =
+            if stride != 1 || cin != planes { Some(Downsample::new(cin, planes, stride, vb.pp("downsample"))?) } else { None };
+        Ok(Self {
+            conv1: conv(cin, planes, 3, stride, 1, 1, vb.pp("conv1"))?,
+            bn1: bn(planes, vb.pp("bn1"))?,
+            conv2: conv(planes, planes, 3, 1, 1, 1, vb.pp("conv2"))?,
+            bn2: bn(planes, vb.pp("bn2"))?,
+            downsample,
+        })
+    }
+
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let y = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
+        let y = self.bn2.forward_t(&self.conv2.forward(&y)?, train)?;
+        let short = match &self.downsample {
+            Some(d) => d.forward_t(x, train)?,
+            None => x.clone(),
+        };
+        (y + short)?.relu()
+    }
+}
+
+/// torchvision `Bottleneck` (expansion 4, stride on the 3x3 conv, ResNet v1.5):
+/// width = planes * base_width / 64 * groups.
+#[derive(Debug, Clone)]
+pub struct Bottleneck {
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    conv2: Conv2d,
+    bn2: BatchNorm,
+    conv3: Conv2d,
+    bn3: BatchNorm,
+    downsample: Option<Downsample>,
+}
+
+impl Bottleneck {
+    pub const EXPANSION: usize = 4;
+
+    pub fn new(cin: usize, planes: usize, stride: usize, groups: usize, base_width: usize, vb: VarBuilder) -> Result<Self> {
+        let width = planes * base_width / 64 * groups;
+        let cout = planes * Self::EXPANSION;
+        let downsample =
+            if stride != 1 || cin != cout { Some(Downsample::new(cin, cout, stride, vb.pp("downsample"))?) } else { None };
+        Ok(Self {
+            conv1: conv(cin, width, 1, 1, 0, 1, vb.pp("conv1"))?,
+            bn1: bn(width, vb.pp("bn1"))?,
+            conv2: conv(width, width, 3, stride, 1, groups, vb.pp("conv2"))?,
+            bn2: bn(width, vb.pp("bn2"))?,
+            conv3: conv(width, cout, 1, 1, 0, 1, vb.pp("conv3"))?,
+            bn3: bn(cout, vb.pp("bn3"))?,
+            downsample,
+        })
+    }
+
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let y = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
+        let y = self.bn2.forward_t(&self.conv2.forward(&y)?, train)?.relu()?;
+        let y = self.bn3.forward_t(&self.conv3.forward(&y)?, train)?;
+        let short = match &self.downsample {
+            Some(d) => d.forward_t(x, train)?,
+            None => x.clone(),
+        };
+        (y + short)?.relu()
+    }
+}
+
+/// A residual stage `layerN` of `BasicBlock`s: the first block carries the stride.
+pub fn basic_layer(cin: usize, planes: usize, blocks: usize, stride: usize, vb: VarBuilder) -> Result<Vec<BasicBlock>> {
+    (0..blocks)
+        .map(|i| BasicBlock::new(if i == 0 { cin } else { planes }, planes, if i == 0 { stride } else { 1 }, vb.pp(i)))
+        .collect()
+}

@@ -1,0 +1,15 @@
+//! `extract`: images → frozen backbone (candle; CUDA when built with `--features cuda`) →
+//! ltbench feature bank (`features/<name>/`, read by `retrain`).
+//!
+//! Flow: a [`datasets`] loader yields labelled images; [`transform`] turns them into
+//! normalised tensors (test view, its left-right flip, optional random train views); a
+//! [`backbones::Backbone`] built from a checked [`checkpoint`] maps them to features; [`run`]
+//! writes the bank atomically through `bank::BankDir`.
+
+pub mod backbones;
+pub mod checkpoint;
+pub mod error;
+pub mod weights;
+
+pub use backbones::{Arch, Backbone};
+pub use error::{ExtractError, Result};
