@@ -13,3 +13,5 @@ pub mod weights;
 
 pub use backbones::{Arch, Backbone};
 pub use error::{ExtractError, Result};
+pub mod datasets;
+pub mod transform;

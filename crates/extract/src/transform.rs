@@ -1,0 +1,193 @@
+//! Image → normalised tensor data (C×H×W f32), as the reference loaders do it.
+//!
+//! - Small images (CIFAR, Fashion-MNIST), test: `ToTensor` + `Normalize`.
+//!   Train view: `RandomCrop(size, padding=4)` (zero pad) + `RandomHorizontalFlip`.
+//! - Files (ImageNet-LT, iNat, Places), test: `Resize(256)` (shorter side, bilinear with
+//!   antialiasing) + `CenterCrop(224)` + `Normalize`. Train view: `RandomResizedCrop(224)`
+//!   (scale 0.08–1, ratio 3/4–4/3) + `RandomHorizontalFlip`.
+//!
+//! The flipped test view is computed on the batch tensor (`backbones::flip_lr`).
+
+use crate::datasets::{FileImages, Normalize, RawImages};
+use crate::error::{ExtractError, Result};
+use image::imageops::FilterType;
+use image::{DynamicImage, RgbImage};
+use rand::Rng;
+
+pub const RESIZE: u32 = 256;
+pub const CROP: u32 = 224;
+
+/// `(x / 255 - mean) / std`, channel-major input.
+pub fn normalize_chw(px: &[u8], channels: usize, norm: &Normalize, out: &mut Vec<f32>) {
+    let plane = px.len() / channels.max(1);
+    for c in 0..channels {
+        let (m, s) = (norm.mean[c], norm.std[c]);
+        out.extend(px[c * plane..(c + 1) * plane].iter().map(|&v| (v as f32 / 255.0 - m) / s));
+    }
+}
+
+/// Random crop with zero padding and a random horizontal flip of a C×H×W image.
+pub fn random_crop_flip(r: &RawImages, i: usize, pad: usize, rng: &mut impl Rng) -> Vec<u8> {
+    let (c, h, w) = (r.channels, r.height, r.width);
+    let src = r.image(i);
+    let dy = rng.random_range(0..=2 * pad) as isize - pad as isize;
+    let dx = rng.random_range(0..=2 * pad) as isize - pad as isize;
+    let flip = rng.random_bool(0.5);
+    let mut out = vec![0u8; c * h * w];
+    for ch in 0..c {
+        for y in 0..h {
+            let sy = y as isize + dy;
+            if sy < 0 || sy >= h as isize {
+                continue;
+            }
+            for x in 0..w {
+                let xx = if flip { w - 1 - x } else { x };
+                let sx = xx as isize + dx;
+                if sx >= 0 && sx < w as isize {
+                    out[(ch * h + y) * w + x] = src[(ch * h + sy as usize) * w + sx as usize];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Decode file `i` of `f` as RGB (a missing file or an undecodable image names the file and its
+/// list line).
+pub fn decode(f: &FileImages, i: usize) -> Result<RgbImage> {
+    let path = &f.paths[i];
+    let bytes = std::fs::read(path).map_err(|e| ExtractError::Image {
+        path: path.clone(),
+        msg: format!("{e} (listed at {}:{})", f.list.display(), f.lines[i]),
+    })?;
+    let img = image::load_from_memory(&bytes).map_err(|e| ExtractError::Image {
+        path: path.clone(),
+        msg: format!("{e} (listed at {}:{})", f.list.display(), f.lines[i]),
+    })?;
+    Ok(img.to_rgb8())
+}
+
+/// torchvision `Resize(256)`: the shorter side becomes 256, the longer `int(256 * long / short)`.
+pub fn resize_shorter(img: &RgbImage, size: u32) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let (nw, nh) = if w <= h {
+        (size, ((size as u64 * h as u64) / w.max(1) as u64) as u32)
+    } else {
+        (((size as u64 * w as u64) / h.max(1) as u64) as u32, size)
+    };
+    if (nw, nh) == (w, h) {
+        return img.clone();
+    }
+    image::imageops::resize(img, nw, nh, FilterType::Triangle)
+}
+
+/// torchvision `CenterCrop(size)` offsets: `int(round((dim - size) / 2))`; an image smaller than
+/// the crop is zero-padded (as torchvision does).
+pub fn center_crop(img: &RgbImage, size: u32) -> RgbImage {
+    let (w, h) = img.dimensions();
+    if w < size || h < size {
+        let mut out = RgbImage::new(size.max(w), size.max(h));
+        image::imageops::replace(&mut out, img, ((size.max(w) - w) / 2) as i64, ((size.max(h) - h) / 2) as i64);
+        return center_crop(&out, size);
+    }
+    let left = ((w - size) as f64 / 2.0).round() as u32;
+    let top = ((h - size) as f64 / 2.0).round() as u32;
+    image::imageops::crop_imm(img, left, top, size, size).to_image()
+}
+
+/// HWC RGB image → normalised C×H×W floats appended to `out`.
+pub fn rgb_to_chw(img: &RgbImage, norm: &Normalize, out: &mut Vec<f32>) {
+    let (w, h) = img.dimensions();
+    let n = (w * h) as usize;
+    let raw = img.as_raw();
+    for c in 0..3 {
+        let (m, s) = (norm.mean[c], norm.std[c]);
+        out.extend((0..n).map(|p| (raw[p * 3 + c] as f32 / 255.0 - m) / s));
+    }
+}
+
+/// The test view: Resize(256) + CenterCrop(224).
+pub fn test_view(img: &RgbImage) -> RgbImage {
+    center_crop(&resize_shorter(img, RESIZE), CROP)
+}
+
+/// `RandomResizedCrop(224, scale=(0.08, 1), ratio=(3/4, 4/3))` + `RandomHorizontalFlip`.
+pub fn random_resized_crop_flip(img: &RgbImage, rng: &mut impl Rng) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let area = (w * h) as f64;
+    let mut crop = None;
+    for _ in 0..10 {
+        let target = area * rng.random_range(0.08..=1.0);
+        let log_r = rng.random_range((3f64 / 4.0).ln()..=(4f64 / 3.0).ln());
+        let ratio = log_r.exp();
+        let cw = (target * ratio).sqrt().round() as u32;
+        let ch = (target / ratio).sqrt().round() as u32;
+        if cw > 0 && ch > 0 && cw <= w && ch <= h {
+            crop = Some((rng.random_range(0..=w - cw), rng.random_range(0..=h - ch), cw, ch));
+            break;
+        }
+    }
+    // Fallback as torchvision: central crop of the whole image clamped to the ratio range.
+    let (x, y, cw, ch) = crop.unwrap_or_else(|| {
+        let r = w as f64 / h as f64;
+        let (cw, ch) = if r < 0.75 {
+            (w, (w as f64 / 0.75).round() as u32)
+        } else if r > 4.0 / 3.0 {
+            ((h as f64 * 4.0 / 3.0).round() as u32, h)
+        } else {
+            (w, h)
+        };
+        let (cw, ch) = (cw.min(w), ch.min(h));
+        ((w - cw) / 2, (h - ch) / 2, cw, ch)
+    });
+    let patch = image::imageops::crop_imm(img, x, y, cw, ch).to_image();
+    let mut out = image::imageops::resize(&patch, CROP, CROP, FilterType::Triangle);
+    if rng.random_bool(0.5) {
+        out = image::imageops::flip_horizontal(&out);
+    }
+    out
+}
+
+/// Convert a decoded image to RGB (for callers holding a `DynamicImage`).
+pub fn to_rgb(img: DynamicImage) -> RgbImage {
+    img.to_rgb8()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resize_keeps_aspect_with_truncation_like_torchvision() {
+        let img = RgbImage::new(500, 375);
+        let r = resize_shorter(&img, 256);
+        assert_eq!(r.dimensions(), (341, 256)); // int(256 * 500 / 375) = 341
+        assert_eq!(test_view(&img).dimensions(), (224, 224));
+    }
+
+    #[test]
+    fn center_crop_offsets_round_like_torchvision() {
+        let mut img = RgbImage::new(7, 5);
+        img.put_pixel(2, 1, image::Rgb([9, 9, 9]));
+        // left = round((7-3)/2) = 2, top = round((5-3)/2) = 1
+        assert_eq!(center_crop(&img, 3).get_pixel(0, 0).0, [9, 9, 9]);
+    }
+
+    #[test]
+    fn normalisation_is_per_channel() {
+        let mut out = Vec::new();
+        normalize_chw(&[0, 255, 255, 0], 2, &Normalize { mean: vec![0.0, 0.5], std: vec![1.0, 0.5] }, &mut out);
+        assert_eq!(out, vec![0.0, 1.0, 1.0, -1.0]);
+    }
+
+    #[test]
+    fn random_crop_with_zero_shift_and_no_flip_is_identity_in_distribution() {
+        use rand::SeedableRng;
+        let r = RawImages { channels: 1, height: 4, width: 4, data: (0..16).collect() };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+        let v = random_crop_flip(&r, 0, 0, &mut rng);
+        assert!(v == r.data || v == [3, 2, 1, 0, 7, 6, 5, 4, 11, 10, 9, 8, 15, 14, 13, 12]);
+        let rr = random_resized_crop_flip(&RgbImage::new(300, 200), &mut rng);
+        assert_eq!(rr.dimensions(), (224, 224));
+    }
+}
