@@ -15,3 +15,7 @@ pub use backbones::{Arch, Backbone};
 pub use error::{ExtractError, Result};
 pub mod datasets;
 pub mod transform;
+pub mod device;
+pub mod run;
+pub mod source;
+pub mod cli;

@@ -1,1 +1,75 @@
-fn main(){}
+//! `extract` binary: thin glue over the library. Prints one line `extract: <error>` and exits 2
+//! on failure.
+
+use clap::Parser;
+use extract::cli::Args;
+use extract::run::{Event, run};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match real_main(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("extract: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn real_main(args: &Args) -> extract::Result<()> {
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let git = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    let (plan, notice) = args.plan(command, git)?;
+    if let Some(n) = notice {
+        eprintln!("extract: {n}");
+    }
+    let style = ProgressStyle::with_template("{prefix:>5} [{bar:30}] {pos}/{len} {per_sec} eta {eta}").expect("valid template").progress_chars("=> ");
+    let mut bar: Option<ProgressBar> = None;
+    let quiet = args.quiet;
+    let start = std::time::Instant::now();
+    let summary = run(&plan, &mut |ev| match ev {
+        Event::Start { split, rows } if !quiet => {
+            let b = ProgressBar::new(rows as u64).with_style(style.clone()).with_prefix(split.to_owned());
+            bar = Some(b);
+        }
+        Event::Advance { done, .. } => {
+            if let Some(b) = &bar {
+                b.set_position(done as u64);
+            }
+        }
+        Event::Finish { .. } => {
+            if let Some(b) = bar.take() {
+                b.finish();
+            }
+        }
+        _ => {}
+    })?;
+    let rows: Vec<String> = summary.rows.iter().map(|(s, n)| format!("{s} {n}")).collect();
+    let total: usize = summary.rows.iter().map(|(_, n)| n).sum();
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "extract: wrote {} ({}; D={}; head {}; {} skipped) in {:.1}s, {:.0} images/s",
+        summary.out.display(),
+        rows.join(", "),
+        summary.dim,
+        if summary.head_written { "yes" } else { "no" },
+        summary.skipped,
+        secs,
+        total as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}

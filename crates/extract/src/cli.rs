@@ -1,0 +1,164 @@
+//! The command line, in two layers: [`Args`] holds the flags as given; [`Args::plan`] resolves
+//! data, device and defaults into a checked [`Plan`].
+
+use crate::backbones::Arch;
+use crate::device::{self, DeviceChoice};
+use crate::error::{ExtractError, Result};
+use crate::run::Plan;
+use crate::source::{DatasetKind, SourceSpec};
+use bank::FeatureDtype;
+use clap::Parser;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DtypeArg {
+    F32,
+    F16,
+}
+
+/// Images → frozen backbone → ltbench feature bank (features/<name>/).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "extract", version)]
+pub struct Args {
+    /// Dataset layout.
+    #[arg(long, value_enum)]
+    pub dataset: DatasetKind,
+    /// Data root: the IDX folder (fmnist-lt), the folder holding cifar-100-python/ or
+    /// cifar-100-binary/ (cifar100-lt), or the image root the list paths are relative to.
+    /// Default for fmnist-lt: /usr/share/datasets/fashion-mnist.
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+    /// Folder of the list files (default: --root).
+    #[arg(long)]
+    pub lists: Option<PathBuf>,
+    #[arg(long)]
+    pub train_list: Option<PathBuf>,
+    #[arg(long)]
+    pub val_list: Option<PathBuf>,
+    #[arg(long)]
+    pub test_list: Option<PathBuf>,
+    /// Backbone checkpoint (.pth / .pt / .pth.tar / .safetensors). Without one the backbone
+    /// has untrained, deterministic weights (hash rule, --seed).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Architecture (default: small-cnn for fmnist-lt, resnet34-cifar for cifar100-lt,
+    /// resnext50-32x4d for imagenet-lt, resnet50 otherwise).
+    #[arg(long, value_enum)]
+    pub arch: Option<Arch>,
+    /// Imbalance ratio of the long-tailed subset (fmnist-lt, cifar100-lt): 10, 50, 100.
+    #[arg(long, default_value_t = 100.0)]
+    pub ir: f64,
+    /// Output bank folder (default: features/<dataset>[-ir<IR>]).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    pub device: DeviceChoice,
+    /// Storage dtype of the features.
+    #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
+    pub dtype: DtypeArg,
+    /// Augmented train views (random crop + flip) written to train_views.safetensors.
+    #[arg(long, default_value_t = 0)]
+    pub views: usize,
+    /// Seed of the augmented views and of untrained weights.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Skip bad list lines, missing and undecodable images (counted in meta.json) instead of
+    /// stopping at the first.
+    #[arg(long)]
+    pub skip_bad: bool,
+    /// Replace an existing output folder.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Keep only the first N rows of each split (smoke tests, benchmarks).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl Args {
+    pub fn default_arch(&self) -> Arch {
+        self.arch.unwrap_or(match self.dataset {
+            DatasetKind::FmnistLt => Arch::SmallCnn,
+            DatasetKind::Cifar100Lt => Arch::Resnet34Cifar,
+            DatasetKind::ImagenetLt => Arch::Resnext50,
+            _ => Arch::Resnet50,
+        })
+    }
+
+    /// Resolve everything; returns the plan and an optional notice (device fallback).
+    pub fn plan(&self, command: String, git_revision: Option<String>) -> Result<(Plan, Option<String>)> {
+        let root = match (&self.root, self.dataset) {
+            (Some(r), _) => r.clone(),
+            (None, DatasetKind::FmnistLt) => PathBuf::from(crate::datasets::fmnist::DEFAULT_ROOT),
+            (None, k) => return Err(ExtractError::Usage(format!("--dataset {} needs --root", k.name()))),
+        };
+        let spec = SourceSpec {
+            kind: self.dataset,
+            root,
+            lists: self.lists.clone(),
+            train_list: self.train_list.clone(),
+            val_list: self.val_list.clone(),
+            test_list: self.test_list.clone(),
+            imb_ratio: self.ir,
+            skip_bad: self.skip_bad,
+        };
+        let (device, notice) = device::select(self.device)?;
+        let source = spec.resolve()?;
+        let out = self.out.clone().unwrap_or_else(|| PathBuf::from("features").join(&source.name));
+        let plan = Plan {
+            source,
+            arch: self.default_arch(),
+            checkpoint: self.checkpoint.clone(),
+            seed: self.seed,
+            batch_size: self.batch_size,
+            views: self.views,
+            dtype: match self.dtype {
+                DtypeArg::F32 => FeatureDtype::F32,
+                DtypeArg::F16 => FeatureDtype::F16,
+            },
+            device,
+            out,
+            overwrite: self.overwrite,
+            skip_bad: self.skip_bad,
+            limit: self.limit,
+            command,
+            git_revision,
+        };
+        Ok((plan, notice))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_issue_command_line() {
+        let a = Args::try_parse_from([
+            "extract", "--dataset", "imagenet-lt", "--root", "/data/imagenet", "--checkpoint", "ck.pth", "--arch", "resnext50-32x4d", "--out", "features/x",
+        ])
+        .unwrap();
+        assert_eq!(a.default_arch(), Arch::Resnext50);
+        assert_eq!(a.batch_size, 64);
+        let a = Args::try_parse_from(["extract", "--dataset", "fmnist-lt", "--ir", "10"]).unwrap();
+        assert_eq!((a.default_arch(), a.ir), (Arch::SmallCnn, 10.0));
+    }
+
+    #[test]
+    fn an_unknown_arch_is_rejected_by_name() {
+        let e = Args::try_parse_from(["extract", "--dataset", "list", "--arch", "vgg16"]).unwrap_err().to_string();
+        assert!(e.contains("vgg16"), "{e}");
+    }
+
+    #[test]
+    fn list_datasets_need_a_root() {
+        let a = Args::try_parse_from(["extract", "--dataset", "places-lt"]).unwrap();
+        let e = a.plan(String::new(), None).err().unwrap().to_string();
+        assert!(e.contains("--root"), "{e}");
+    }
+}

@@ -1,0 +1,311 @@
+//! The extraction run: source images → backbone → `features/<name>/` (bank format), written
+//! through `bank::BankDir` so a killed run leaves only `<name>.partial/`, which `retrain`
+//! never accepts.
+//!
+//! Per split: `features` [N, D] of the test view; for `val` / `test` also `features_flip`
+//! (the left-right flipped image, for flip test-time augmentation). With `views > 0`,
+//! `train_views.safetensors` holds `view0 .. view{V-1}` [N, D] (random crop + flip) and the
+//! `labels` [N].
+
+use crate::backbones::{Arch, Backbone, flip_lr};
+use crate::checkpoint::{build_checked, load_state_dict};
+use crate::datasets::{Images, Labeled, Normalize};
+use crate::error::{ExtractError, Result};
+use crate::source::Source;
+use crate::transform;
+use crate::weights::hash_rule_tensors;
+use bank::{BankDir, FeatureDtype, Meta};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use rand::SeedableRng;
+use rayon::prelude::*;
+use serde_json::json;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// Everything a run needs, checked.
+pub struct Plan {
+    pub source: Source,
+    pub arch: Arch,
+    /// A PyTorch / safetensors checkpoint; `None`: deterministic hash-rule weights from `seed`.
+    pub checkpoint: Option<PathBuf>,
+    pub seed: u64,
+    pub batch_size: usize,
+    pub views: usize,
+    pub dtype: FeatureDtype,
+    pub device: Device,
+    pub out: PathBuf,
+    pub overwrite: bool,
+    pub skip_bad: bool,
+    /// Keep only the first N rows of each split (smoke runs, benchmarks).
+    pub limit: Option<usize>,
+    /// The command line, for provenance.
+    pub command: String,
+    pub git_revision: Option<String>,
+}
+
+/// Progress events for the caller's UI (the library never prints).
+#[derive(Debug, Clone)]
+pub enum Event<'a> {
+    Start { split: &'a str, rows: usize },
+    Advance { split: &'a str, done: usize },
+    Finish { split: &'a str },
+}
+
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub out: PathBuf,
+    pub rows: Vec<(String, usize)>,
+    pub skipped: usize,
+    pub dim: usize,
+    pub head_written: bool,
+}
+
+/// Load the backbone described by the plan: checked checkpoint, or hash-rule weights.
+pub fn load_backbone(arch: Arch, checkpoint: Option<&std::path::Path>, seed: u64, dev: &Device) -> Result<(Box<dyn Backbone>, Option<usize>)> {
+    match checkpoint {
+        Some(p) => {
+            let loaded = build_checked(arch, load_state_dict(p)?, p, dev)?;
+            Ok((loaded.model, loaded.num_classes))
+        }
+        None => {
+            let t: HashMap<String, Tensor> = hash_rule_tensors(arch, None, seed, dev)?;
+            Ok((arch.build(None, VarBuilder::from_tensors(t, DType::F32, dev))?, None))
+        }
+    }
+}
+
+pub fn run(plan: &Plan, progress: &mut dyn FnMut(Event)) -> Result<Summary> {
+    let src = &plan.source;
+    let (model, head_k) = load_backbone(plan.arch, plan.checkpoint.as_deref(), plan.seed, &plan.device)?;
+    let in_ch = match &src.train.images {
+        Images::Raw(r) => r.channels,
+        Images::Files(_) => 3,
+    };
+    if in_ch != plan.arch.in_channels() {
+        return Err(ExtractError::Usage(format!(
+            "arch {} takes {}-channel images but {} has {in_ch} channels",
+            plan.arch,
+            plan.arch.in_channels(),
+            src.name
+        )));
+    }
+    if plan.batch_size == 0 {
+        return Err(ExtractError::Usage("--batch-size must be at least 1".into()));
+    }
+    let dim = plan.arch.feature_dim();
+    let bank = BankDir::create(&plan.out, plan.overwrite)?;
+    let mut summary = Summary { out: plan.out.clone(), rows: Vec::new(), skipped: src.skipped.len(), dim, head_written: false };
+    let mut skipped_msgs: Vec<String> = src.skipped.clone();
+    let mut train_counts = Vec::new();
+
+    let splits: Vec<(&str, &Labeled)> =
+        [("train", Some(&src.train)), ("val", src.val.as_ref()), ("test", Some(&src.test))].into_iter().filter_map(|(n, s)| s.map(|s| (n, s))).collect();
+    for (name, data) in splits {
+        let data = match plan.limit {
+            Some(n) => data.truncate(n),
+            None => data.clone(),
+        };
+        let flip = name != "train";
+        let views = if name == "train" { plan.views } else { 0 };
+        progress(Event::Start { split: name, rows: data.len() });
+        let out = features(model.as_ref(), &data, src, plan, flip, views, &mut |done| progress(Event::Advance { split: name, done }))?;
+        progress(Event::Finish { split: name });
+        if out.labels.is_empty() {
+            return Err(ExtractError::Usage(format!("split {name}: every image was skipped")));
+        }
+        summary.skipped += out.skipped.len();
+        skipped_msgs.extend(out.skipped);
+        bank::write_split(&bank.file(&format!("{name}.safetensors")), dim, &out.features, out.flip.as_deref(), &out.labels, plan.dtype)?;
+        if !out.views.is_empty() {
+            write_views(&bank.file("train_views.safetensors"), dim, &out.views, &out.labels, plan.dtype)?;
+        }
+        if name == "train" {
+            train_counts = vec![0usize; src.num_classes];
+            for &l in &out.labels {
+                train_counts[l as usize] += 1;
+            }
+        }
+        summary.rows.push((name.to_owned(), out.labels.len()));
+    }
+
+    // The stage-1 classifier goes to head.safetensors when it classifies these classes.
+    let mut head_note = None;
+    if let (Some(k), Some(head)) = (head_k, model.head()) {
+        if k == src.num_classes {
+            let w = head.weight().to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+            let b = head.bias().map(|b| b.to_device(&Device::Cpu)?.to_vec1::<f32>()).transpose()?.unwrap_or_else(|| vec![0.0; k]);
+            bank::write_head(&bank.file("head.safetensors"), k, dim, &w, &b)?;
+            summary.head_written = true;
+        } else {
+            head_note = Some(format!("checkpoint classifier has {k} classes, the dataset {}; head.safetensors not written", src.num_classes));
+        }
+    }
+
+    let meta = Meta {
+        dataset: Some(src.name.clone()),
+        num_classes: Some(src.num_classes),
+        class_names: src.class_names.clone(),
+        train_counts: Some(train_counts),
+        shots: src.shots,
+        backbone: Some(backbone_json(plan, head_k, summary.head_written, head_note)?),
+        provenance: Some(json!({
+            "command": plan.command,
+            "seed": plan.seed,
+            "git_revision": plan.git_revision,
+            "crate": format!("extract {}", env!("CARGO_PKG_VERSION")),
+            "device": crate::device::describe(&plan.device),
+            "feature_dtype": match plan.dtype { FeatureDtype::F32 => "f32", FeatureDtype::F16 => "f16" },
+            "train_views": plan.views,
+            "limit": plan.limit,
+            "transform": transform_json(src),
+            "skipped": summary.skipped,
+            "skipped_examples": skipped_msgs.iter().take(20).collect::<Vec<_>>(),
+        })),
+        extra: src.long_tail.iter().map(|lt| ("long_tail".to_string(), lt.clone())).collect(),
+    };
+    bank::write_meta(&bank.file("meta.json"), &meta)?;
+    bank.finish()?;
+    Ok(summary)
+}
+
+fn backbone_json(plan: &Plan, head_k: Option<usize>, head_written: bool, head_note: Option<String>) -> Result<serde_json::Value> {
+    let ckpt = match &plan.checkpoint {
+        Some(p) => {
+            let bytes = std::fs::read(p).map_err(|e| ExtractError::io(p, e))?;
+            let mut h = bank::Fnv::default();
+            h.write(&bytes);
+            json!({"path": p.display().to_string(), "bytes": bytes.len(), "fnv1a64": format!("{:016x}", h.0)})
+        }
+        None => json!(null),
+    };
+    Ok(json!({
+        "arch": plan.arch.name(),
+        "feature_dim": plan.arch.feature_dim(),
+        "checkpoint": ckpt,
+        "weights": if plan.checkpoint.is_some() { "checkpoint".to_string() } else { format!("untrained: hash rule, seed {}", plan.seed) },
+        "checkpoint_num_classes": head_k,
+        "head_written": head_written,
+        "head_note": head_note,
+    }))
+}
+
+fn transform_json(src: &Source) -> serde_json::Value {
+    let test = match &src.train.images {
+        Images::Raw(_) => "ToTensor + Normalize".to_string(),
+        Images::Files(_) => format!("Resize({}) + CenterCrop({}) + Normalize", transform::RESIZE, transform::CROP),
+    };
+    json!({"test": test, "mean": src.normalize.mean, "std": src.normalize.std, "flip": "features_flip = features of the left-right flipped test view"})
+}
+
+struct SplitFeatures {
+    features: Vec<f32>,
+    flip: Option<Vec<f32>>,
+    views: Vec<Vec<f32>>,
+    labels: Vec<u32>,
+    skipped: Vec<String>,
+}
+
+/// Batch input for rows `rows` of `data` (view `None`: test view; `Some(v)`: random view `v`),
+/// and the rows that made it (others were skipped with a message).
+fn batch_input(data: &Labeled, rows: &[usize], norm: &Normalize, pad: usize, view: Option<(usize, u64)>) -> Vec<(usize, Result<Vec<f32>>)> {
+    let rng = |i: usize| {
+        let (v, seed) = view.unwrap();
+        rand::rngs::StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ((v as u64) << 40) ^ i as u64)
+    };
+    match &data.images {
+        Images::Raw(r) => rows
+            .iter()
+            .map(|&i| {
+                let mut out = Vec::with_capacity(r.image_len());
+                match view {
+                    None => transform::normalize_chw(r.image(i), r.channels, norm, &mut out),
+                    Some(_) => transform::normalize_chw(&transform::random_crop_flip(r, i, pad, &mut rng(i)), r.channels, norm, &mut out),
+                }
+                (i, Ok(out))
+            })
+            .collect(),
+        Images::Files(f) => rows
+            .par_iter()
+            .map(|&i| {
+                let res = transform::decode(f, i).map(|img| {
+                    let img = match view {
+                        None => transform::test_view(&img),
+                        Some(_) => transform::random_resized_crop_flip(&img, &mut rng(i)),
+                    };
+                    let mut out = Vec::with_capacity(3 * 224 * 224);
+                    transform::rgb_to_chw(&img, norm, &mut out);
+                    out
+                });
+                (i, res)
+            })
+            .collect(),
+    }
+}
+
+fn input_shape(data: &Labeled) -> (usize, usize, usize) {
+    match &data.images {
+        Images::Raw(r) => (r.channels, r.height, r.width),
+        Images::Files(_) => (3, transform::CROP as usize, transform::CROP as usize),
+    }
+}
+
+fn to_rows(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(t.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+}
+
+fn features(model: &dyn Backbone, data: &Labeled, src: &Source, plan: &Plan, flip: bool, views: usize, tick: &mut dyn FnMut(usize)) -> Result<SplitFeatures> {
+    let (c, h, w) = input_shape(data);
+    let mut out = SplitFeatures { features: Vec::new(), flip: flip.then(Vec::new), views: vec![Vec::new(); views], labels: Vec::new(), skipped: Vec::new() };
+    let all: Vec<usize> = (0..data.len()).collect();
+    let mut done = 0;
+    for rows in all.chunks(plan.batch_size) {
+        let mut kept = Vec::with_capacity(rows.len());
+        let mut buf = Vec::with_capacity(rows.len() * c * h * w);
+        for (i, res) in batch_input(data, rows, &src.normalize, src.crop_padding, None) {
+            match res {
+                Ok(v) => {
+                    buf.extend(v);
+                    kept.push(i);
+                }
+                Err(e) if plan.skip_bad => out.skipped.push(e.to_string()),
+                Err(e) => return Err(e),
+            }
+        }
+        if !kept.is_empty() {
+            let x = Tensor::from_vec(buf, (kept.len(), c, h, w), &plan.device)?;
+            out.features.extend(to_rows(&model.features(&x)?)?);
+            if let Some(ff) = out.flip.as_mut() {
+                ff.extend(to_rows(&model.features(&flip_lr(&x)?)?)?);
+            }
+            for v in 0..views {
+                let mut vb = Vec::with_capacity(kept.len() * c * h * w);
+                for (_, res) in batch_input(data, &kept, &src.normalize, src.crop_padding, Some((v, plan.seed))) {
+                    vb.extend(res?);
+                }
+                let x = Tensor::from_vec(vb, (kept.len(), c, h, w), &plan.device)?;
+                out.views[v].extend(to_rows(&model.features(&x)?)?);
+            }
+            out.labels.extend(kept.iter().map(|&i| data.labels[i]));
+        }
+        done += rows.len();
+        tick(done);
+    }
+    Ok(out)
+}
+
+/// `train_views.safetensors`: `view{v}` [N, D] per augmented view, and `labels` [N] (i64).
+fn write_views(path: &std::path::Path, dim: usize, views: &[Vec<f32>], labels: &[u32], dtype: FeatureDtype) -> Result<()> {
+    let n = labels.len();
+    let dt = match dtype {
+        FeatureDtype::F32 => DType::F32,
+        FeatureDtype::F16 => DType::F16,
+    };
+    let mut t = HashMap::new();
+    for (v, f) in views.iter().enumerate() {
+        t.insert(format!("view{v}"), Tensor::from_slice(f, (n, dim), &Device::Cpu)?.to_dtype(dt)?);
+    }
+    t.insert("labels".to_string(), Tensor::from_vec(labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), n, &Device::Cpu)?);
+    candle_core::safetensors::save(&t, path)?;
+    Ok(())
+}
