@@ -1,0 +1,312 @@
+//! Command line, in two layers (ripgrep style): [`Cli`] holds the flags as typed; [`Plan`]
+//! is what they mean once the bank, the method table and the overrides are loaded and checked.
+
+use crate::config::MethodTable;
+use crate::method::{Constraint, HyperSpec, Init, Loss, Method, PostHoc, ProjectEvery, Schedule, los_defaults};
+use crate::runner::Job;
+use crate::synth::SynthSpec;
+use anyhow::{Context, bail};
+use bank::{Bank, ShotThresholds};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+/// The δ grid of the paper's Fig. 4.
+pub const DEFAULT_DELTAS: [f32; 11] = [0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99];
+
+/// Re-train classifier heads on a cached feature bank with every LOS Table 1 method.
+///
+/// Runs each selected method for each seed (in parallel), evaluates on test (final epoch, or
+/// the best val epoch when the bank has a val split), and writes results/table1.csv (mean ±
+/// std over seeds), results/runs.csv (long format), results/per-class.csv (accuracy, LoMa,
+/// RSD per class) and results/config.json.
+#[derive(Debug, Parser)]
+#[command(name = "retrain", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a deterministic synthetic long-tailed bank (CIFAR100-LT-like by default).
+    Synth {
+        /// Output folder.
+        #[arg(long, default_value = "features/synth-cifar100-lt-ir100")]
+        out: PathBuf,
+        /// Replace an existing bank.
+        #[arg(long)]
+        overwrite: bool,
+        #[command(flatten)]
+        spec: SynthSpec,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Bank folder [default: features/fmnist-lt-ir100 if present, else the synthetic
+    /// CIFAR100-LT-like bank features/synth-cifar100-lt-ir100, generated on first use].
+    #[arg(long)]
+    pub bank: Option<PathBuf>,
+    /// Methods, comma-separated, or `all` (the rows of the method table).
+    #[arg(long, default_value = "all", value_delimiter = ',')]
+    pub method: Vec<String>,
+    /// Method table [default: baselines/table1.toml, as compiled into the binary].
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Number of seeds per configuration (seed, seed+1, ...).
+    #[arg(long, default_value_t = 3)]
+    pub seeds: usize,
+    /// First seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long)]
+    pub lr: Option<f32>,
+    #[arg(long)]
+    pub wd: Option<f32>,
+    #[arg(long)]
+    pub momentum: Option<f32>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Start from the bank's stage-1 head (LOS protocol) or from a fresh nn.Linear init.
+    #[arg(long, value_enum)]
+    pub init: Option<Init>,
+    #[arg(long, value_enum)]
+    pub schedule: Option<Schedule>,
+    /// Label-smoothing δ of LOS (and of any other CE row with smoothing).
+    #[arg(long)]
+    pub delta: Option<f32>,
+    /// τ of the post-hoc rows (tau-norm, logit-adjust).
+    #[arg(long)]
+    pub tau: Option<f32>,
+    /// Run each selected CE-based method over a grid of δ (see --deltas) and write
+    /// <out>/<method>-delta-sweep.csv.
+    #[arg(long)]
+    pub sweep_delta: bool,
+    /// δ grid for --sweep-delta [default: 0,0.1,0.2,0.3,0.5,0.7,0.8,0.9,0.95,0.98,0.99].
+    #[arg(long, value_delimiter = ',')]
+    pub deltas: Option<Vec<f32>>,
+    /// Run each selected post-hoc method over τ = 0, 0.1, ..., 2 and print the curve.
+    #[arg(long)]
+    pub sweep_tau: bool,
+    /// MaxNorm projection after every step (paper) or once per epoch (LTWB code).
+    #[arg(long, value_enum)]
+    pub maxnorm_every: Option<MaxNormEvery>,
+    /// Many-shot classes have more than this many training rows [default: bank's meta.json, else 100].
+    #[arg(long)]
+    pub many_above: Option<usize>,
+    /// Few-shot classes have fewer than this many training rows [default: meta.json, else 20].
+    #[arg(long)]
+    pub few_below: Option<usize>,
+    /// Also report the best test epoch, labelled `oracle` (selection on test; for comparison
+    /// with published numbers only).
+    #[arg(long)]
+    pub oracle: bool,
+    /// Do not average the logits of `features` and `features_flip` at test time.
+    #[arg(long)]
+    pub no_tta: bool,
+    /// Keep file order in every epoch (instance-balanced sampler; for parity checks).
+    #[arg(long)]
+    pub no_shuffle: bool,
+    /// Output folder.
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
+    /// Worker threads [default: number of cores].
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MaxNormEvery {
+    Step,
+    Epoch,
+}
+
+/// Everything a run needs, checked.
+pub struct Plan {
+    pub bank: Bank,
+    pub jobs: Vec<Job>,
+    pub methods: Vec<Method>,
+    pub out: PathBuf,
+    pub threads: usize,
+    pub swept: Vec<&'static str>,
+    pub sweep_delta: bool,
+    pub sweep_tau: bool,
+}
+
+pub const DEFAULT_BANK: &str = "features/fmnist-lt-ir100";
+pub const SYNTH_BANK: &str = "features/synth-cifar100-lt-ir100";
+
+/// Where `rel` (a repository-relative path) is: under the current directory, else under the
+/// workspace this binary was built from.
+pub fn repo_path(rel: &str) -> PathBuf {
+    let here = PathBuf::from(rel);
+    if here.exists() {
+        return here;
+    }
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel);
+    if built.exists() { built } else { here }
+}
+
+impl RunArgs {
+    pub fn hyper_overrides(&self) -> HyperSpec {
+        HyperSpec {
+            lr: self.lr,
+            wd: self.wd,
+            momentum: self.momentum,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            init: self.init,
+            schedule: self.schedule,
+        }
+    }
+
+    /// The bank folder to use, generating the synthetic default when nothing else exists.
+    pub fn resolve_bank(&self, log: &dyn Fn(&str)) -> anyhow::Result<PathBuf> {
+        if let Some(b) = &self.bank {
+            return Ok(b.clone());
+        }
+        let real = repo_path(DEFAULT_BANK);
+        if real.join("train.safetensors").exists() {
+            return Ok(real);
+        }
+        let synth = repo_path(SYNTH_BANK);
+        if !synth.join("train.safetensors").exists() {
+            log(&format!("no bank given and none at {DEFAULT_BANK}: generating the synthetic CIFAR100-LT-like bank at {}", synth.display()));
+            crate::synth::write_synthetic_bank(&SynthSpec::default(), &synth, true, crate::linalg::Parallelism::Rayon(0))?;
+        }
+        Ok(synth)
+    }
+
+    pub fn plan(&self, log: &dyn Fn(&str)) -> anyhow::Result<Plan> {
+        // cheap checks first: a bad flag must not wait for a bank to load
+        if self.seeds == 0 {
+            bail!("--seeds must be ≥ 1");
+        }
+        if let Some(d) = self.delta {
+            if !(0.0..1.0).contains(&d) {
+                bail!("--delta must be in [0, 1), got {d}");
+            }
+        }
+        if let Some(ds) = &self.deltas {
+            if let Some(d) = ds.iter().find(|d| !(0.0..1.0).contains(*d)) {
+                bail!("--deltas: every δ must be in [0, 1), got {d}");
+            }
+        }
+        if self.jobs == Some(0) {
+            bail!("--jobs must be ≥ 1");
+        }
+        let table = match &self.config {
+            Some(p) => MethodTable::read(p)?,
+            None => MethodTable::embedded(),
+        };
+        let defaults = {
+            let d = self.hyper_overrides().or(&table.defaults);
+            let l = los_defaults();
+            crate::method::Hyper {
+                lr: d.lr.unwrap_or(l.lr),
+                wd: d.wd.unwrap_or(l.wd),
+                momentum: d.momentum.unwrap_or(l.momentum),
+                epochs: d.epochs.unwrap_or(l.epochs),
+                batch_size: d.batch_size.unwrap_or(l.batch_size),
+                init: d.init.unwrap_or(l.init),
+                schedule: d.schedule.unwrap_or(l.schedule),
+            }
+        };
+        let wanted: Vec<&str> = if self.method.iter().any(|m| m == "all") {
+            table.names()
+        } else {
+            self.method.iter().map(String::as_str).collect()
+        };
+        let mut methods = Vec::new();
+        for name in wanted {
+            let Some(spec) = table.methods.iter().find(|m| m.name == name) else {
+                bail!("--method: unknown method `{name}` (choose from: {}, all)", table.names().join(", "));
+            };
+            let mut spec = spec.clone();
+            // flags override the row
+            spec.hyper = self.hyper_overrides().or(&spec.hyper);
+            if let (Some(d), Loss::Ce { smoothing }) = (self.delta, &mut spec.loss) {
+                if *smoothing > 0.0 || name == "los" {
+                    *smoothing = d;
+                }
+            }
+            if let Some(t) = self.tau {
+                match &mut spec.posthoc {
+                    PostHoc::TauNorm { tau } | PostHoc::LogitAdjust { tau } => *tau = t,
+                    PostHoc::None => {}
+                }
+            }
+            if let (Some(e), Constraint::MaxNorm { every, .. }) = (self.maxnorm_every, &mut spec.constraint) {
+                *every = match e {
+                    MaxNormEvery::Step => ProjectEvery::Step,
+                    MaxNormEvery::Epoch => ProjectEvery::Epoch,
+                };
+            }
+            methods.push(spec.check(&defaults)?);
+        }
+        let mut swept = Vec::new();
+        let mut expanded = Vec::new();
+        for m in &methods {
+            if self.sweep_delta {
+                if !matches!(m.loss, Loss::Ce { .. }) {
+                    bail!("--sweep-delta: method `{}` has no label smoothing (it applies to CE rows such as los)", m.name);
+                }
+                for &d in self.deltas.as_deref().unwrap_or(&DEFAULT_DELTAS) {
+                    let mut v = m.clone();
+                    v.loss = Loss::Ce { smoothing: d };
+                    expanded.push(v);
+                }
+            } else if self.sweep_tau {
+                if m.tau().is_none() {
+                    bail!("--sweep-tau: method `{}` has no post-hoc τ (use tau-norm or logit-adjust)", m.name);
+                }
+                for i in 0..=20 {
+                    let mut v = m.clone();
+                    let t = i as f32 * 0.1;
+                    v.posthoc = match v.posthoc {
+                        PostHoc::TauNorm { .. } => PostHoc::TauNorm { tau: t },
+                        PostHoc::LogitAdjust { .. } => PostHoc::LogitAdjust { tau: t },
+                        p => p,
+                    };
+                    expanded.push(v);
+                }
+            } else {
+                expanded.push(m.clone());
+            }
+        }
+        if self.sweep_delta {
+            swept.push("delta");
+        }
+        if self.sweep_tau {
+            swept.push("tau");
+        }
+
+        let dir = self.resolve_bank(log)?;
+        let mut bank = Bank::open(&dir)?;
+        if self.many_above.is_some() || self.few_below.is_some() {
+            bank.shots = ShotThresholds {
+                many_above: self.many_above.unwrap_or(bank.shots.many_above),
+                few_below: self.few_below.unwrap_or(bank.shots.few_below),
+            };
+        }
+        if self.out.exists() && !self.out.is_dir() {
+            bail!("--out {}: exists and is not a folder", self.out.display());
+        }
+        std::fs::create_dir_all(&self.out).with_context(|| format!("--out {}: cannot create the folder", self.out.display()))?;
+        let probe = self.out.join(format!(".write-test-{}", std::process::id()));
+        std::fs::write(&probe, b"").with_context(|| format!("--out {}: folder is not writable", self.out.display()))?;
+        let _ = std::fs::remove_file(&probe);
+
+        let seeds: Vec<u64> = (0..self.seeds as u64).map(|i| self.seed + i).collect();
+        let jobs = expanded.iter().flat_map(|m| seeds.iter().map(move |&seed| Job { method: m.clone(), seed })).collect();
+        let threads = self.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+        Ok(Plan { bank, jobs, methods, out: self.out.clone(), threads, swept, sweep_delta: self.sweep_delta, sweep_tau: self.sweep_tau })
+    }
+}

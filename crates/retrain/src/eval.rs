@@ -1,0 +1,218 @@
+//! Evaluation of a head on a split: top-1 (micro), per-class accuracy, Many/Medium/Few (mean
+//! of per-class accuracies in the group; `None` when the group is empty), ECE (15 equal-width
+//! confidence bins), NLL, and the paper's per-class logit statistics:
+//!
+//! - LoMa_i = mean of logit i over samples of class i − mean of logit i over the other samples;
+//! - RSD_i = std of logit i over samples of class i (population std) / LoMa_i.
+//!
+//! With `tta`, the logits are the mean of those of `features` and `features_flip` (the LOS and
+//! LTWB flip test-time augmentation), when the split has `features_flip`.
+
+use crate::head::EvalHead;
+use crate::linalg::Parallelism;
+use bank::{ShotGroup, Split};
+
+/// Number of confidence bins of the ECE.
+pub const ECE_BINS: usize = 15;
+const CHUNK: usize = 2048;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    /// Micro top-1 accuracy in [0, 1].
+    pub top1: f64,
+    /// Accuracy per class (NaN for a class without samples in this split).
+    pub per_class: Vec<f64>,
+    pub per_class_count: Vec<usize>,
+    /// Mean per-class accuracy of Many, Medium, Few (`None`: empty group).
+    pub groups: [Option<f64>; 3],
+    pub ece: f64,
+    pub nll: f64,
+    pub loma: Vec<f64>,
+    pub rsd: Vec<f64>,
+}
+
+/// Sums from which every metric is computed; filled chunk by chunk.
+#[derive(Debug, Clone)]
+pub struct Tally {
+    k: usize,
+    rows: usize,
+    correct: usize,
+    class_correct: Vec<usize>,
+    class_count: Vec<usize>,
+    bin_count: [usize; ECE_BINS],
+    bin_conf: [f64; ECE_BINS],
+    bin_correct: [usize; ECE_BINS],
+    nll: f64,
+    true_sum: Vec<f64>,
+    true_sumsq: Vec<f64>,
+    all_sum: Vec<f64>,
+}
+
+impl Tally {
+    pub fn new(k: usize) -> Tally {
+        Tally {
+            k,
+            rows: 0,
+            correct: 0,
+            class_correct: vec![0; k],
+            class_count: vec![0; k],
+            bin_count: [0; ECE_BINS],
+            bin_conf: [0.0; ECE_BINS],
+            bin_correct: [0; ECE_BINS],
+            nll: 0.0,
+            true_sum: vec![0.0; k],
+            true_sumsq: vec![0.0; k],
+            all_sum: vec![0.0; k],
+        }
+    }
+
+    /// Add logits `z` [rows, K] of samples with labels `y`.
+    pub fn add(&mut self, z: &[f32], y: &[u32]) {
+        let k = self.k;
+        for (row, &yi) in z.chunks_exact(k).zip(y) {
+            let yi = yi as usize;
+            let (mut arg, mut max) = (0usize, f32::NEG_INFINITY);
+            for (c, &v) in row.iter().enumerate() {
+                if v > max {
+                    max = v;
+                    arg = c;
+                }
+            }
+            let sum: f64 = row.iter().map(|&v| ((v - max) as f64).exp()).sum();
+            let conf = 1.0 / sum; // p of the argmax
+            let ok = arg == yi;
+            self.rows += 1;
+            self.class_count[yi] += 1;
+            if ok {
+                self.correct += 1;
+                self.class_correct[yi] += 1;
+            }
+            self.nll += sum.ln() - (row[yi] - max) as f64;
+            let bin = ((conf * ECE_BINS as f64).ceil() as usize).clamp(1, ECE_BINS) - 1;
+            self.bin_count[bin] += 1;
+            self.bin_conf[bin] += conf;
+            self.bin_correct[bin] += ok as usize;
+            let zy = row[yi] as f64;
+            self.true_sum[yi] += zy;
+            self.true_sumsq[yi] += zy * zy;
+            for (s, &v) in self.all_sum.iter_mut().zip(row) {
+                *s += v as f64;
+            }
+        }
+    }
+
+    pub fn finish(&self, groups: &[ShotGroup]) -> Evaluation {
+        let n = self.rows.max(1) as f64;
+        let per_class: Vec<f64> = self
+            .class_correct
+            .iter()
+            .zip(&self.class_count)
+            .map(|(&c, &t)| if t == 0 { f64::NAN } else { c as f64 / t as f64 })
+            .collect();
+        let mut g = [None; 3];
+        for (slot, group) in g.iter_mut().zip(ShotGroup::ALL) {
+            let accs: Vec<f64> =
+                per_class.iter().zip(groups).filter(|(a, gr)| **gr == group && !a.is_nan()).map(|(a, _)| *a).collect();
+            if !accs.is_empty() {
+                *slot = Some(accs.iter().sum::<f64>() / accs.len() as f64);
+            }
+        }
+        let ece = (0..ECE_BINS)
+            .filter(|&b| self.bin_count[b] > 0)
+            .map(|b| {
+                let nb = self.bin_count[b] as f64;
+                (nb / n) * (self.bin_correct[b] as f64 / nb - self.bin_conf[b] / nb).abs()
+            })
+            .sum();
+        let mut loma = vec![f64::NAN; self.k];
+        let mut rsd = vec![f64::NAN; self.k];
+        for i in 0..self.k {
+            let ni = self.class_count[i];
+            let others = self.rows - ni;
+            if ni == 0 || others == 0 {
+                continue;
+            }
+            let mean_true = self.true_sum[i] / ni as f64;
+            let mean_other = (self.all_sum[i] - self.true_sum[i]) / others as f64;
+            loma[i] = mean_true - mean_other;
+            let var = (self.true_sumsq[i] / ni as f64 - mean_true * mean_true).max(0.0);
+            rsd[i] = var.sqrt() / loma[i];
+        }
+        Evaluation {
+            top1: self.correct as f64 / n,
+            per_class,
+            per_class_count: self.class_count.clone(),
+            groups: g,
+            ece,
+            nll: self.nll / n,
+            loma,
+            rsd,
+        }
+    }
+}
+
+/// Evaluate `head` on `split`; `groups[c]` is the shot group of class c.
+pub fn evaluate(head: &EvalHead, split: &Split, groups: &[ShotGroup], tta: bool, par: Parallelism) -> Evaluation {
+    let (k, d) = (head.num_classes, head.dim);
+    let mut tally = Tally::new(k);
+    let mut z = vec![0.0f32; CHUNK * k];
+    let mut z2 = vec![0.0f32; if tta { CHUNK * k } else { 0 }];
+    let mut scratch = Vec::new();
+    let x = split.features();
+    let flip = if tta { split.features_flip.as_ref().map(|f| f.as_slice()) } else { None };
+    for start in (0..split.rows).step_by(CHUNK) {
+        let rows = CHUNK.min(split.rows - start);
+        head.logits(&x[start * d..], rows, &mut z, &mut scratch, par);
+        if let Some(f) = flip {
+            head.logits(&f[start * d..], rows, &mut z2, &mut scratch, par);
+            for (a, b) in z[..rows * k].iter_mut().zip(&z2[..rows * k]) {
+                *a = 0.5 * (*a + b);
+            }
+        }
+        tally.add(&z[..rows * k], &split.labels[start..start + rows]);
+    }
+    tally.finish(groups)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loma_and_rsd_on_a_hand_made_logit_matrix() {
+        // 2 classes; class 0 samples: logit0 = 3, 5; class 1 samples: logit0 = 1, 1
+        // LoMa_0 = 4 − 1 = 3; std over class-0 samples of logit 0 = 1 → RSD_0 = 1/3
+        // logit1: class 1 samples 2, 4 (mean 3, std 1); class 0 samples 0, 0 → LoMa_1 = 3
+        let z = [3.0, 0.0, 5.0, 0.0, 1.0, 2.0, 1.0, 4.0];
+        let y = [0, 0, 1, 1];
+        let mut t = Tally::new(2);
+        t.add(&z, &y);
+        let e = t.finish(&[ShotGroup::Many, ShotGroup::Few]);
+        assert!((e.loma[0] - 3.0).abs() < 1e-12 && (e.loma[1] - 3.0).abs() < 1e-12);
+        assert!((e.rsd[0] - 1.0 / 3.0).abs() < 1e-12 && (e.rsd[1] - 1.0 / 3.0).abs() < 1e-12);
+        assert_eq!(e.top1, 1.0);
+        assert_eq!(e.groups, [Some(1.0), None, Some(1.0)]);
+    }
+
+    #[test]
+    fn ece_by_hand() {
+        // two samples, both predicted with confidence p = e/(1+e) ≈ 0.731 (bin 11: (0.7333..]?
+        // 0.731*15 = 10.97 → ceil 11 → bin 10); one right, one wrong: acc 0.5 → ECE = |0.5 − 0.731|
+        let z = [1.0, 0.0, 1.0, 0.0];
+        let mut t = Tally::new(2);
+        t.add(&z, &[0, 1]);
+        let e = t.finish(&[ShotGroup::Many; 2]);
+        let p = 1f64.exp() / (1.0 + 1f64.exp());
+        assert!((e.ece - (p - 0.5)).abs() < 1e-6, "{}", e.ece);
+        assert!((e.nll - 0.5 * ((-p.ln()) + (-(1.0 - p).ln()))).abs() < 1e-6);
+        assert_eq!(e.per_class, vec![1.0, 0.0]);
+    }
+
+    #[test]
+    fn perfectly_calibrated_bins_give_zero_ece() {
+        // confidence 1 (huge margin) and always right
+        let mut t = Tally::new(2);
+        t.add(&[100.0, 0.0, 0.0, 100.0], &[0, 1]);
+        assert!(t.finish(&[ShotGroup::Many; 2]).ece < 1e-12);
+    }
+}

@@ -1,0 +1,320 @@
+//! Classifier heads g(W, f(x)): parameters, forward and backward on a minibatch, and the
+//! inference form after post-hoc rules.
+//!
+//! - Linear: `z = x Wᵀ + b`; `∂W = Gᵀ x`, `∂b = Σ_rows G`.
+//! - Cosine: `z = s x̂ Ŵᵀ` (x̂, ŵ_i unit rows, no bias); with `∂Ŵ = s Gᵀ x̂`,
+//!   `∂w_i = (∂ŵ_i − (∂ŵ_i·ŵ_i) ŵ_i) / ‖w_i‖`.
+//! - LWS: `z = c ⊙ (x Wᵀ + b)`, W and b frozen; `∂c_k = Σ_rows G_k u_k`.
+//!
+//! # Shapes
+//! `weight` [K, D] (nn.Linear layout), `bias` [K], `scales` [K]; minibatches [B, D].
+
+use crate::linalg::{Parallelism, matmul_abt, matmul_atb};
+use crate::method::{Head, PostHoc};
+use rand::Rng;
+
+/// F.normalize's epsilon.
+const NORM_EPS: f32 = 1e-12;
+
+/// Trainable state of a head.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeadState {
+    pub kind: Head,
+    pub num_classes: usize,
+    pub dim: usize,
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+    /// LWS scales (empty for other heads).
+    pub scales: Vec<f32>,
+}
+
+impl HeadState {
+    /// A head of `kind` starting from a linear classifier (the stage-1 head, or a fresh one).
+    pub fn from_linear(kind: Head, num_classes: usize, dim: usize, weight: Vec<f32>, bias: Vec<f32>) -> HeadState {
+        assert_eq!(weight.len(), num_classes * dim);
+        assert_eq!(bias.len(), num_classes);
+        let scales = if kind == Head::Lws { vec![1.0; num_classes] } else { Vec::new() };
+        let bias = if matches!(kind, Head::Cosine { .. }) { vec![0.0; num_classes] } else { bias };
+        HeadState { kind, num_classes, dim, weight, bias, scales }
+    }
+
+    /// PyTorch nn.Linear default init: W, b ~ U(−1/√D, 1/√D).
+    pub fn fresh(kind: Head, num_classes: usize, dim: usize, rng: &mut impl Rng) -> HeadState {
+        let bound = 1.0 / (dim as f32).sqrt();
+        let weight = (0..num_classes * dim).map(|_| rng.random_range(-bound..bound)).collect();
+        let bias = (0..num_classes).map(|_| rng.random_range(-bound..bound)).collect();
+        HeadState::from_linear(kind, num_classes, dim, weight, bias)
+    }
+
+    /// Row norms ‖w_i‖.
+    pub fn row_norms(&self) -> Vec<f32> {
+        self.weight.chunks_exact(self.dim).map(|r| r.iter().map(|v| v * v).sum::<f32>().sqrt()).collect()
+    }
+
+    /// The inference head: post-hoc rule applied, everything folded into one linear map
+    /// (plus input normalisation for cosine heads).
+    pub fn eval_head(&self, posthoc: PostHoc, log_priors: &[f64]) -> EvalHead {
+        let (k, d) = (self.num_classes, self.dim);
+        let mut weight = self.weight.clone();
+        let mut bias = self.bias.clone();
+        let mut normalize_input = false;
+        match self.kind {
+            Head::Linear => {}
+            Head::Cosine { scale } => {
+                normalize_input = true;
+                for row in weight.chunks_exact_mut(d) {
+                    let n = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(NORM_EPS);
+                    row.iter_mut().for_each(|v| *v *= scale / n);
+                }
+            }
+            Head::Lws => {
+                for (c, (row, b)) in weight.chunks_exact_mut(d).zip(bias.iter_mut()).enumerate() {
+                    row.iter_mut().for_each(|v| *v *= self.scales[c]);
+                    *b *= self.scales[c];
+                }
+            }
+        }
+        match posthoc {
+            PostHoc::None => {}
+            PostHoc::TauNorm { tau } => {
+                for row in weight.chunks_exact_mut(d) {
+                    let n = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(NORM_EPS);
+                    let f = n.powf(-tau);
+                    row.iter_mut().for_each(|v| *v *= f);
+                }
+                bias.iter_mut().for_each(|b| *b = 0.0);
+            }
+            PostHoc::LogitAdjust { tau } => {
+                for (b, lp) in bias.iter_mut().zip(log_priors) {
+                    *b -= (tau as f64 * lp) as f32;
+                }
+            }
+        }
+        debug_assert_eq!(weight.len(), k * d);
+        EvalHead { num_classes: k, dim: d, weight, bias, normalize_input }
+    }
+}
+
+/// A head ready for inference: `z = x' Wᵀ + b`, x' = x or x/‖x‖.
+#[derive(Debug, Clone)]
+pub struct EvalHead {
+    pub num_classes: usize,
+    pub dim: usize,
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub normalize_input: bool,
+}
+
+impl EvalHead {
+    /// Logits of `rows` feature rows into `z` [rows, K]; `scratch` holds normalised inputs.
+    pub fn logits(&self, x: &[f32], rows: usize, z: &mut [f32], scratch: &mut Vec<f32>, par: Parallelism) {
+        let (k, d) = (self.num_classes, self.dim);
+        let x = if self.normalize_input {
+            scratch.clear();
+            scratch.extend_from_slice(&x[..rows * d]);
+            normalize_rows(scratch, d);
+            &scratch[..]
+        } else {
+            x
+        };
+        for r in z[..rows * k].chunks_exact_mut(k) {
+            r.copy_from_slice(&self.bias);
+        }
+        matmul_abt(z, x, &self.weight, rows, k, d, true, par);
+    }
+}
+
+/// Scale each row of `x` [_, d] to unit L2 norm (F.normalize, eps 1e-12).
+pub fn normalize_rows(x: &mut [f32], d: usize) {
+    for row in x.chunks_exact_mut(d) {
+        let n = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(NORM_EPS);
+        row.iter_mut().for_each(|v| *v /= n);
+    }
+}
+
+/// Reusable buffers of one training run (no allocation per step).
+#[derive(Debug, Default)]
+pub struct StepBuffers {
+    /// Minibatch features [B, D] (normalised in place for cosine heads).
+    pub xb: Vec<f32>,
+    pub yb: Vec<u32>,
+    /// Logits [B, K] and ∂L/∂z [B, K].
+    pub z: Vec<f32>,
+    pub g: Vec<f32>,
+    /// LWS pre-scale logits [B, K].
+    u: Vec<f32>,
+    /// Cosine: s·Ŵ [K, D] and ‖w_i‖ [K].
+    what: Vec<f32>,
+    norms: Vec<f32>,
+    /// Gradients of weight [K, D], bias [K], scales [K].
+    pub dw: Vec<f32>,
+    pub db: Vec<f32>,
+    pub dc: Vec<f32>,
+}
+
+impl StepBuffers {
+    pub fn new(batch: usize, k: usize, d: usize) -> StepBuffers {
+        StepBuffers {
+            xb: vec![0.0; batch * d],
+            yb: vec![0; batch],
+            z: vec![0.0; batch * k],
+            g: vec![0.0; batch * k],
+            u: vec![0.0; batch * k],
+            what: vec![0.0; k * d],
+            norms: vec![0.0; k],
+            dw: vec![0.0; k * d],
+            db: vec![0.0; k],
+            dc: vec![0.0; k],
+        }
+    }
+}
+
+/// Forward a gathered minibatch of `b` rows (in `buf.xb`) into `buf.z`.
+pub fn forward(head: &HeadState, buf: &mut StepBuffers, b: usize, par: Parallelism) {
+    let (k, d) = (head.num_classes, head.dim);
+    match head.kind {
+        Head::Linear => {
+            for r in buf.z[..b * k].chunks_exact_mut(k) {
+                r.copy_from_slice(&head.bias);
+            }
+            matmul_abt(&mut buf.z, &buf.xb, &head.weight, b, k, d, true, par);
+        }
+        Head::Cosine { scale } => {
+            normalize_rows(&mut buf.xb[..b * d], d);
+            for ((row, out), n) in head.weight.chunks_exact(d).zip(buf.what.chunks_exact_mut(d)).zip(buf.norms.iter_mut()) {
+                *n = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(NORM_EPS);
+                let f = scale / *n;
+                out.iter_mut().zip(row).for_each(|(o, w)| *o = w * f);
+            }
+            matmul_abt(&mut buf.z, &buf.xb, &buf.what, b, k, d, false, par);
+        }
+        Head::Lws => {
+            for r in buf.u[..b * k].chunks_exact_mut(k) {
+                r.copy_from_slice(&head.bias);
+            }
+            matmul_abt(&mut buf.u, &buf.xb, &head.weight, b, k, d, true, par);
+            for (zr, ur) in buf.z[..b * k].chunks_exact_mut(k).zip(buf.u.chunks_exact(k)) {
+                for ((z, u), c) in zr.iter_mut().zip(ur).zip(&head.scales) {
+                    *z = u * c;
+                }
+            }
+        }
+    }
+}
+
+/// Gradients of the trainable parameters from `buf.g` = ∂L/∂z (after [`forward`]).
+pub fn backward(head: &HeadState, buf: &mut StepBuffers, b: usize, par: Parallelism) {
+    let (k, d) = (head.num_classes, head.dim);
+    match head.kind {
+        Head::Linear => {
+            matmul_atb(&mut buf.dw, &buf.g, &buf.xb, b, k, d, par);
+            buf.db.fill(0.0);
+            for gr in buf.g[..b * k].chunks_exact(k) {
+                buf.db.iter_mut().zip(gr).for_each(|(s, g)| *s += g);
+            }
+        }
+        Head::Cosine { scale } => {
+            // ∂(s ŵ) = Gᵀ x̂ → ∂ŵ = s Gᵀ x̂
+            matmul_atb(&mut buf.dw, &buf.g, &buf.xb, b, k, d, par);
+            for ((dwr, whr), n) in buf.dw.chunks_exact_mut(d).zip(buf.what.chunks_exact(d)).zip(&buf.norms) {
+                // what row = s ŵ; dwr = Gᵀx̂ row = ∂z/∂(s ŵ)
+                let dot: f32 = dwr.iter().zip(whr).map(|(a, w)| a * w).sum::<f32>() / (scale * scale);
+                let f = scale / n;
+                dwr.iter_mut().zip(whr).for_each(|(a, w)| *a = f * (*a - dot * w));
+            }
+            buf.db.fill(0.0);
+        }
+        Head::Lws => {
+            buf.dc.fill(0.0);
+            for (gr, ur) in buf.g[..b * k].chunks_exact(k).zip(buf.u.chunks_exact(k)) {
+                for ((s, g), u) in buf.dc.iter_mut().zip(gr).zip(ur) {
+                    *s += g * u;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::method::Head;
+
+    fn head(kind: Head) -> HeadState {
+        let (k, d) = (3, 4);
+        let w = (0..k * d).map(|i| ((i as f32) * 0.37).sin()).collect();
+        let b = vec![0.1, -0.2, 0.3];
+        let mut h = HeadState::from_linear(kind, k, d, w, b);
+        if kind == Head::Lws {
+            h.scales = vec![0.9, 1.2, 1.05];
+        }
+        h
+    }
+
+    /// loss = Σ z ⊙ R for a fixed R, so ∂L/∂z = R.
+    fn loss_of(h: &HeadState, x: &[f32], r: &[f32]) -> f64 {
+        let mut buf = StepBuffers::new(2, 3, 4);
+        buf.xb.copy_from_slice(x);
+        forward(h, &mut buf, 2, Parallelism::None);
+        buf.z.iter().zip(r).map(|(z, r)| (z * r) as f64).sum()
+    }
+
+    #[test]
+    fn head_gradients_match_finite_differences() {
+        let x: Vec<f32> = (0..8).map(|i| ((i as f32) * 1.3).cos() + 0.5).collect();
+        let r: Vec<f32> = (0..6).map(|i| ((i as f32) * 0.9).sin()).collect();
+        for kind in [Head::Linear, Head::Cosine { scale: 16.0 }, Head::Lws] {
+            let h = head(kind);
+            let mut buf = StepBuffers::new(2, 3, 4);
+            buf.xb.copy_from_slice(&x);
+            forward(&h, &mut buf, 2, Parallelism::None);
+            buf.g.copy_from_slice(&r);
+            backward(&h, &mut buf, 2, Parallelism::None);
+            let eps = 1e-3f32;
+            let params: Vec<(&str, usize)> = match kind {
+                Head::Linear => vec![("w", 12), ("b", 3)],
+                Head::Cosine { .. } => vec![("w", 12)],
+                Head::Lws => vec![("c", 3)],
+            };
+            for (name, n) in params {
+                for j in 0..n {
+                    let bump = |delta: f32| {
+                        let mut h2 = h.clone();
+                        match name {
+                            "w" => h2.weight[j] += delta,
+                            "b" => h2.bias[j] += delta,
+                            _ => h2.scales[j] += delta,
+                        }
+                        loss_of(&h2, &x, &r)
+                    };
+                    let fd = (bump(eps) - bump(-eps)) / (2.0 * eps as f64);
+                    let an = match name {
+                        "w" => buf.dw[j],
+                        "b" => buf.db[j],
+                        _ => buf.dc[j],
+                    } as f64;
+                    assert!((fd - an).abs() < 2e-2 * (1.0 + fd.abs()), "{kind:?} {name}[{j}]: fd {fd} vs {an}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tau_norm_with_tau_one_gives_unit_rows_and_no_bias() {
+        let e = head(Head::Linear).eval_head(PostHoc::TauNorm { tau: 1.0 }, &[0.0; 3]);
+        for row in e.weight.chunks_exact(4) {
+            assert!((row.iter().map(|v| v * v).sum::<f32>() - 1.0).abs() < 1e-5);
+        }
+        assert!(e.bias.iter().all(|&b| b == 0.0));
+        // τ = 0 leaves W unchanged
+        let e0 = head(Head::Linear).eval_head(PostHoc::TauNorm { tau: 0.0 }, &[0.0; 3]);
+        assert_eq!(e0.weight, head(Head::Linear).weight);
+    }
+
+    #[test]
+    fn logit_adjust_subtracts_tau_log_prior() {
+        let lp = [(0.5f64).ln(), (0.3f64).ln(), (0.2f64).ln()];
+        let e = head(Head::Linear).eval_head(PostHoc::LogitAdjust { tau: 1.0 }, &lp);
+        assert!((e.bias[2] - (0.3 - (0.2f64).ln() as f32)).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,21 @@
+//! ltbench `retrain`: every classifier re-training method of the LOS paper's Table 1 (and LOS)
+//! on a cached feature bank.
+//!
+//! Flow: [`bank::Bank`] → [`cli::Plan`] (methods × seeds) → [`runner::run_jobs`]
+//! ([`trainer::train`] + [`eval::evaluate`]) → [`runner::RunRecord`]s → [`tables`] (CSV).
+
+pub mod cli;
+pub mod config;
+pub mod eval;
+pub mod head;
+pub mod linalg;
+pub mod loss;
+pub mod method;
+pub mod optim;
+pub mod report;
+pub mod runner;
+pub mod sampler;
+pub mod stage1;
+pub mod synth;
+pub mod tables;
+pub mod trainer;

@@ -1,0 +1,64 @@
+//! Softmax cross-entropy with everything the CE-based rows need, as fields of one formula:
+//!
+//! `L = (1/B) Σ_i r_i · (−Σ_c q_ic log softmax(a_i)_c)`, with
+//! - `a_ic = z_ic + o_c − μ_{y_i}·1{c = y_i}` (o = log n: balanced softmax; μ = s·m: LDAM),
+//! - `q_i` = PyTorch label-smoothing targets with δ (δ = 0: one-hot; LOS: δ = 0.98),
+//! - `r_i = w_{y_i}` (class-balanced softmax form) or 1.
+//!
+//! Gradient: `∂L/∂z_ic = r_i (p_ic − q_ic) / B`.
+//!
+//! # Shapes
+//! `z`, `grad`: [B, K] row-major; `y`: [B]; `offset`, `weight`, `margin`: [K].
+
+use super::weights::smoothed_targets;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CeTerms<'a> {
+    pub smoothing: f64,
+    pub offset: Option<&'a [f32]>,
+    pub margin: Option<&'a [f32]>,
+    pub weight: Option<&'a [f32]>,
+}
+
+/// Returns the batch-mean loss and writes `∂L/∂z` into `grad`.
+pub fn softmax_ce(z: &[f32], y: &[u32], k: usize, t: CeTerms<'_>, grad: &mut [f32]) -> f64 {
+    let b = y.len();
+    let (q_true, q_other) = smoothed_targets(k, t.smoothing);
+    let (q_true, q_other) = (q_true as f32, q_other as f32);
+    let inv_b = 1.0 / b as f32;
+    let mut total = 0.0f64;
+    for (i, &yi) in y.iter().enumerate() {
+        let yi = yi as usize;
+        let row = &z[i * k..(i + 1) * k];
+        let g = &mut grad[i * k..(i + 1) * k];
+        // adjusted logits into g (reused as scratch)
+        g.copy_from_slice(row);
+        if let Some(o) = t.offset {
+            for (a, o) in g.iter_mut().zip(o) {
+                *a += o;
+            }
+        }
+        if let Some(m) = t.margin {
+            g[yi] -= m[yi];
+        }
+        let max = g.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0f32;
+        let mut dot_qa = 0.0f32; // Σ_c q_c (a_c − max)
+        for (c, a) in g.iter_mut().enumerate() {
+            let s = *a - max;
+            dot_qa += if c == yi { q_true } else { q_other } * s;
+            *a = s.exp();
+            sum += *a;
+        }
+        let log_sum = sum.ln();
+        // −Σ q log p = −Σ q (s − log Σ) = log Σ − Σ q s   (Σ q = 1)
+        let r = t.weight.map_or(1.0, |w| w[yi]);
+        total += (r * (log_sum - dot_qa)) as f64;
+        let scale = r * inv_b / sum;
+        for (c, a) in g.iter_mut().enumerate() {
+            let q = if c == yi { q_true } else { q_other };
+            *a = *a * scale - q * r * inv_b;
+        }
+    }
+    total / b as f64
+}

@@ -1,0 +1,332 @@
+//! Run records → Polars tables → CSV files (written atomically) and the table on stdout.
+//!
+//! - `runs.csv`: long format, one row per method × parameters × seed × split × group.
+//! - `per-class.csv`: one row per method × parameters × seed × class (test split), with the
+//!   class's train count, shot group, accuracy, LoMa and RSD.
+//! - `table1.csv`: one row per method × parameters, mean and sample std over seeds.
+
+use crate::eval::Evaluation;
+use crate::runner::RunRecord;
+use bank::{Bank, ShotGroup};
+use polars::prelude::*;
+use std::path::Path;
+
+/// Mean and sample standard deviation (ddof 1; `None` with fewer than two values).
+pub fn mean_std(xs: &[f64]) -> (Option<f64>, Option<f64>) {
+    if xs.is_empty() {
+        return (None, None);
+    }
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    let std = (xs.len() > 1).then(|| (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
+    (Some(mean), std)
+}
+
+/// One aggregated row: a configuration over its seeds.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub method: String,
+    pub delta: Option<f64>,
+    pub tau: Option<f64>,
+    pub lr: f64,
+    pub wd: f64,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub init: String,
+    pub n_seeds: usize,
+    /// (mean, std) in percent for all, many, medium, few.
+    pub acc: [(Option<f64>, Option<f64>); 4],
+    pub ece: (Option<f64>, Option<f64>),
+    pub nll: (Option<f64>, Option<f64>),
+    /// LoMa coefficient of variation across classes (std/mean), mean over seeds.
+    pub loma_cv: Option<f64>,
+    pub oracle_all: Option<f64>,
+    pub selection: &'static str,
+}
+
+fn r4(x: f64) -> f64 {
+    (x * 1e4).round() / 1e4
+}
+
+fn key(r: &RunRecord) -> String {
+    let m = &r.method;
+    format!(
+        "{}|{:?}|{:?}|{}|{}|{}|{}|{:?}",
+        m.name,
+        m.delta(),
+        m.tau(),
+        m.hyper.lr,
+        m.hyper.wd,
+        m.hyper.epochs,
+        m.hyper.batch_size,
+        m.hyper.init
+    )
+}
+
+fn group_acc(e: &Evaluation, g: usize) -> Option<f64> {
+    if g == 0 { Some(e.top1) } else { e.groups[g - 1] }
+}
+
+/// LoMa's coefficient of variation across classes: how uneven the logit margins are.
+pub fn loma_cv(e: &Evaluation) -> Option<f64> {
+    let v: Vec<f64> = e.loma.iter().copied().filter(|x| x.is_finite()).collect();
+    let (m, s) = mean_std(&v);
+    Some(s? / m?.abs())
+}
+
+/// Aggregate records by configuration, in order of first appearance.
+pub fn aggregate(records: &[RunRecord]) -> Vec<Row> {
+    let mut order: Vec<String> = Vec::new();
+    let mut by: std::collections::HashMap<String, Vec<&RunRecord>> = Default::default();
+    for r in records {
+        let k = key(r);
+        if !by.contains_key(&k) {
+            order.push(k.clone());
+        }
+        by.entry(k).or_default().push(r);
+    }
+    order
+        .iter()
+        .map(|k| {
+            let rs = &by[k];
+            let m = &rs[0].method;
+            let col = |f: &dyn Fn(&RunRecord) -> Option<f64>| -> (Option<f64>, Option<f64>) {
+                let v: Vec<f64> = rs.iter().filter_map(|r| f(r)).collect();
+                if v.len() < rs.len() { (None, None) } else { mean_std(&v) }
+            };
+            let acc = [0, 1, 2, 3].map(|g| col(&|r: &RunRecord| group_acc(&r.test, g).map(|a| 100.0 * a)));
+            let oracle = col(&|r: &RunRecord| r.oracle.map(|(a, _)| 100.0 * a)).0;
+            Row {
+                method: m.name.clone(),
+                delta: m.delta().map(|d| d as f64),
+                tau: m.tau().map(|t| t as f64),
+                lr: m.hyper.lr as f64,
+                wd: m.hyper.wd as f64,
+                epochs: m.hyper.epochs,
+                batch_size: m.hyper.batch_size,
+                init: format!("{:?}", m.hyper.init).to_lowercase(),
+                n_seeds: rs.len(),
+                acc,
+                ece: col(&|r: &RunRecord| Some(r.test.ece)),
+                nll: col(&|r: &RunRecord| Some(r.test.nll)),
+                loma_cv: col(&|r: &RunRecord| loma_cv(&r.test)).0,
+                oracle_all: oracle,
+                selection: if rs[0].selected_epoch.is_some() { "val" } else { "final" },
+            }
+        })
+        .collect()
+}
+
+fn opt(v: Option<f64>) -> Option<f64> {
+    v.map(r4)
+}
+
+/// `table1.csv`.
+pub fn table_frame(rows: &[Row]) -> PolarsResult<DataFrame> {
+    let c = |name: &str, f: &dyn Fn(&Row) -> Option<f64>| Column::new(name.into(), rows.iter().map(|r| opt(f(r))).collect::<Vec<_>>());
+    let mut cols = vec![
+        Column::new("method".into(), rows.iter().map(|r| r.method.clone()).collect::<Vec<_>>()),
+        Column::new("n_seeds".into(), rows.iter().map(|r| r.n_seeds as u32).collect::<Vec<_>>()),
+        c("all", &|r| r.acc[0].0),
+        c("all_std", &|r| r.acc[0].1),
+        c("many", &|r| r.acc[1].0),
+        c("medium", &|r| r.acc[2].0),
+        c("few", &|r| r.acc[3].0),
+        c("many_std", &|r| r.acc[1].1),
+        c("medium_std", &|r| r.acc[2].1),
+        c("few_std", &|r| r.acc[3].1),
+        c("ece_15bins", &|r| r.ece.0),
+        c("nll", &|r| r.nll.0),
+        c("loma_cv", &|r| r.loma_cv),
+        c("delta", &|r| r.delta),
+        c("tau", &|r| r.tau),
+        c("lr", &|r| Some(r.lr)),
+        c("wd", &|r| Some(r.wd)),
+        Column::new("epochs".into(), rows.iter().map(|r| r.epochs as u32).collect::<Vec<_>>()),
+        Column::new("batch_size".into(), rows.iter().map(|r| r.batch_size as u32).collect::<Vec<_>>()),
+        Column::new("init".into(), rows.iter().map(|r| r.init.clone()).collect::<Vec<_>>()),
+        Column::new("selection".into(), rows.iter().map(|r| r.selection.to_string()).collect::<Vec<_>>()),
+    ];
+    if rows.iter().any(|r| r.oracle_all.is_some()) {
+        cols.push(c("oracle_all_best_test_epoch", &|r| r.oracle_all));
+    }
+    DataFrame::new_infer_height(cols)
+}
+
+/// `runs.csv`: long format.
+pub fn runs_frame(bank: &Bank, records: &[RunRecord]) -> PolarsResult<DataFrame> {
+    let mut method = Vec::new();
+    let (mut head, mut loss, mut sampler, mut constraint, mut posthoc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut delta, mut tau, mut lr, mut wd, mut momentum) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut epochs, mut batch, mut init, mut schedule, mut seed) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut split, mut group, mut acc, mut ece, mut nll, mut sel, mut secs) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let names = ["all", "many", "medium", "few"];
+    for r in records {
+        let m = &r.method;
+        let evals: Vec<(&str, &Evaluation)> =
+            std::iter::once(("test", &r.test)).chain(r.val.as_ref().map(|v| ("val", v))).collect();
+        for (sname, e) in evals {
+            for (g, gname) in names.iter().enumerate() {
+                method.push(m.name.clone());
+                head.push(serde_json::to_string(&m.head).unwrap());
+                loss.push(serde_json::to_string(&m.loss).unwrap());
+                sampler.push(serde_json::to_string(&m.sampler).unwrap().trim_matches('"').to_string());
+                constraint.push(serde_json::to_string(&m.constraint).unwrap());
+                posthoc.push(serde_json::to_string(&m.posthoc).unwrap());
+                delta.push(m.delta().map(|d| d as f64));
+                tau.push(m.tau().map(|t| t as f64));
+                lr.push(m.hyper.lr as f64);
+                wd.push(m.hyper.wd as f64);
+                momentum.push(m.hyper.momentum as f64);
+                epochs.push(m.hyper.epochs as u32);
+                batch.push(m.hyper.batch_size as u32);
+                init.push(format!("{:?}", m.hyper.init).to_lowercase());
+                schedule.push(format!("{:?}", m.hyper.schedule).to_lowercase());
+                seed.push(r.seed);
+                split.push(sname.to_string());
+                group.push(gname.to_string());
+                acc.push(group_acc(e, g).map(|a| r4(100.0 * a)));
+                ece.push((g == 0).then_some(r4(e.ece)));
+                nll.push((g == 0).then_some(r4(e.nll)));
+                sel.push(r.selected_epoch.map(|x| x as u32));
+                secs.push(r4(r.seconds));
+            }
+        }
+    }
+    let n = method.len();
+    DataFrame::new(
+        n,
+        vec![
+            Column::new("bank".into(), vec![bank.name(); n]),
+            Column::new("method".into(), method),
+            Column::new("head".into(), head),
+            Column::new("loss".into(), loss),
+            Column::new("sampler".into(), sampler),
+            Column::new("constraint".into(), constraint),
+            Column::new("posthoc".into(), posthoc),
+            Column::new("delta".into(), delta),
+            Column::new("tau".into(), tau),
+            Column::new("lr".into(), lr),
+            Column::new("wd".into(), wd),
+            Column::new("momentum".into(), momentum),
+            Column::new("epochs".into(), epochs),
+            Column::new("batch_size".into(), batch),
+            Column::new("init".into(), init),
+            Column::new("schedule".into(), schedule),
+            Column::new("seed".into(), seed),
+            Column::new("split".into(), split),
+            Column::new("group".into(), group),
+            Column::new("accuracy".into(), acc),
+            Column::new("ece_15bins".into(), ece),
+            Column::new("nll".into(), nll),
+            Column::new("selected_epoch".into(), sel),
+            Column::new("seconds".into(), secs),
+        ],
+    )
+}
+
+/// `per-class.csv` (test split).
+pub fn per_class_frame(bank: &Bank, groups: &[ShotGroup], records: &[RunRecord]) -> PolarsResult<DataFrame> {
+    let (mut method, mut delta, mut tau, mut seed, mut class, mut train_count) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut test_count, mut group, mut acc, mut loma, mut rsd) = (vec![], vec![], vec![], vec![], vec![]);
+    for r in records {
+        for c in 0..bank.num_classes {
+            method.push(r.method.name.clone());
+            delta.push(r.method.delta().map(|d| d as f64));
+            tau.push(r.method.tau().map(|t| t as f64));
+            seed.push(r.seed);
+            class.push(c as u32);
+            train_count.push(bank.train_counts[c] as u32);
+            test_count.push(r.test.per_class_count[c] as u32);
+            group.push(groups[c].name().to_string());
+            let f = |x: f64| x.is_finite().then(|| r4(x));
+            acc.push(f(100.0 * r.test.per_class[c]));
+            loma.push(f(r.test.loma[c]));
+            rsd.push(f(r.test.rsd[c]));
+        }
+    }
+    let n = method.len();
+    DataFrame::new(
+        n,
+        vec![
+            Column::new("bank".into(), vec![bank.name(); n]),
+            Column::new("method".into(), method),
+            Column::new("delta".into(), delta),
+            Column::new("tau".into(), tau),
+            Column::new("seed".into(), seed),
+            Column::new("class".into(), class),
+            Column::new("train_count".into(), train_count),
+            Column::new("test_count".into(), test_count),
+            Column::new("group".into(), group),
+            Column::new("accuracy".into(), acc),
+            Column::new("loma".into(), loma),
+            Column::new("rsd".into(), rsd),
+        ],
+    )
+}
+
+/// Write a frame as CSV, atomically (temporary file, then rename).
+pub fn write_csv(path: &Path, df: &mut DataFrame) -> anyhow::Result<()> {
+    bank::write::write_atomic(path, |tmp| {
+        let mut f = std::fs::File::create(tmp)?;
+        CsvWriter::new(&mut f).include_header(true).finish(df).map_err(std::io::Error::other)?;
+        f.sync_all()
+    })?;
+    Ok(())
+}
+
+fn cell(m: Option<f64>, s: Option<f64>) -> String {
+    match (m, s) {
+        (Some(m), Some(s)) => format!("{m:6.2} ± {s:4.2}"),
+        (Some(m), None) => format!("{m:6.2}       "),
+        _ => format!("{:>13}", "—"),
+    }
+}
+
+/// The table as text for stdout.
+pub fn render(rows: &[Row], swept: &[&str]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let extra: String = swept.iter().map(|p| format!(" {p:>6}")).collect();
+    let _ = writeln!(s, "{:<18}{extra} {:>3}  {:>13}  {:>13}  {:>13}  {:>13}  {:>6}", "method", "n", "All", "Many", "Medium", "Few", "ECE");
+    for r in rows {
+        let mut e = String::new();
+        for p in swept {
+            let v = match *p {
+                "delta" => r.delta,
+                "tau" => r.tau,
+                "lr" => Some(r.lr),
+                "wd" => Some(r.wd),
+                _ => None,
+            };
+            let _ = write!(e, " {:>6}", v.map(|v| format!("{v}")).unwrap_or_else(|| "—".into()));
+        }
+        let _ = writeln!(
+            s,
+            "{:<18}{e} {:>3}  {}  {}  {}  {}  {:>6}",
+            r.method,
+            r.n_seeds,
+            cell(r.acc[0].0, r.acc[0].1),
+            cell(r.acc[1].0, r.acc[1].1),
+            cell(r.acc[2].0, r.acc[2].1),
+            cell(r.acc[3].0, r.acc[3].1),
+            r.ece.0.map(|x| format!("{x:.3}")).unwrap_or_default()
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_and_sample_std() {
+        let (m, s) = mean_std(&[1.0, 2.0, 3.0]);
+        assert_eq!(m, Some(2.0));
+        assert!((s.unwrap() - 1.0).abs() < 1e-12);
+        assert_eq!(mean_std(&[5.0]), (Some(5.0), None));
+        assert_eq!(mean_std(&[]), (None, None));
+    }
+}

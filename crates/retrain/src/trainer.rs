@@ -1,0 +1,144 @@
+//! One re-training run: a [`Method`] on the training split from an initial head, for a seed.
+//!
+//! The loop is the LOS stage-2 loop on cached features: per epoch, draw the row order, go
+//! through it in minibatches (the last one partial), forward, loss gradient, backward, SGD
+//! with momentum and weight decay, optional MaxNorm projection; the cosine learning rate is
+//! stepped after each epoch (or per step).
+
+use crate::head::{HeadState, StepBuffers, backward, forward};
+use crate::linalg::Parallelism;
+use crate::loss::LossFn;
+use crate::method::{Constraint, Head, Method, ProjectEvery, Schedule};
+use crate::optim::{cosine_lr, sgd_step};
+use crate::sampler::EpochSampler;
+use bank::Split;
+
+/// How a run executes (not part of the method: it does not change the numbers, except
+/// `shuffle`, which exists for parity tests against unshuffled PyTorch loops).
+#[derive(Debug, Clone, Copy)]
+pub struct TrainOptions {
+    pub shuffle: bool,
+    /// Keep every minibatch loss (parity tests).
+    pub record_steps: bool,
+    pub par: Parallelism,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions { shuffle: true, record_steps: false, par: Parallelism::None }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    pub head: HeadState,
+    /// Mean minibatch loss per epoch.
+    pub epoch_loss: Vec<f64>,
+    /// Every minibatch loss, when recorded.
+    pub step_loss: Vec<f64>,
+}
+
+/// Train `head` in place with `method`; `on_epoch(e, &head)` runs after every epoch (for
+/// selection on val). Methods with `train = false` return the head untouched.
+pub fn train(
+    split: &Split,
+    train_counts: &[usize],
+    mut head: HeadState,
+    method: &Method,
+    seed: u64,
+    opts: &TrainOptions,
+    mut on_epoch: impl FnMut(usize, &HeadState),
+) -> TrainOutcome {
+    let mut out = TrainOutcome { head: head.clone(), epoch_loss: Vec::new(), step_loss: Vec::new() };
+    if !method.train {
+        return out;
+    }
+    let hp = method.hyper;
+    let (k, d) = (head.num_classes, head.dim);
+    let loss = LossFn::new(method.loss, method.head, train_counts);
+    let mut sampler = EpochSampler::new(method.sampler, &split.labels, k, seed, opts.shuffle);
+    let bsz = hp.batch_size.min(split.rows);
+    let mut buf = StepBuffers::new(bsz, k, d);
+    let (mut mw, mut mb, mut mc) = (vec![0.0f32; k * d], vec![0.0f32; k], vec![0.0f32; k]);
+    let maxnorm = match method.constraint {
+        Constraint::MaxNorm { thresh, every } => {
+            let norms = head.row_norms();
+            let lo = norms.iter().cloned().fold(f32::INFINITY, f32::min);
+            let hi = norms.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            Some((lo + thresh * (hi - lo), every))
+        }
+        Constraint::None => None,
+    };
+    let steps_per_epoch = split.rows.div_ceil(bsz);
+    let total_steps = steps_per_epoch * hp.epochs;
+    let features = split.features();
+    let mut order = Vec::with_capacity(split.rows);
+    let mut step = 0usize;
+    for epoch in 0..hp.epochs {
+        sampler.next_epoch(&mut order);
+        let mut epoch_sum = 0.0;
+        for batch in order.chunks(bsz) {
+            let b = batch.len();
+            for (j, &i) in batch.iter().enumerate() {
+                let i = i as usize;
+                buf.xb[j * d..(j + 1) * d].copy_from_slice(&features[i * d..(i + 1) * d]);
+                buf.yb[j] = split.labels[i];
+            }
+            forward(&head, &mut buf, b, opts.par);
+            let l = loss.loss_and_grad(&buf.z[..b * k], &buf.yb[..b], &mut buf.g[..b * k]);
+            backward(&head, &mut buf, b, opts.par);
+            let lr = match hp.schedule {
+                Schedule::CosineEpoch => cosine_lr(hp.lr, epoch, hp.epochs),
+                Schedule::CosineStep => cosine_lr(hp.lr, step, total_steps),
+                Schedule::Constant => hp.lr,
+            };
+            match head.kind {
+                Head::Linear => {
+                    sgd_step(&mut head.weight, &buf.dw, &mut mw, lr, hp.momentum, hp.wd);
+                    sgd_step(&mut head.bias, &buf.db, &mut mb, lr, hp.momentum, hp.wd);
+                }
+                Head::Cosine { .. } => sgd_step(&mut head.weight, &buf.dw, &mut mw, lr, hp.momentum, hp.wd),
+                Head::Lws => sgd_step(&mut head.scales, &buf.dc, &mut mc, lr, hp.momentum, hp.wd),
+            }
+            if let Some((t, ProjectEvery::Step)) = maxnorm {
+                project_rows(&mut head.weight, d, t);
+            }
+            epoch_sum += l;
+            if opts.record_steps {
+                out.step_loss.push(l);
+            }
+            step += 1;
+        }
+        if let Some((t, ProjectEvery::Epoch)) = maxnorm {
+            project_rows(&mut head.weight, d, t);
+        }
+        out.epoch_loss.push(epoch_sum / steps_per_epoch as f64);
+        on_epoch(epoch, &head);
+    }
+    out.head = head;
+    out
+}
+
+/// MaxNorm projection: rows with ‖w_i‖ > t are rescaled to norm t.
+pub fn project_rows(weight: &mut [f32], d: usize, t: f32) {
+    for row in weight.chunks_exact_mut(d) {
+        let n = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+        if n > t {
+            let f = t / n;
+            row.iter_mut().for_each(|v| *v *= f);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn projection_caps_long_rows_only() {
+        let mut w = vec![3.0, 4.0, 0.3, 0.4];
+        project_rows(&mut w, 2, 1.0);
+        assert!((w[0] - 0.6).abs() < 1e-6 && (w[1] - 0.8).abs() < 1e-6);
+        assert_eq!(&w[2..], &[0.3, 0.4]);
+    }
+}
