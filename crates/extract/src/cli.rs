@@ -48,6 +48,10 @@ pub struct Args {
     /// Imbalance ratio of the long-tailed subset (fmnist-lt, cifar100-lt): 10, 50, 100.
     #[arg(long, default_value_t = 100.0)]
     pub ir: f64,
+    /// Images of the largest class in the long-tailed subset (default 6000 for fmnist-lt,
+    /// 500 for cifar100-lt, as in the papers).
+    #[arg(long)]
+    pub img_max: Option<f64>,
     /// Output bank folder (default: features/<dataset>[-ir<IR>]).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -105,6 +109,7 @@ impl Args {
             val_list: self.val_list.clone(),
             test_list: self.test_list.clone(),
             imb_ratio: self.ir,
+            img_max: self.img_max,
             skip_bad: self.skip_bad,
         };
         let (device, notice) = device::select(self.device)?;

@@ -19,7 +19,7 @@ fn main() -> ExitCode {
     match real_main(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("extract: {e}");
+            eprintln!("extract: {}", extract::transform::one_line(&e.to_string()));
             ExitCode::from(2)
         }
     }

@@ -72,6 +72,8 @@ pub struct SourceSpec {
     pub test_list: Option<PathBuf>,
     /// Imbalance ratio of the long-tailed subset (fmnist-lt, cifar100-lt).
     pub imb_ratio: f64,
+    /// Head-class count of the profile (default 6000 for Fashion-MNIST, 500 for CIFAR-100).
+    pub img_max: Option<f64>,
     pub skip_bad: bool,
 }
 
@@ -125,6 +127,10 @@ impl SourceSpec {
     ) -> Result<Source> {
         if !(self.imb_ratio >= 1.0) {
             return Err(ExtractError::Usage(format!("--ir must be >= 1, got {}", self.imb_ratio)));
+        }
+        let img_max = self.img_max.unwrap_or(img_max);
+        if !(img_max >= 1.0) {
+            return Err(ExtractError::Usage(format!("--img-max must be >= 1, got {img_max}")));
         }
         let counts = bank::profile::exponential_counts(img_max, k, self.imb_ratio);
         let idx = long_tail::first_n_per_class(&train.labels, &counts).map_err(|(c, have, want)| {

@@ -62,9 +62,14 @@ pub fn decode(f: &FileImages, i: usize) -> Result<RgbImage> {
     })?;
     let img = image::load_from_memory(&bytes).map_err(|e| ExtractError::Image {
         path: path.clone(),
-        msg: format!("{e} (listed at {}:{})", f.list.display(), f.lines[i]),
+        msg: format!("{} (listed at {}:{})", one_line(&e.to_string()), f.list.display(), f.lines[i]),
     })?;
     Ok(img.to_rgb8())
+}
+
+/// Collapse a multi-line library message into one line.
+pub fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// torchvision `Resize(256)`: the shorter side becomes 256, the longer `int(256 * long / short)`.
