@@ -2,10 +2,11 @@
 //! train counts `int(500 · (1/IR)^(c/99))`, 10 847 rows at IR = 100, balanced test of 100 per
 //! class), with a stage-1 head fitted by this engine with plain CE on the train split.
 //!
-//! Generative model: class means μ_c = `separation` · u_c with u_c ~ N(0, I/D), plus a shared
-//! low-rank nuisance; a sample is x = μ_c + A s + ε (s ~ N(0, I_r),
-//! ε ~ N(0, I/D)). `separation` sets the difficulty; its default is calibrated so that the
-//! stage-1 head sits near the real CIFAR100-LT regime (see the README for measured figures).
+//! Generative model: classes live in an r-dimensional latent space (real backbone features have
+//! a low intrinsic dimension): latent z = μ_c + ε with μ_c ~ N(0, separation² I_r) and
+//! ε ~ N(0, I_r); the feature is x = Pᵀ z + ambient·η with P [r, D] ~ N(0, 1/r) and
+//! η ~ N(0, I_D). `separation` sets the difficulty; the defaults are calibrated so that the
+//! stage-1 head sits near the real CIFAR100-LT regime (measured figures in the README).
 
 use crate::linalg::Parallelism;
 use crate::stage1::fit_stage1_head;
@@ -36,15 +37,17 @@ pub struct SynthSpec {
     /// Validation rows per class (0: no val split).
     #[arg(long, default_value_t = 0)]
     pub val_per_class: usize,
-    /// Distance scale between class means (higher = easier).
-    #[arg(long, default_value_t = 3.0)]
+    /// Standard deviation of the class means in the latent space, in units of the
+    /// within-class noise (higher = easier).
+    #[arg(long, default_value_t = 0.43)]
     pub separation: f32,
-    /// Rank of the shared nuisance subspace.
-    #[arg(long, default_value_t = 16)]
-    pub nuisance_rank: usize,
-    /// Scale of the shared nuisance.
-    #[arg(long, default_value_t = 1.0)]
-    pub nuisance: f32,
+    /// Dimension r of the latent space the classes live in (features are a random linear
+    /// image of it in D dimensions).
+    #[arg(long, default_value_t = 64)]
+    pub latent_dim: usize,
+    /// Isotropic noise added in the D-dimensional feature space.
+    #[arg(long, default_value_t = 0.5)]
+    pub ambient_noise: f32,
     /// Epochs of the plain-CE stage-1 head fit.
     #[arg(long, default_value_t = 30)]
     pub stage1_epochs: usize,
@@ -75,33 +78,33 @@ fn normal(rng: &mut ChaCha8Rng) -> f32 {
 }
 
 struct Generator {
+    /// Class means in the latent space [K, r].
     means: Vec<f32>,
+    /// Latent → feature map [r, D].
     mixing: Vec<f32>,
     dim: usize,
-    rank: usize,
+    latent: usize,
+    ambient: f32,
 }
 
 impl Generator {
     fn new(spec: &SynthSpec, rng: &mut ChaCha8Rng) -> Generator {
-        let (k, d, r) = (spec.classes, spec.dim, spec.nuisance_rank);
-        let scale = spec.separation / (d as f32).sqrt();
-        let means = (0..k * d).map(|_| scale * normal(rng)).collect::<Vec<f32>>();
-        let mscale = spec.nuisance / (d as f32).sqrt();
+        let (k, d, r) = (spec.classes, spec.dim, spec.latent_dim);
+        let means = (0..k * r).map(|_| spec.separation * normal(rng)).collect();
+        let mscale = 1.0 / (r as f32).sqrt();
         let mixing = (0..r * d).map(|_| mscale * normal(rng)).collect();
-        Generator { means, mixing, dim: d, rank: r }
+        Generator { means, mixing, dim: d, latent: r, ambient: spec.ambient_noise }
     }
 
     fn sample(&self, class: usize, rng: &mut ChaCha8Rng, out: &mut [f32]) {
-        let d = self.dim;
-        let noise = 1.0 / (d as f32).sqrt();
-        for (o, m) in out.iter_mut().zip(&self.means[class * d..(class + 1) * d]) {
-            let e = normal(rng);
-            *o = m + noise * e;
+        let (d, r) = (self.dim, self.latent);
+        for o in out.iter_mut() {
+            *o = self.ambient * normal(rng);
         }
-        for j in 0..self.rank {
-            let s = normal(rng);
+        for j in 0..r {
+            let z = self.means[class * r + j] + normal(rng);
             for (o, a) in out.iter_mut().zip(&self.mixing[j * d..(j + 1) * d]) {
-                *o += s * a;
+                *o += z * a;
             }
         }
     }
