@@ -32,8 +32,14 @@ fn main() -> anyhow::Result<()> {
         Arch::SmallCnn => 28,
         _ => 32,
     });
-    let (model, _) = load_backbone(a.arch, None, 0, &dev)?;
-    let x = Tensor::randn(0f32, 1f32, (a.batch, a.arch.in_channels(), size, size), &Device::Cpu)?.to_device(&dev)?;
+    let (model, _, _) = load_backbone(a.arch, None, 0, &dev)?;
+    let x = Tensor::randn(
+        0f32,
+        1f32,
+        (a.batch, a.arch.in_channels(), size, size),
+        &Device::Cpu,
+    )?
+    .to_device(&dev)?;
     model.features(&x)?.to_vec2::<f32>()?; // warm-up
     let t = std::time::Instant::now();
     for _ in 0..a.batches {

@@ -95,11 +95,20 @@ impl Args {
     }
 
     /// Resolve everything; returns the plan and an optional notice (device fallback).
-    pub fn plan(&self, command: String, git_revision: Option<String>) -> Result<(Plan, Option<String>)> {
+    pub fn plan(
+        &self,
+        command: String,
+        git_revision: Option<String>,
+    ) -> Result<(Plan, Option<String>)> {
         let root = match (&self.root, self.dataset) {
             (Some(r), _) => r.clone(),
             (None, DatasetKind::FmnistLt) => PathBuf::from(crate::datasets::fmnist::DEFAULT_ROOT),
-            (None, k) => return Err(ExtractError::Usage(format!("--dataset {} needs --root", k.name()))),
+            (None, k) => {
+                return Err(ExtractError::Usage(format!(
+                    "--dataset {} needs --root",
+                    k.name()
+                )));
+            }
         };
         let spec = SourceSpec {
             kind: self.dataset,
@@ -114,7 +123,10 @@ impl Args {
         };
         let (device, notice) = device::select(self.device)?;
         let source = spec.resolve()?;
-        let out = self.out.clone().unwrap_or_else(|| PathBuf::from("features").join(&source.name));
+        let out = self
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("features").join(&source.name));
         let plan = Plan {
             source,
             arch: self.default_arch(),
@@ -145,7 +157,17 @@ mod tests {
     #[test]
     fn parses_the_issue_command_line() {
         let a = Args::try_parse_from([
-            "extract", "--dataset", "imagenet-lt", "--root", "/data/imagenet", "--checkpoint", "ck.pth", "--arch", "resnext50-32x4d", "--out", "features/x",
+            "extract",
+            "--dataset",
+            "imagenet-lt",
+            "--root",
+            "/data/imagenet",
+            "--checkpoint",
+            "ck.pth",
+            "--arch",
+            "resnext50-32x4d",
+            "--out",
+            "features/x",
         ])
         .unwrap();
         assert_eq!(a.default_arch(), Arch::Resnext50);
@@ -156,7 +178,9 @@ mod tests {
 
     #[test]
     fn an_unknown_arch_is_rejected_by_name() {
-        let e = Args::try_parse_from(["extract", "--dataset", "list", "--arch", "vgg16"]).unwrap_err().to_string();
+        let e = Args::try_parse_from(["extract", "--dataset", "list", "--arch", "vgg16"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("vgg16"), "{e}");
     }
 

@@ -29,7 +29,12 @@ fn cuda() -> Result<Device> {
     if !candle_core::utils::cuda_is_available() {
         return Err(ExtractError::Device("CUDA requested, but this binary was built without CUDA (rebuild with `just build-cuda`)".into()));
     }
-    Device::new_cuda(0).map_err(|e| ExtractError::Device(format!("CUDA requested, but no usable GPU: {}", e.to_string().lines().next().unwrap_or(""))))
+    Device::new_cuda(0).map_err(|e| {
+        ExtractError::Device(format!(
+            "CUDA requested, but no usable GPU: {}",
+            e.to_string().lines().next().unwrap_or("")
+        ))
+    })
 }
 
 pub fn describe(d: &Device) -> &'static str {

@@ -7,15 +7,26 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum ExtractError {
     #[error("{}: cannot read: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}: {msg}", path.display())]
     Format { path: PathBuf, msg: String },
     #[error("{}:{line}: {msg}", path.display())]
-    BadLine { path: PathBuf, line: usize, msg: String },
+    BadLine {
+        path: PathBuf,
+        line: usize,
+        msg: String,
+    },
     #[error("{}: cannot decode image: {msg}", path.display())]
     Image { path: PathBuf, msg: String },
     #[error("{}: checkpoint does not fit arch `{arch}`: {msg}", path.display())]
-    Checkpoint { path: PathBuf, arch: String, msg: String },
+    Checkpoint {
+        path: PathBuf,
+        arch: String,
+        msg: String,
+    },
     #[error("{0}")]
     Usage(String),
     #[error("device: {0}")]
@@ -28,10 +39,16 @@ pub enum ExtractError {
 
 impl ExtractError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        ExtractError::Io { path: path.into(), source }
+        ExtractError::Io {
+            path: path.into(),
+            source,
+        }
     }
     pub fn format(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
-        ExtractError::Format { path: path.into(), msg: msg.into() }
+        ExtractError::Format {
+            path: path.into(),
+            msg: msg.into(),
+        }
     }
 }
 

@@ -13,9 +13,9 @@ pub mod weights;
 
 pub use backbones::{Arch, Backbone};
 pub use error::{ExtractError, Result};
+pub mod cli;
 pub mod datasets;
-pub mod transform;
 pub mod device;
 pub mod run;
 pub mod source;
-pub mod cli;
+pub mod transform;

@@ -37,13 +37,18 @@ fn real_main(args: &Args) -> extract::Result<()> {
     if let Some(n) = notice {
         eprintln!("extract: {n}");
     }
-    let style = ProgressStyle::with_template("{prefix:>5} [{bar:30}] {pos}/{len} {per_sec} eta {eta}").expect("valid template").progress_chars("=> ");
+    let style =
+        ProgressStyle::with_template("{prefix:>5} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> ");
     let mut bar: Option<ProgressBar> = None;
     let quiet = args.quiet;
     let start = std::time::Instant::now();
     let summary = run(&plan, &mut |ev| match ev {
         Event::Start { split, rows } if !quiet => {
-            let b = ProgressBar::new(rows as u64).with_style(style.clone()).with_prefix(split.to_owned());
+            let b = ProgressBar::new(rows as u64)
+                .with_style(style.clone())
+                .with_prefix(split.to_owned());
             bar = Some(b);
         }
         Event::Advance { done, .. } => {
@@ -58,7 +63,11 @@ fn real_main(args: &Args) -> extract::Result<()> {
         }
         _ => {}
     })?;
-    let rows: Vec<String> = summary.rows.iter().map(|(s, n)| format!("{s} {n}")).collect();
+    let rows: Vec<String> = summary
+        .rows
+        .iter()
+        .map(|(s, n)| format!("{s} {n}"))
+        .collect();
     let total: usize = summary.rows.iter().map(|(_, n)| n).sum();
     let secs = start.elapsed().as_secs_f64();
     eprintln!(

@@ -62,22 +62,37 @@ pub struct Summary {
 }
 
 /// Load the backbone described by the plan: checked checkpoint, or hash-rule weights.
-pub fn load_backbone(arch: Arch, checkpoint: Option<&std::path::Path>, seed: u64, dev: &Device) -> Result<(Box<dyn Backbone>, Option<usize>)> {
+/// Returns the model, the checkpoint classifier's K, and a note when a classifier was left out.
+pub fn load_backbone(
+    arch: Arch,
+    checkpoint: Option<&std::path::Path>,
+    seed: u64,
+    dev: &Device,
+) -> Result<(Box<dyn Backbone>, Option<usize>, Option<String>)> {
     match checkpoint {
         Some(p) => {
             let loaded = build_checked(arch, load_state_dict(p)?, p, dev)?;
-            Ok((loaded.model, loaded.num_classes))
+            Ok((loaded.model, loaded.num_classes, loaded.head_note))
         }
         None => {
             let t: HashMap<String, Tensor> = hash_rule_tensors(arch, None, seed, dev)?;
-            Ok((arch.build(None, VarBuilder::from_tensors(t, DType::F32, dev))?, None))
+            Ok((
+                arch.build(None, VarBuilder::from_tensors(t, DType::F32, dev))?,
+                None,
+                None,
+            ))
         }
     }
 }
 
 pub fn run(plan: &Plan, progress: &mut dyn FnMut(Event)) -> Result<Summary> {
     let src = &plan.source;
-    let (model, head_k) = load_backbone(plan.arch, plan.checkpoint.as_deref(), plan.seed, &plan.device)?;
+    let (model, head_k, mut head_note) = load_backbone(
+        plan.arch,
+        plan.checkpoint.as_deref(),
+        plan.seed,
+        &plan.device,
+    )?;
     let in_ch = match &src.train.images {
         Images::Raw(r) => r.channels,
         Images::Files(_) => 3,
@@ -91,16 +106,30 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(Event)) -> Result<Summary> {
         )));
     }
     if plan.batch_size == 0 {
-        return Err(ExtractError::Usage("--batch-size must be at least 1".into()));
+        return Err(ExtractError::Usage(
+            "--batch-size must be at least 1".into(),
+        ));
     }
     let dim = plan.arch.feature_dim();
     let bank = BankDir::create(&plan.out, plan.overwrite)?;
-    let mut summary = Summary { out: plan.out.clone(), rows: Vec::new(), skipped: src.skipped.len(), dim, head_written: false };
+    let mut summary = Summary {
+        out: plan.out.clone(),
+        rows: Vec::new(),
+        skipped: src.skipped.len(),
+        dim,
+        head_written: false,
+    };
     let mut skipped_msgs: Vec<String> = src.skipped.clone();
     let mut train_counts = Vec::new();
 
-    let splits: Vec<(&str, &Labeled)> =
-        [("train", Some(&src.train)), ("val", src.val.as_ref()), ("test", Some(&src.test))].into_iter().filter_map(|(n, s)| s.map(|s| (n, s))).collect();
+    let splits: Vec<(&str, &Labeled)> = [
+        ("train", Some(&src.train)),
+        ("val", src.val.as_ref()),
+        ("test", Some(&src.test)),
+    ]
+    .into_iter()
+    .filter_map(|(n, s)| s.map(|s| (n, s)))
+    .collect();
     for (name, data) in splits {
         let data = match plan.limit {
             Some(n) => data.truncate(n),
@@ -108,17 +137,37 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(Event)) -> Result<Summary> {
         };
         let flip = name != "train";
         let views = if name == "train" { plan.views } else { 0 };
-        progress(Event::Start { split: name, rows: data.len() });
-        let out = features(model.as_ref(), &data, src, plan, flip, views, &mut |done| progress(Event::Advance { split: name, done }))?;
+        progress(Event::Start {
+            split: name,
+            rows: data.len(),
+        });
+        let out = features(model.as_ref(), &data, src, plan, flip, views, &mut |done| {
+            progress(Event::Advance { split: name, done })
+        })?;
         progress(Event::Finish { split: name });
         if out.labels.is_empty() {
-            return Err(ExtractError::Usage(format!("split {name}: every image was skipped")));
+            return Err(ExtractError::Usage(format!(
+                "split {name}: every image was skipped"
+            )));
         }
         summary.skipped += out.skipped.len();
         skipped_msgs.extend(out.skipped);
-        bank::write_split(&bank.file(&format!("{name}.safetensors")), dim, &out.features, out.flip.as_deref(), &out.labels, plan.dtype)?;
+        bank::write_split(
+            &bank.file(&format!("{name}.safetensors")),
+            dim,
+            &out.features,
+            out.flip.as_deref(),
+            &out.labels,
+            plan.dtype,
+        )?;
         if !out.views.is_empty() {
-            write_views(&bank.file("train_views.safetensors"), dim, &out.views, &out.labels, plan.dtype)?;
+            write_views(
+                &bank.file("train_views.safetensors"),
+                dim,
+                &out.views,
+                &out.labels,
+                plan.dtype,
+            )?;
         }
         if name == "train" {
             train_counts = vec![0usize; src.num_classes];
@@ -130,15 +179,25 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(Event)) -> Result<Summary> {
     }
 
     // The stage-1 classifier goes to head.safetensors when it classifies these classes.
-    let mut head_note = None;
     if let (Some(k), Some(head)) = (head_k, model.head()) {
         if k == src.num_classes {
-            let w = head.weight().to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
-            let b = head.bias().map(|b| b.to_device(&Device::Cpu)?.to_vec1::<f32>()).transpose()?.unwrap_or_else(|| vec![0.0; k]);
+            let w = head
+                .weight()
+                .to_device(&Device::Cpu)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            let b = head
+                .bias()
+                .map(|b| b.to_device(&Device::Cpu)?.to_vec1::<f32>())
+                .transpose()?
+                .unwrap_or_else(|| vec![0.0; k]);
             bank::write_head(&bank.file("head.safetensors"), k, dim, &w, &b)?;
             summary.head_written = true;
         } else {
-            head_note = Some(format!("checkpoint classifier has {k} classes, the dataset {}; head.safetensors not written", src.num_classes));
+            head_note = Some(format!(
+                "checkpoint classifier has {k} classes, the dataset {}; head.safetensors not written",
+                src.num_classes
+            ));
         }
     }
 
@@ -148,7 +207,12 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(Event)) -> Result<Summary> {
         class_names: src.class_names.clone(),
         train_counts: Some(train_counts),
         shots: src.shots,
-        backbone: Some(backbone_json(plan, head_k, summary.head_written, head_note)?),
+        backbone: Some(backbone_json(
+            plan,
+            head_k,
+            summary.head_written,
+            head_note,
+        )?),
         provenance: Some(json!({
             "command": plan.command,
             "seed": plan.seed,
@@ -162,14 +226,23 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(Event)) -> Result<Summary> {
             "skipped": summary.skipped,
             "skipped_examples": skipped_msgs.iter().take(20).collect::<Vec<_>>(),
         })),
-        extra: src.long_tail.iter().map(|lt| ("long_tail".to_string(), lt.clone())).collect(),
+        extra: src
+            .long_tail
+            .iter()
+            .map(|lt| ("long_tail".to_string(), lt.clone()))
+            .collect(),
     };
     bank::write_meta(&bank.file("meta.json"), &meta)?;
     bank.finish()?;
     Ok(summary)
 }
 
-fn backbone_json(plan: &Plan, head_k: Option<usize>, head_written: bool, head_note: Option<String>) -> Result<serde_json::Value> {
+fn backbone_json(
+    plan: &Plan,
+    head_k: Option<usize>,
+    head_written: bool,
+    head_note: Option<String>,
+) -> Result<serde_json::Value> {
     let ckpt = match &plan.checkpoint {
         Some(p) => {
             let bytes = std::fs::read(p).map_err(|e| ExtractError::io(p, e))?;
@@ -193,7 +266,11 @@ fn backbone_json(plan: &Plan, head_k: Option<usize>, head_written: bool, head_no
 fn transform_json(src: &Source) -> serde_json::Value {
     let test = match &src.train.images {
         Images::Raw(_) => "ToTensor + Normalize".to_string(),
-        Images::Files(_) => format!("Resize({}) + CenterCrop({}) + Normalize", transform::RESIZE, transform::CROP),
+        Images::Files(_) => format!(
+            "Resize({}) + CenterCrop({}) + Normalize",
+            transform::RESIZE,
+            transform::CROP
+        ),
     };
     json!({"test": test, "mean": src.normalize.mean, "std": src.normalize.std, "flip": "features_flip = features of the left-right flipped test view"})
 }
@@ -208,10 +285,18 @@ struct SplitFeatures {
 
 /// Batch input for rows `rows` of `data` (view `None`: test view; `Some(v)`: random view `v`),
 /// and the rows that made it (others were skipped with a message).
-fn batch_input(data: &Labeled, rows: &[usize], norm: &Normalize, pad: usize, view: Option<(usize, u64)>) -> Vec<(usize, Result<Vec<f32>>)> {
+fn batch_input(
+    data: &Labeled,
+    rows: &[usize],
+    norm: &Normalize,
+    pad: usize,
+    view: Option<(usize, u64)>,
+) -> Vec<(usize, Result<Vec<f32>>)> {
     let rng = |i: usize| {
         let (v, seed) = view.unwrap();
-        rand::rngs::StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ((v as u64) << 40) ^ i as u64)
+        rand::rngs::StdRng::seed_from_u64(
+            seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ((v as u64) << 40) ^ i as u64,
+        )
     };
     match &data.images {
         Images::Raw(r) => rows
@@ -220,7 +305,12 @@ fn batch_input(data: &Labeled, rows: &[usize], norm: &Normalize, pad: usize, vie
                 let mut out = Vec::with_capacity(r.image_len());
                 match view {
                     None => transform::normalize_chw(r.image(i), r.channels, norm, &mut out),
-                    Some(_) => transform::normalize_chw(&transform::random_crop_flip(r, i, pad, &mut rng(i)), r.channels, norm, &mut out),
+                    Some(_) => transform::normalize_chw(
+                        &transform::random_crop_flip(r, i, pad, &mut rng(i)),
+                        r.channels,
+                        norm,
+                        &mut out,
+                    ),
                 }
                 (i, Ok(out))
             })
@@ -251,12 +341,29 @@ fn input_shape(data: &Labeled) -> (usize, usize, usize) {
 }
 
 fn to_rows(t: &Tensor) -> Result<Vec<f32>> {
-    Ok(t.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+    Ok(t.to_device(&Device::Cpu)?
+        .to_dtype(DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?)
 }
 
-fn features(model: &dyn Backbone, data: &Labeled, src: &Source, plan: &Plan, flip: bool, views: usize, tick: &mut dyn FnMut(usize)) -> Result<SplitFeatures> {
+fn features(
+    model: &dyn Backbone,
+    data: &Labeled,
+    src: &Source,
+    plan: &Plan,
+    flip: bool,
+    views: usize,
+    tick: &mut dyn FnMut(usize),
+) -> Result<SplitFeatures> {
     let (c, h, w) = input_shape(data);
-    let mut out = SplitFeatures { features: Vec::new(), flip: flip.then(Vec::new), views: vec![Vec::new(); views], labels: Vec::new(), skipped: Vec::new() };
+    let mut out = SplitFeatures {
+        features: Vec::new(),
+        flip: flip.then(Vec::new),
+        views: vec![Vec::new(); views],
+        labels: Vec::new(),
+        skipped: Vec::new(),
+    };
     let all: Vec<usize> = (0..data.len()).collect();
     let mut done = 0;
     for rows in all.chunks(plan.batch_size) {
@@ -280,7 +387,13 @@ fn features(model: &dyn Backbone, data: &Labeled, src: &Source, plan: &Plan, fli
             }
             for v in 0..views {
                 let mut vb = Vec::with_capacity(kept.len() * c * h * w);
-                for (_, res) in batch_input(data, &kept, &src.normalize, src.crop_padding, Some((v, plan.seed))) {
+                for (_, res) in batch_input(
+                    data,
+                    &kept,
+                    &src.normalize,
+                    src.crop_padding,
+                    Some((v, plan.seed)),
+                ) {
                     vb.extend(res?);
                 }
                 let x = Tensor::from_vec(vb, (kept.len(), c, h, w), &plan.device)?;
@@ -295,7 +408,13 @@ fn features(model: &dyn Backbone, data: &Labeled, src: &Source, plan: &Plan, fli
 }
 
 /// `train_views.safetensors`: `view{v}` [N, D] per augmented view, and `labels` [N] (i64).
-fn write_views(path: &std::path::Path, dim: usize, views: &[Vec<f32>], labels: &[u32], dtype: FeatureDtype) -> Result<()> {
+fn write_views(
+    path: &std::path::Path,
+    dim: usize,
+    views: &[Vec<f32>],
+    labels: &[u32],
+    dtype: FeatureDtype,
+) -> Result<()> {
     let n = labels.len();
     let dt = match dtype {
         FeatureDtype::F32 => DType::F32,
@@ -303,9 +422,19 @@ fn write_views(path: &std::path::Path, dim: usize, views: &[Vec<f32>], labels: &
     };
     let mut t = HashMap::new();
     for (v, f) in views.iter().enumerate() {
-        t.insert(format!("view{v}"), Tensor::from_slice(f, (n, dim), &Device::Cpu)?.to_dtype(dt)?);
+        t.insert(
+            format!("view{v}"),
+            Tensor::from_slice(f, (n, dim), &Device::Cpu)?.to_dtype(dt)?,
+        );
     }
-    t.insert("labels".to_string(), Tensor::from_vec(labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), n, &Device::Cpu)?);
+    t.insert(
+        "labels".to_string(),
+        Tensor::from_vec(
+            labels.iter().map(|&l| l as i64).collect::<Vec<_>>(),
+            n,
+            &Device::Cpu,
+        )?,
+    );
     candle_core::safetensors::save(&t, path)?;
     Ok(())
 }

@@ -39,10 +39,18 @@ impl DatasetKind {
     /// Default list file names (classifier-balancing `data/`), relative to `--lists`.
     fn default_lists(self) -> Option<[&'static str; 3]> {
         match self {
-            DatasetKind::ImagenetLt => Some(["ImageNet_LT_train.txt", "ImageNet_LT_val.txt", "ImageNet_LT_test.txt"]),
+            DatasetKind::ImagenetLt => Some([
+                "ImageNet_LT_train.txt",
+                "ImageNet_LT_val.txt",
+                "ImageNet_LT_test.txt",
+            ]),
             // The iNat val list doubles as the test set.
             DatasetKind::Inat2018 => Some(["iNaturalist18_train.txt", "", "iNaturalist18_val.txt"]),
-            DatasetKind::PlacesLt => Some(["Places_LT_train.txt", "Places_LT_val.txt", "Places_LT_test.txt"]),
+            DatasetKind::PlacesLt => Some([
+                "Places_LT_train.txt",
+                "Places_LT_val.txt",
+                "Places_LT_test.txt",
+            ]),
             _ => None,
         }
     }
@@ -104,11 +112,30 @@ impl SourceSpec {
                 let train = fmnist::load(&self.root, "train")?;
                 let test = fmnist::load(&self.root, "t10k")?;
                 let names = fmnist::CLASS_NAMES.iter().map(|s| s.to_string()).collect();
-                self.long_tailed(train, test, 6000.0, fmnist::NUM_CLASSES, Some(names), Normalize::fmnist(), Some(ShotThresholds { many_above: 1200, few_below: 240 }))
+                self.long_tailed(
+                    train,
+                    test,
+                    6000.0,
+                    fmnist::NUM_CLASSES,
+                    Some(names),
+                    Normalize::fmnist(),
+                    Some(ShotThresholds {
+                        many_above: 1200,
+                        few_below: 240,
+                    }),
+                )
             }
             DatasetKind::Cifar100Lt => {
                 let c = cifar::load(&self.root)?;
-                self.long_tailed(c.train, c.test, 500.0, cifar::NUM_CLASSES, c.class_names, Normalize::cifar(), None)
+                self.long_tailed(
+                    c.train,
+                    c.test,
+                    500.0,
+                    cifar::NUM_CLASSES,
+                    c.class_names,
+                    Normalize::cifar(),
+                    None,
+                )
             }
             _ => self.lists(),
         }
@@ -126,16 +153,28 @@ impl SourceSpec {
         shots: Option<ShotThresholds>,
     ) -> Result<Source> {
         if !(self.imb_ratio >= 1.0) {
-            return Err(ExtractError::Usage(format!("--ir must be >= 1, got {}", self.imb_ratio)));
+            return Err(ExtractError::Usage(format!(
+                "--ir must be >= 1, got {}",
+                self.imb_ratio
+            )));
         }
         let img_max = self.img_max.unwrap_or(img_max);
         if !(img_max >= 1.0) {
-            return Err(ExtractError::Usage(format!("--img-max must be >= 1, got {img_max}")));
+            return Err(ExtractError::Usage(format!(
+                "--img-max must be >= 1, got {img_max}"
+            )));
         }
         let counts = bank::profile::exponential_counts(img_max, k, self.imb_ratio);
-        let idx = long_tail::first_n_per_class(&train.labels, &counts).map_err(|(c, have, want)| {
-            ExtractError::format(&self.root, format!("class {c} has {have} training images, the IR={} profile needs {want}", self.imb_ratio))
-        })?;
+        let idx =
+            long_tail::first_n_per_class(&train.labels, &counts).map_err(|(c, have, want)| {
+                ExtractError::format(
+                    &self.root,
+                    format!(
+                        "class {c} has {have} training images, the IR={} profile needs {want}",
+                        self.imb_ratio
+                    ),
+                )
+            })?;
         let record = json!({
             "profile": "exponential",
             "rule": "first n_c images of each class in file order (LOS/LTWB), class-major",
@@ -190,19 +229,50 @@ impl SourceSpec {
         let train = load(&train_p)?;
         let test = load(&test_p)?;
         let val = val_p.as_deref().map(&mut load).transpose()?;
-        let max_label = std::iter::once(&train).chain(Some(&test)).chain(val.as_ref()).flat_map(|s| s.labels.iter()).max().copied().unwrap_or(0) as usize;
+        let max_label = std::iter::once(&train)
+            .chain(Some(&test))
+            .chain(val.as_ref())
+            .flat_map(|s| s.labels.iter())
+            .max()
+            .copied()
+            .unwrap_or(0) as usize;
         let num_classes = match self.kind.known_classes() {
             Some(k) if max_label >= k => {
-                return Err(ExtractError::format(&train_p, format!("label {max_label} is out of range for {} ({k} classes)", self.kind.name())));
+                return Err(ExtractError::format(
+                    &train_p,
+                    format!(
+                        "label {max_label} is out of range for {} ({k} classes)",
+                        self.kind.name()
+                    ),
+                ));
             }
             Some(k) => k,
             None => max_label + 1,
         };
-        let normalize = if self.kind == DatasetKind::Inat2018 { Normalize::inat() } else { Normalize::imagenet() };
+        let normalize = if self.kind == DatasetKind::Inat2018 {
+            Normalize::inat()
+        } else {
+            Normalize::imagenet()
+        };
         let name = match self.kind {
-            DatasetKind::List => train_p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "list".into()),
+            DatasetKind::List => train_p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "list".into()),
             k => k.name().to_owned(),
         };
-        Ok(Source { name, num_classes, class_names: None, train, val, test, normalize, crop_padding: 0, shots: None, long_tail: None, skipped })
+        Ok(Source {
+            name,
+            num_classes,
+            class_names: None,
+            train,
+            val,
+            test,
+            normalize,
+            crop_padding: 0,
+            shots: None,
+            long_tail: None,
+            skipped,
+        })
     }
 }

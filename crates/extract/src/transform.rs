@@ -22,7 +22,11 @@ pub fn normalize_chw(px: &[u8], channels: usize, norm: &Normalize, out: &mut Vec
     let plane = px.len() / channels.max(1);
     for c in 0..channels {
         let (m, s) = (norm.mean[c], norm.std[c]);
-        out.extend(px[c * plane..(c + 1) * plane].iter().map(|&v| (v as f32 / 255.0 - m) / s));
+        out.extend(
+            px[c * plane..(c + 1) * plane]
+                .iter()
+                .map(|&v| (v as f32 / 255.0 - m) / s),
+        );
     }
 }
 
@@ -62,7 +66,12 @@ pub fn decode(f: &FileImages, i: usize) -> Result<RgbImage> {
     })?;
     let img = image::load_from_memory(&bytes).map_err(|e| ExtractError::Image {
         path: path.clone(),
-        msg: format!("{} (listed at {}:{})", one_line(&e.to_string()), f.list.display(), f.lines[i]),
+        msg: format!(
+            "{} (listed at {}:{})",
+            one_line(&e.to_string()),
+            f.list.display(),
+            f.lines[i]
+        ),
     })?;
     Ok(img.to_rgb8())
 }
@@ -92,7 +101,12 @@ pub fn center_crop(img: &RgbImage, size: u32) -> RgbImage {
     let (w, h) = img.dimensions();
     if w < size || h < size {
         let mut out = RgbImage::new(size.max(w), size.max(h));
-        image::imageops::replace(&mut out, img, ((size.max(w) - w) / 2) as i64, ((size.max(h) - h) / 2) as i64);
+        image::imageops::replace(
+            &mut out,
+            img,
+            ((size.max(w) - w) / 2) as i64,
+            ((size.max(h) - h) / 2) as i64,
+        );
         return center_crop(&out, size);
     }
     let left = ((w - size) as f64 / 2.0).round() as u32;
@@ -128,7 +142,12 @@ pub fn random_resized_crop_flip(img: &RgbImage, rng: &mut impl Rng) -> RgbImage 
         let cw = (target * ratio).sqrt().round() as u32;
         let ch = (target / ratio).sqrt().round() as u32;
         if cw > 0 && ch > 0 && cw <= w && ch <= h {
-            crop = Some((rng.random_range(0..=w - cw), rng.random_range(0..=h - ch), cw, ch));
+            crop = Some((
+                rng.random_range(0..=w - cw),
+                rng.random_range(0..=h - ch),
+                cw,
+                ch,
+            ));
             break;
         }
     }
@@ -181,14 +200,27 @@ mod tests {
     #[test]
     fn normalisation_is_per_channel() {
         let mut out = Vec::new();
-        normalize_chw(&[0, 255, 255, 0], 2, &Normalize { mean: vec![0.0, 0.5], std: vec![1.0, 0.5] }, &mut out);
+        normalize_chw(
+            &[0, 255, 255, 0],
+            2,
+            &Normalize {
+                mean: vec![0.0, 0.5],
+                std: vec![1.0, 0.5],
+            },
+            &mut out,
+        );
         assert_eq!(out, vec![0.0, 1.0, 1.0, -1.0]);
     }
 
     #[test]
     fn random_crop_with_zero_shift_and_no_flip_is_identity_in_distribution() {
         use rand::SeedableRng;
-        let r = RawImages { channels: 1, height: 4, width: 4, data: (0..16).collect() };
+        let r = RawImages {
+            channels: 1,
+            height: 4,
+            width: 4,
+            data: (0..16).collect(),
+        };
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
         let v = random_crop_flip(&r, 0, 0, &mut rng);
         assert!(v == r.data || v == [3, 2, 1, 0, 7, 6, 5, 4, 11, 10, 9, 8, 15, 14, 13, 12]);

@@ -44,7 +44,8 @@ pub fn hash_rule(key: &str, shape: &[usize], kind: ParamKind) -> Vec<f32> {
     let scale = (6.0 / fan_in as f64).sqrt();
     (0..n as u64)
         .map(|i| {
-            let u = (i.wrapping_mul(2_654_435_761).wrapping_add(h) % (1u64 << 32)) as f64 / 4_294_967_296.0;
+            let u = (i.wrapping_mul(2_654_435_761).wrapping_add(h) % (1u64 << 32)) as f64
+                / 4_294_967_296.0;
             (match kind {
                 ParamKind::Weight => (2.0 * u - 1.0) * scale,
                 ParamKind::LinearBias => 0.1 * (2.0 * u - 1.0),
@@ -61,12 +62,24 @@ pub fn hash_rule(key: &str, shape: &[usize], kind: ParamKind) -> Vec<f32> {
 /// The state_dict an architecture expects: (key, shape, kind) in construction order, the
 /// classifier included when `num_classes` is given. `num_batches_tracked` is not listed (it
 /// carries no value the forward pass uses).
-pub fn expected_state_dict(arch: Arch, num_classes: Option<usize>) -> Result<Vec<(String, Vec<usize>, ParamKind)>> {
+pub fn expected_state_dict(
+    arch: Arch,
+    num_classes: Option<usize>,
+) -> Result<Vec<(String, Vec<usize>, ParamKind)>> {
     let rec = Arc::new(Recorder::default());
-    arch.build(num_classes, VarBuilder::from_backend(Box::new(RecorderHandle(rec.clone())), DType::F32, Device::Cpu))?;
+    arch.build(
+        num_classes,
+        VarBuilder::from_backend(
+            Box::new(RecorderHandle(rec.clone())),
+            DType::F32,
+            Device::Cpu,
+        ),
+    )?;
     let asked = rec.asked.lock().unwrap().clone();
-    let bn: HashSet<String> =
-        asked.iter().filter_map(|(k, _)| k.strip_suffix(".running_mean").map(str::to_owned)).collect();
+    let bn: HashSet<String> = asked
+        .iter()
+        .filter_map(|(k, _)| k.strip_suffix(".running_mean").map(str::to_owned))
+        .collect();
     Ok(asked
         .into_iter()
         .map(|(key, shape)| {
@@ -87,10 +100,19 @@ pub fn expected_state_dict(arch: Arch, num_classes: Option<usize>) -> Result<Vec
 
 /// Weights for `arch` by the hash rule. `seed` 0 reproduces the fixtures exactly; another seed
 /// salts every key (`"<seed>/<key>"`), giving a different, equally reproducible network.
-pub fn hash_rule_tensors(arch: Arch, num_classes: Option<usize>, seed: u64, dev: &Device) -> Result<HashMap<String, Tensor>> {
+pub fn hash_rule_tensors(
+    arch: Arch,
+    num_classes: Option<usize>,
+    seed: u64,
+    dev: &Device,
+) -> Result<HashMap<String, Tensor>> {
     let mut out = HashMap::new();
     for (key, shape, kind) in expected_state_dict(arch, num_classes)? {
-        let salted = if seed == 0 { key.clone() } else { format!("{seed}/{key}") };
+        let salted = if seed == 0 {
+            key.clone()
+        } else {
+            format!("{seed}/{key}")
+        };
         let v = hash_rule(&salted, &shape, kind);
         out.insert(key, Tensor::from_vec(v, shape, dev)?);
     }
@@ -107,7 +129,11 @@ struct RecorderHandle(Arc<Recorder>);
 
 impl SimpleBackend for RecorderHandle {
     fn get(&self, s: Shape, name: &str, _: Init, dtype: DType, dev: &Device) -> Result<Tensor> {
-        self.0.asked.lock().unwrap().push((name.to_owned(), s.dims().to_vec()));
+        self.0
+            .asked
+            .lock()
+            .unwrap()
+            .push((name.to_owned(), s.dims().to_vec()));
         Tensor::zeros(s, dtype, dev)
     }
     fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> Result<Tensor> {
@@ -145,10 +171,18 @@ impl KeyReport {
 impl std::fmt::Display for KeyReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut parts = Vec::new();
-        for (what, v) in [("missing keys", &self.missing), ("unexpected keys", &self.unexpected), ("shape mismatches", &self.mismatched)] {
+        for (what, v) in [
+            ("missing keys", &self.missing),
+            ("unexpected keys", &self.unexpected),
+            ("shape mismatches", &self.mismatched),
+        ] {
             if !v.is_empty() {
                 let shown: Vec<&str> = v.iter().take(6).map(String::as_str).collect();
-                let more = if v.len() > 6 { format!(" and {} more", v.len() - 6) } else { String::new() };
+                let more = if v.len() > 6 {
+                    format!(" and {} more", v.len() - 6)
+                } else {
+                    String::new()
+                };
                 parts.push(format!("{} {what}: {}{more}", v.len(), shown.join(", ")));
             }
         }
@@ -158,7 +192,12 @@ impl std::fmt::Display for KeyReport {
 
 impl Checked {
     pub fn new(tensors: HashMap<String, Tensor>) -> Arc<Checked> {
-        Arc::new(Checked { tensors, used: Default::default(), missing: Default::default(), mismatched: Default::default() })
+        Arc::new(Checked {
+            tensors,
+            used: Default::default(),
+            missing: Default::default(),
+            mismatched: Default::default(),
+        })
     }
 
     /// Missing / mismatched keys seen so far, and the checkpoint keys never asked for
@@ -168,11 +207,19 @@ impl Checked {
         let mut unexpected: Vec<String> = self
             .tensors
             .keys()
-            .filter(|k| !used.contains(*k) && !k.ends_with("num_batches_tracked") && !ignore.contains(&k.as_str()))
+            .filter(|k| {
+                !used.contains(*k)
+                    && !k.ends_with("num_batches_tracked")
+                    && !ignore.contains(&k.as_str())
+            })
             .cloned()
             .collect();
         unexpected.sort();
-        KeyReport { missing: self.missing.lock().unwrap().clone(), unexpected, mismatched: self.mismatched.lock().unwrap().clone() }
+        KeyReport {
+            missing: self.missing.lock().unwrap().clone(),
+            unexpected,
+            mismatched: self.mismatched.lock().unwrap().clone(),
+        }
     }
 }
 
@@ -186,7 +233,11 @@ impl SimpleBackend for CheckedHandle {
         match me.tensors.get(name) {
             Some(t) if t.dims() == s.dims() => t.to_dtype(dtype)?.to_device(dev),
             Some(t) => {
-                me.mismatched.lock().unwrap().push(format!("{name}: checkpoint {:?} vs model {:?}", t.dims(), s.dims()));
+                me.mismatched.lock().unwrap().push(format!(
+                    "{name}: checkpoint {:?} vs model {:?}",
+                    t.dims(),
+                    s.dims()
+                ));
                 Tensor::zeros(s, dtype, dev)
             }
             None => {
@@ -208,5 +259,7 @@ impl SimpleBackend for CheckedHandle {
 
 /// Shapes of a tensor map, sorted by key (for messages and provenance).
 pub fn shapes(t: &HashMap<String, Tensor>) -> BTreeMap<String, Vec<usize>> {
-    t.iter().map(|(k, v)| (k.clone(), v.dims().to_vec())).collect()
+    t.iter()
+        .map(|(k, v)| (k.clone(), v.dims().to_vec()))
+        .collect()
 }

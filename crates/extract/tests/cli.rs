@@ -6,13 +6,25 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn extract(args: &[&str], cwd: &Path) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_extract")).args(args).arg("--quiet").current_dir(cwd).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(env!("CARGO_BIN_EXE_extract"))
+        .args(args)
+        .arg("--quiet")
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn fixtures() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/backbones");
-    assert!(dir.is_dir(), "backbone fixtures not found at {}", dir.display());
+    assert!(
+        dir.is_dir(),
+        "backbone fixtures not found at {}",
+        dir.display()
+    );
     dir
 }
 
@@ -28,7 +40,24 @@ fn cifar100_lt_pickle_with_ldam_checkpoint_makes_a_valid_bank() {
     cifar::fixture::write_python(d.path(), &train, &[0, 1, 2, 99]).unwrap();
     let ckpt = fixtures().join("resnet32_ldam.ckpt.pth.tar");
     let (code, err) = extract(
-        &["--dataset", "cifar100-lt", "--root", ".", "--arch", "resnet32", "--checkpoint", ckpt.to_str().unwrap(), "--ir", "2", "--img-max", "2", "--batch-size", "16", "--views", "1"],
+        &[
+            "--dataset",
+            "cifar100-lt",
+            "--root",
+            ".",
+            "--arch",
+            "resnet32",
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+            "--ir",
+            "2",
+            "--img-max",
+            "2",
+            "--batch-size",
+            "16",
+            "--views",
+            "1",
+        ],
         d.path(),
     );
     assert_eq!(code, 0, "{err}");
@@ -54,26 +83,68 @@ fn fashion_mnist_idx_makes_a_bank_with_its_shot_thresholds() {
     let imgs: Vec<u8> = (0..n * 784).map(|i| (i * 31 % 256) as u8).collect();
     let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
     for p in ["train", "t10k"] {
-        fmnist::write_idx(&d.path().join(format!("{p}-images-idx3-ubyte.gz")), &[n, 28, 28], &imgs).unwrap();
-        fmnist::write_idx(&d.path().join(format!("{p}-labels-idx1-ubyte.gz")), &[n], &labels).unwrap();
+        fmnist::write_idx(
+            &d.path().join(format!("{p}-images-idx3-ubyte.gz")),
+            &[n, 28, 28],
+            &imgs,
+        )
+        .unwrap();
+        fmnist::write_idx(
+            &d.path().join(format!("{p}-labels-idx1-ubyte.gz")),
+            &[n],
+            &labels,
+        )
+        .unwrap();
     }
-    let (code, err) = extract(&["--dataset", "fmnist-lt", "--root", ".", "--img-max", "4", "--ir", "4", "--out", "bank", "--dtype", "f16"], d.path());
+    let (code, err) = extract(
+        &[
+            "--dataset",
+            "fmnist-lt",
+            "--root",
+            ".",
+            "--img-max",
+            "4",
+            "--ir",
+            "4",
+            "--out",
+            "bank",
+            "--dtype",
+            "f16",
+        ],
+        d.path(),
+    );
     assert_eq!(code, 0, "{err}");
     let b = bank::Bank::open(&d.path().join("bank")).unwrap();
-    assert_eq!(b.train_counts, bank::profile::exponential_counts(4.0, 10, 4.0));
+    assert_eq!(
+        b.train_counts,
+        bank::profile::exponential_counts(4.0, 10, 4.0)
+    );
     assert_eq!((b.dim, b.test.rows), (128, 40));
     assert_eq!((b.shots.many_above, b.shots.few_below), (1200, 240));
 }
 
 fn write_list_dataset(root: &Path) {
     std::fs::create_dir_all(root.join("img")).unwrap();
-    for (i, (w, h)) in [(40u32, 30u32), (300, 260), (64, 64), (33, 50)].into_iter().enumerate() {
-        let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 3) as u8, (y * 5) as u8, (i * 60) as u8]));
+    for (i, (w, h)) in [(40u32, 30u32), (300, 260), (64, 64), (33, 50)]
+        .into_iter()
+        .enumerate()
+    {
+        let img = image::RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([(x * 3) as u8, (y * 5) as u8, (i * 60) as u8])
+        });
         let ext = if i % 2 == 0 { "png" } else { "jpg" };
         img.save(root.join(format!("img/{i}.{ext}"))).unwrap();
     }
-    std::fs::write(root.join("img/corrupt.jpg"), b"\xff\xd8\xff\xe0 this is not a jpeg").unwrap();
-    std::fs::write(root.join("train.txt"), "img/0.png 0\nimg/1.jpg 1\nimg/corrupt.jpg 1\nimg/2.png\nimg/3.jpg 0\n").unwrap();
+    std::fs::write(
+        root.join("img/corrupt.jpg"),
+        b"\xff\xd8\xff\xe0 this is not a jpeg",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("train.txt"),
+        "img/0.png 0\nimg/1.jpg 1\nimg/corrupt.jpg 1\nimg/2.png\nimg/3.jpg 0\n",
+    )
+    .unwrap();
     std::fs::write(root.join("test.txt"), "img/2.png 1\nimg/3.jpg 0\n").unwrap();
 }
 
@@ -81,33 +152,90 @@ fn write_list_dataset(root: &Path) {
 fn list_files_bad_line_is_one_clear_error() {
     let d = tempfile::tempdir().unwrap();
     write_list_dataset(d.path());
-    let (code, err) =
-        extract(&["--dataset", "list", "--root", ".", "--train-list", "train.txt", "--test-list", "test.txt", "--arch", "resnet32"], d.path());
+    let (code, err) = extract(
+        &[
+            "--dataset",
+            "list",
+            "--root",
+            ".",
+            "--train-list",
+            "train.txt",
+            "--test-list",
+            "test.txt",
+            "--arch",
+            "resnet32",
+        ],
+        d.path(),
+    );
     assert_eq!(code, 2);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.starts_with("extract: ") && err.contains("train.txt:4: missing label"), "{err}");
+    assert!(
+        err.starts_with("extract: ") && err.contains("train.txt:4: missing label"),
+        "{err}"
+    );
 }
 
 #[test]
 fn list_files_corrupt_image_is_named_and_leaves_no_bank() {
     let d = tempfile::tempdir().unwrap();
     write_list_dataset(d.path());
-    std::fs::write(d.path().join("train.txt"), "img/0.png 0\nimg/1.jpg 1\nimg/corrupt.jpg 1\n").unwrap();
-    let (code, err) =
-        extract(&["--dataset", "list", "--root", ".", "--train-list", "train.txt", "--test-list", "test.txt", "--arch", "resnet32"], d.path());
+    std::fs::write(
+        d.path().join("train.txt"),
+        "img/0.png 0\nimg/1.jpg 1\nimg/corrupt.jpg 1\n",
+    )
+    .unwrap();
+    let (code, err) = extract(
+        &[
+            "--dataset",
+            "list",
+            "--root",
+            ".",
+            "--train-list",
+            "train.txt",
+            "--test-list",
+            "test.txt",
+            "--arch",
+            "resnet32",
+        ],
+        d.path(),
+    );
     assert_eq!(code, 2);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("corrupt.jpg") && err.contains("train.txt:3"), "{err}");
-    assert!(!d.path().join("features/train").exists(), "a failed run must not leave a bank");
+    assert!(
+        err.contains("corrupt.jpg") && err.contains("train.txt:3"),
+        "{err}"
+    );
+    assert!(
+        !d.path().join("features/train").exists(),
+        "a failed run must not leave a bank"
+    );
 }
 
 #[test]
 fn list_files_skip_bad_counts_and_decodes_png_and_jpeg() {
     let d = tempfile::tempdir().unwrap();
     write_list_dataset(d.path());
-    std::fs::write(d.path().join("train.txt"), "img/0.png 0\nimg/1.jpg 1\nimg/corrupt.jpg 1\nimg/2.png\nimg/3.jpg 0\nimg/missing.png 1\n").unwrap();
+    std::fs::write(
+        d.path().join("train.txt"),
+        "img/0.png 0\nimg/1.jpg 1\nimg/corrupt.jpg 1\nimg/2.png\nimg/3.jpg 0\nimg/missing.png 1\n",
+    )
+    .unwrap();
     let (code, err) = extract(
-        &["--dataset", "list", "--root", ".", "--train-list", "train.txt", "--test-list", "test.txt", "--arch", "resnet32", "--skip-bad", "--out", "b"],
+        &[
+            "--dataset",
+            "list",
+            "--root",
+            ".",
+            "--train-list",
+            "train.txt",
+            "--test-list",
+            "test.txt",
+            "--arch",
+            "resnet32",
+            "--skip-bad",
+            "--out",
+            "b",
+        ],
         d.path(),
     );
     assert_eq!(code, 0, "{err}");
@@ -117,14 +245,31 @@ fn list_files_skip_bad_counts_and_decodes_png_and_jpeg() {
     assert_eq!(b.train.labels, vec![0, 1, 0]);
     let m = meta(&d.path().join("b"));
     assert_eq!(m["provenance"]["skipped"], 3);
-    assert_eq!(m["provenance"]["transform"]["test"], "Resize(256) + CenterCrop(224) + Normalize");
+    assert_eq!(
+        m["provenance"]["transform"]["test"],
+        "Resize(256) + CenterCrop(224) + Normalize"
+    );
 }
 
 #[test]
 fn cuda_without_a_gpu_says_so_in_one_line() {
     let d = tempfile::tempdir().unwrap();
     write_list_dataset(d.path());
-    let (code, err) = extract(&["--dataset", "list", "--root", ".", "--train-list", "test.txt", "--test-list", "test.txt", "--device", "cuda"], d.path());
+    let (code, err) = extract(
+        &[
+            "--dataset",
+            "list",
+            "--root",
+            ".",
+            "--train-list",
+            "test.txt",
+            "--test-list",
+            "test.txt",
+            "--device",
+            "cuda",
+        ],
+        d.path(),
+    );
     if code == 0 {
         return; // a CUDA build on a GPU machine
     }
@@ -138,8 +283,23 @@ fn an_existing_bank_is_not_replaced_without_overwrite() {
     let d = tempfile::tempdir().unwrap();
     write_list_dataset(d.path());
     std::fs::create_dir_all(d.path().join("b")).unwrap();
-    let (code, err) =
-        extract(&["--dataset", "list", "--root", ".", "--train-list", "test.txt", "--test-list", "test.txt", "--arch", "resnet32", "--out", "b"], d.path());
+    let (code, err) = extract(
+        &[
+            "--dataset",
+            "list",
+            "--root",
+            ".",
+            "--train-list",
+            "test.txt",
+            "--test-list",
+            "test.txt",
+            "--arch",
+            "resnet32",
+            "--out",
+            "b",
+        ],
+        d.path(),
+    );
     assert_eq!(code, 2);
     assert!(err.contains("--overwrite"), "{err}");
 }

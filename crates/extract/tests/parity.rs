@@ -41,24 +41,46 @@ struct Case {
 
 fn case(name: &str, arch: Arch) -> Case {
     let dir = fixtures();
-    let index: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("index.json")).unwrap()).unwrap();
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("index.json")).unwrap()).unwrap();
     let c = &index["cases"][name];
     assert!(c.is_object(), "index.json has no case {name}");
-    let reference = candle_core::safetensors::load(dir.join(format!("{name}.safetensors")), &Device::Cpu).unwrap();
+    let reference =
+        candle_core::safetensors::load(dir.join(format!("{name}.safetensors")), &Device::Cpu)
+            .unwrap();
     Case {
         arch,
-        keys: c["state_dict_keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_owned()).collect(),
+        keys: c["state_dict_keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap().to_owned())
+            .collect(),
         num_classes: c["num_classes"].as_u64().unwrap() as usize,
         feature_abs_max: c["feature_abs_max"].as_f64().unwrap() as f32,
         logit_abs_max: c["logit_abs_max"].as_f64().unwrap() as f32,
-        input_shape: c["input_shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect(),
+        input_shape: c["input_shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect(),
         reference,
     }
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims());
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 /// Compare the candle outputs of `model` with the case's reference; returns relative errors.
@@ -73,9 +95,16 @@ fn compare(c: &Case, model: &dyn extract::Backbone) -> [f32; 3] {
         max_abs_diff(&logits, &c.reference["logits"]) / c.logit_abs_max,
         max_abs_diff(&ff, &c.reference["features_flip"]) / c.feature_abs_max,
     ];
-    eprintln!("{}: relative max error features {:.2e}, logits {:.2e}, features_flip {:.2e}", c.arch, errs[0], errs[1], errs[2]);
+    eprintln!(
+        "{}: relative max error features {:.2e}, logits {:.2e}, features_flip {:.2e}",
+        c.arch, errs[0], errs[1], errs[2]
+    );
     for (what, e) in ["features", "logits", "features_flip"].iter().zip(errs) {
-        assert!(e < 1e-4, "{}: {what} differ by {e:.3e} of the scale", c.arch);
+        assert!(
+            e < 1e-4,
+            "{}: {what} differ by {e:.3e} of the scale",
+            c.arch
+        );
     }
     errs
 }
@@ -84,8 +113,17 @@ fn compare(c: &Case, model: &dyn extract::Backbone) -> [f32; 3] {
 fn rule_state_dict(c: &Case) -> HashMap<String, Tensor> {
     let expected = expected_state_dict(c.arch, Some(c.num_classes)).unwrap();
     let ours: HashSet<&str> = expected.iter().map(|(k, _, _)| k.as_str()).collect();
-    let theirs: HashSet<&str> = c.keys.iter().map(String::as_str).filter(|k| !k.ends_with("num_batches_tracked")).collect();
-    assert_eq!(ours, theirs, "{}: model keys differ from PyTorch's state_dict keys", c.arch);
+    let theirs: HashSet<&str> = c
+        .keys
+        .iter()
+        .map(String::as_str)
+        .filter(|k| !k.ends_with("num_batches_tracked"))
+        .collect();
+    assert_eq!(
+        ours, theirs,
+        "{}: model keys differ from PyTorch's state_dict keys",
+        c.arch
+    );
     expected
         .into_iter()
         .map(|(k, shape, kind)| {
@@ -99,8 +137,16 @@ fn check_rule_case(name: &str, arch: Arch) -> [f32; 3] {
     let c = case(name, arch);
     // The input follows the rule too: a check on our reading of it.
     let x = &c.reference["input"];
-    let input = Tensor::from_vec(hash_rule("input", x.dims(), ParamKind::Input), x.dims(), &Device::Cpu).unwrap();
-    assert!(max_abs_diff(&input, x) < 1e-6, "input does not follow the hash rule");
+    let input = Tensor::from_vec(
+        hash_rule("input", x.dims(), ParamKind::Input),
+        x.dims(),
+        &Device::Cpu,
+    )
+    .unwrap();
+    assert!(
+        max_abs_diff(&input, x) < 1e-6,
+        "input does not follow the hash rule"
+    );
     let vb = VarBuilder::from_tensors(rule_state_dict(&c), DType::F32, &Device::Cpu);
     let model = arch.build(Some(c.num_classes), vb).unwrap();
     compare(&c, model.as_ref())
@@ -140,7 +186,13 @@ fn ldam_checkpoint_with_module_prefix_loads_and_matches() {
 fn plain_state_dict_pt_loads_and_matches() {
     let c = case("resnet32_ldam", Arch::Resnet32);
     let path = fixtures().join("resnet32_ldam.state_dict.pt");
-    let loaded = build_checked(Arch::Resnet32, load_state_dict(&path).unwrap(), &path, &Device::Cpu).unwrap();
+    let loaded = build_checked(
+        Arch::Resnet32,
+        load_state_dict(&path).unwrap(),
+        &path,
+        &Device::Cpu,
+    )
+    .unwrap();
     compare(&c, loaded.model.as_ref());
 }
 
@@ -153,19 +205,61 @@ fn wrong_arch_reports_missing_unexpected_and_mismatched_keys_by_name() {
         Err(e) => e.to_string(),
     };
     assert!(err.contains("resnet32_ldam.state_dict.pt"), "{err}");
-    assert!(err.contains("55 missing keys: layer2.0.downsample.0.weight"), "{err}");
-    assert!(err.contains("32 unexpected keys: layer1.3.bn1.bias"), "{err}");
+    assert!(
+        err.contains("55 missing keys: layer2.0.downsample.0.weight"),
+        "{err}"
+    );
+    assert!(
+        err.contains("32 unexpected keys: layer1.3.bn1.bias"),
+        "{err}"
+    );
     assert!(err.contains("shape mismatches: layer1.0.conv1.weight: checkpoint [16, 16, 3, 3] vs model [64, 64, 3, 3]"), "{err}");
+}
+
+#[test]
+fn ldam_normed_linear_head_is_left_out_with_a_note() {
+    // LDAM with --loss_type LDAM saves NormedLinear: `linear.weight` [64, K], no bias.
+    let c = case("resnet32_ldam", Arch::Resnet32);
+    let mut sd = rule_state_dict(&c);
+    let w = sd
+        .remove("linear.weight")
+        .unwrap()
+        .t()
+        .unwrap()
+        .contiguous()
+        .unwrap();
+    sd.remove("linear.bias");
+    sd.insert("linear.weight".into(), w);
+    let loaded = build_checked(
+        Arch::Resnet32,
+        sd,
+        std::path::Path::new("ldam.pth"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    assert_eq!(loaded.num_classes, None);
+    assert!(loaded.head_note.unwrap().contains("NormedLinear"));
+    let f = loaded.model.features(&c.reference["input"]).unwrap();
+    assert!(max_abs_diff(&f, &c.reference["features"]) / c.feature_abs_max < 1e-4);
 }
 
 #[test]
 fn encoder_prefixed_safetensors_checkpoint_loads() {
     // LTWB saves `encoder.`-prefixed keys; a safetensors copy of them must load unchanged.
     let c = case("resnet34_cifar", Arch::Resnet34Cifar);
-    let sd: HashMap<String, Tensor> = rule_state_dict(&c).into_iter().map(|(k, v)| (format!("encoder.{k}"), v)).collect();
+    let sd: HashMap<String, Tensor> = rule_state_dict(&c)
+        .into_iter()
+        .map(|(k, v)| (format!("encoder.{k}"), v))
+        .collect();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ltwb.safetensors");
     candle_core::safetensors::save(&sd, &path).unwrap();
-    let loaded = build_checked(Arch::Resnet34Cifar, load_state_dict(&path).unwrap(), &path, &Device::Cpu).unwrap();
+    let loaded = build_checked(
+        Arch::Resnet34Cifar,
+        load_state_dict(&path).unwrap(),
+        &path,
+        &Device::Cpu,
+    )
+    .unwrap();
     compare(&c, loaded.model.as_ref());
 }

@@ -13,8 +13,21 @@ pub fn bn(channels: usize, vb: VarBuilder) -> Result<BatchNorm> {
 }
 
 /// A bias-free convolution (every conv in these nets is followed by BatchNorm).
-pub fn conv(cin: usize, cout: usize, k: usize, stride: usize, padding: usize, groups: usize, vb: VarBuilder) -> Result<Conv2d> {
-    let cfg = Conv2dConfig { padding, stride, groups, ..Default::default() };
+pub fn conv(
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    padding: usize,
+    groups: usize,
+    vb: VarBuilder,
+) -> Result<Conv2d> {
+    let cfg = Conv2dConfig {
+        padding,
+        stride,
+        groups,
+        ..Default::default()
+    };
     conv2d_no_bias(cin, cout, k, cfg, vb)
 }
 
@@ -27,7 +40,10 @@ pub struct Downsample {
 
 impl Downsample {
     pub fn new(cin: usize, cout: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(Self { conv: conv(cin, cout, 1, stride, 0, 1, vb.pp("0"))?, bn: bn(cout, vb.pp("1"))? })
+        Ok(Self {
+            conv: conv(cin, cout, 1, stride, 0, 1, vb.pp("0"))?,
+            bn: bn(cout, vb.pp("1"))?,
+        })
     }
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         self.bn.forward_t(&self.conv.forward(x)?, train)
@@ -47,8 +63,11 @@ pub struct BasicBlock {
 
 impl BasicBlock {
     pub fn new(cin: usize, planes: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
-        let downsample =
-            if stride != 1 || cin != planes { Some(Downsample::new(cin, planes, stride, vb.pp("downsample"))?) } else { None };
+        let downsample = if stride != 1 || cin != planes {
+            Some(Downsample::new(cin, planes, stride, vb.pp("downsample"))?)
+        } else {
+            None
+        };
         Ok(Self {
             conv1: conv(cin, planes, 3, stride, 1, 1, vb.pp("conv1"))?,
             bn1: bn(planes, vb.pp("bn1"))?,
@@ -85,11 +104,21 @@ pub struct Bottleneck {
 impl Bottleneck {
     pub const EXPANSION: usize = 4;
 
-    pub fn new(cin: usize, planes: usize, stride: usize, groups: usize, base_width: usize, vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        cin: usize,
+        planes: usize,
+        stride: usize,
+        groups: usize,
+        base_width: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let width = planes * base_width / 64 * groups;
         let cout = planes * Self::EXPANSION;
-        let downsample =
-            if stride != 1 || cin != cout { Some(Downsample::new(cin, cout, stride, vb.pp("downsample"))?) } else { None };
+        let downsample = if stride != 1 || cin != cout {
+            Some(Downsample::new(cin, cout, stride, vb.pp("downsample"))?)
+        } else {
+            None
+        };
         Ok(Self {
             conv1: conv(cin, width, 1, 1, 0, 1, vb.pp("conv1"))?,
             bn1: bn(width, vb.pp("bn1"))?,
@@ -103,7 +132,10 @@ impl Bottleneck {
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let y = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
-        let y = self.bn2.forward_t(&self.conv2.forward(&y)?, train)?.relu()?;
+        let y = self
+            .bn2
+            .forward_t(&self.conv2.forward(&y)?, train)?
+            .relu()?;
         let y = self.bn3.forward_t(&self.conv3.forward(&y)?, train)?;
         let short = match &self.downsample {
             Some(d) => d.forward_t(x, train)?,
@@ -114,8 +146,21 @@ impl Bottleneck {
 }
 
 /// A residual stage `layerN` of `BasicBlock`s: the first block carries the stride.
-pub fn basic_layer(cin: usize, planes: usize, blocks: usize, stride: usize, vb: VarBuilder) -> Result<Vec<BasicBlock>> {
+pub fn basic_layer(
+    cin: usize,
+    planes: usize,
+    blocks: usize,
+    stride: usize,
+    vb: VarBuilder,
+) -> Result<Vec<BasicBlock>> {
     (0..blocks)
-        .map(|i| BasicBlock::new(if i == 0 { cin } else { planes }, planes, if i == 0 { stride } else { 1 }, vb.pp(i)))
+        .map(|i| {
+            BasicBlock::new(
+                if i == 0 { cin } else { planes },
+                planes,
+                if i == 0 { stride } else { 1 },
+                vb.pp(i),
+            )
+        })
         .collect()
 }

@@ -97,7 +97,11 @@ impl Arch {
     /// classifier `head_name()` [K, D] + bias [K] is built too.
     pub fn build(self, num_classes: Option<usize>, vb: VarBuilder) -> Result<Box<dyn Backbone>> {
         let head = match num_classes {
-            Some(k) => Some(candle_nn::linear(self.feature_dim(), k, vb.pp(self.head_name()))?),
+            Some(k) => Some(candle_nn::linear(
+                self.feature_dim(),
+                k,
+                vb.pp(self.head_name()),
+            )?),
             None => None,
         };
         Ok(match self {

@@ -44,9 +44,16 @@ impl BlockA {
 /// `x[:, :, ::2, ::2]`.
 fn subsample2(x: &Tensor) -> Result<Tensor> {
     let (b, c, h, w) = x.dims4()?;
-    let x = if h % 2 == 1 || w % 2 == 1 { x.pad_with_zeros(2, 0, h % 2)?.pad_with_zeros(3, 0, w % 2)? } else { x.clone() };
+    let x = if h % 2 == 1 || w % 2 == 1 {
+        x.pad_with_zeros(2, 0, h % 2)?.pad_with_zeros(3, 0, w % 2)?
+    } else {
+        x.clone()
+    };
     let (h2, w2) = (h.div_ceil(2), w.div_ceil(2));
-    x.reshape((b, c, h2, 2, w2, 2))?.narrow(3, 0, 1)?.narrow(5, 0, 1)?.reshape((b, c, h2, w2))
+    x.reshape((b, c, h2, 2, w2, 2))?
+        .narrow(3, 0, 1)?
+        .narrow(5, 0, 1)?
+        .reshape((b, c, h2, w2))
 }
 
 #[derive(Debug, Clone)]
@@ -69,7 +76,12 @@ impl ResNet32 {
                 cin = planes;
             }
         }
-        Ok(Self { conv1: conv(3, 16, 3, 1, 1, 1, vb.pp("conv1"))?, bn1: bn(16, vb.pp("bn1"))?, layers, head })
+        Ok(Self {
+            conv1: conv(3, 16, 3, 1, 1, 1, vb.pp("conv1"))?,
+            bn1: bn(16, vb.pp("bn1"))?,
+            layers,
+            head,
+        })
     }
 }
 

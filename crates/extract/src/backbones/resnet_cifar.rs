@@ -23,10 +23,21 @@ impl ResNetCifar {
         let mut cin = 64;
         for (i, (&planes, &blocks)) in [64, 128, 256, 512].iter().zip(&[3, 4, 6, 3]).enumerate() {
             let stride = if i == 0 { 1 } else { 2 };
-            layers.push(basic_layer(cin, planes, blocks, stride, vb.pp(format!("layer{}", i + 1)))?);
+            layers.push(basic_layer(
+                cin,
+                planes,
+                blocks,
+                stride,
+                vb.pp(format!("layer{}", i + 1)),
+            )?);
             cin = planes;
         }
-        Ok(Self { conv1: conv(3, 64, 3, 1, 1, 1, vb.pp("conv1"))?, bn1: bn(64, vb.pp("bn1"))?, layers, head })
+        Ok(Self {
+            conv1: conv(3, 64, 3, 1, 1, 1, vb.pp("conv1"))?,
+            bn1: bn(64, vb.pp("bn1"))?,
+            layers,
+            head,
+        })
     }
 }
 

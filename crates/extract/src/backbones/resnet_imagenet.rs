@@ -24,7 +24,13 @@ impl ResNet {
         Self::bottleneck([3, 4, 6, 3], 32, 4, vb, head)
     }
 
-    fn bottleneck(blocks: [usize; 4], groups: usize, base_width: usize, vb: VarBuilder, head: Option<Linear>) -> Result<Self> {
+    fn bottleneck(
+        blocks: [usize; 4],
+        groups: usize,
+        base_width: usize,
+        vb: VarBuilder,
+        head: Option<Linear>,
+    ) -> Result<Self> {
         let mut layers = Vec::new();
         let mut cin = 64;
         for (i, (&planes, &n)) in [64, 128, 256, 512].iter().zip(&blocks).enumerate() {
@@ -32,12 +38,24 @@ impl ResNet {
             let mut layer = Vec::new();
             for j in 0..n {
                 let stride = if i > 0 && j == 0 { 2 } else { 1 };
-                layer.push(Bottleneck::new(cin, planes, stride, groups, base_width, lvb.pp(j))?);
+                layer.push(Bottleneck::new(
+                    cin,
+                    planes,
+                    stride,
+                    groups,
+                    base_width,
+                    lvb.pp(j),
+                )?);
                 cin = planes * Bottleneck::EXPANSION;
             }
             layers.push(layer);
         }
-        Ok(Self { conv1: conv(3, 64, 7, 2, 3, 1, vb.pp("conv1"))?, bn1: bn(64, vb.pp("bn1"))?, layers, head })
+        Ok(Self {
+            conv1: conv(3, 64, 7, 2, 3, 1, vb.pp("conv1"))?,
+            bn1: bn(64, vb.pp("bn1"))?,
+            layers,
+            head,
+        })
     }
 }
 
@@ -46,7 +64,10 @@ impl Backbone for ResNet {
         let x = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
         // MaxPool2d(3, 2, padding=1): the input is post-ReLU (≥ 0), so zero padding gives the
         // same maxima as PyTorch's -inf padding.
-        let mut x = x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?.max_pool2d_with_stride(3, 2)?;
+        let mut x = x
+            .pad_with_zeros(2, 1, 1)?
+            .pad_with_zeros(3, 1, 1)?
+            .max_pool2d_with_stride(3, 2)?;
         for layer in &self.layers {
             for block in layer {
                 x = block.forward_t(&x, train)?;

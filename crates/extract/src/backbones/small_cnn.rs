@@ -19,8 +19,14 @@ pub struct SmallCnn {
 impl SmallCnn {
     pub fn new(vb: VarBuilder, head: Option<Linear>) -> Result<Self> {
         let mut convs = Vec::new();
-        for (i, (cin, cout)) in [(1, 32), (32, 64), (64, FEATURE_DIM)].into_iter().enumerate() {
-            convs.push((conv(cin, cout, 3, 1, 1, 1, vb.pp(format!("conv{}", i + 1)))?, bn(cout, vb.pp(format!("bn{}", i + 1)))?));
+        for (i, (cin, cout)) in [(1, 32), (32, 64), (64, FEATURE_DIM)]
+            .into_iter()
+            .enumerate()
+        {
+            convs.push((
+                conv(cin, cout, 3, 1, 1, 1, vb.pp(format!("conv{}", i + 1)))?,
+                bn(cout, vb.pp(format!("bn{}", i + 1)))?,
+            ));
         }
         Ok(Self { convs, head })
     }

@@ -45,11 +45,20 @@ fn load_python(dir: &Path) -> Result<Cifar100> {
     let split = |name: &str| -> Result<Labeled> {
         let path = dir.join(name);
         let bytes = std::fs::read(&path).map_err(|e| ExtractError::io(&path, e))?;
-        let obj = pickle::parse(&bytes).map_err(|e| ExtractError::format(&path, format!("not a readable pickle: {e}")))?;
-        let field = |k: &str| obj.get(k).ok_or_else(|| ExtractError::format(&path, format!("missing key `{k}`")));
-        let (shape, data) = field("data")?.ndarray_u8().map_err(|e| ExtractError::format(&path, format!("`data`: {e}")))?;
+        let obj = pickle::parse(&bytes)
+            .map_err(|e| ExtractError::format(&path, format!("not a readable pickle: {e}")))?;
+        let field = |k: &str| {
+            obj.get(k)
+                .ok_or_else(|| ExtractError::format(&path, format!("missing key `{k}`")))
+        };
+        let (shape, data) = field("data")?
+            .ndarray_u8()
+            .map_err(|e| ExtractError::format(&path, format!("`data`: {e}")))?;
         if shape.len() != 2 || shape[1] != PIXELS {
-            return Err(ExtractError::format(&path, format!("`data` has shape {shape:?}, expected [N, {PIXELS}]")));
+            return Err(ExtractError::format(
+                &path,
+                format!("`data` has shape {shape:?}, expected [N, {PIXELS}]"),
+            ));
         }
         let labels = field("fine_labels")?
             .ints()
@@ -61,7 +70,12 @@ fn load_python(dir: &Path) -> Result<Cifar100> {
         .ok()
         .and_then(|b| pickle::parse(&b).ok())
         .and_then(|m: Py| m.get("fine_label_names").and_then(Py::strings));
-    Ok(Cifar100 { train: split("train")?, test: split("test")?, class_names, dir: dir.into() })
+    Ok(Cifar100 {
+        train: split("train")?,
+        test: split("test")?,
+        class_names,
+        dir: dir.into(),
+    })
 }
 
 fn load_binary(dir: &Path) -> Result<Cifar100> {
@@ -70,7 +84,13 @@ fn load_binary(dir: &Path) -> Result<Cifar100> {
         let bytes = std::fs::read(&path).map_err(|e| ExtractError::io(&path, e))?;
         let rec = PIXELS + 2;
         if bytes.is_empty() || bytes.len() % rec != 0 {
-            return Err(ExtractError::format(&path, format!("size {} is not a multiple of the {rec}-byte record", bytes.len())));
+            return Err(ExtractError::format(
+                &path,
+                format!(
+                    "size {} is not a multiple of the {rec}-byte record",
+                    bytes.len()
+                ),
+            ));
         }
         let mut data = Vec::with_capacity(bytes.len() / rec * PIXELS);
         let mut labels = Vec::new();
@@ -82,21 +102,46 @@ fn load_binary(dir: &Path) -> Result<Cifar100> {
     };
     let class_names = std::fs::read_to_string(dir.join("fine_label_names.txt"))
         .ok()
-        .map(|t| t.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect::<Vec<_>>())
+        .map(|t| {
+            t.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
         .filter(|v| v.len() == NUM_CLASSES);
-    Ok(Cifar100 { train: split("train.bin")?, test: split("test.bin")?, class_names, dir: dir.into() })
+    Ok(Cifar100 {
+        train: split("train.bin")?,
+        test: split("test.bin")?,
+        class_names,
+        dir: dir.into(),
+    })
 }
 
 fn labeled(path: &Path, field: &str, data: Vec<u8>, labels: Vec<i64>) -> Result<Labeled> {
     let n = data.len() / PIXELS;
     if labels.len() != n {
-        return Err(ExtractError::format(path, format!("{n} images but {} entries in `{field}`", labels.len())));
+        return Err(ExtractError::format(
+            path,
+            format!("{n} images but {} entries in `{field}`", labels.len()),
+        ));
     }
-    if let Some(i) = labels.iter().position(|&l| !(0..NUM_CLASSES as i64).contains(&l)) {
-        return Err(ExtractError::format(path, format!("`{field}`[{i}] = {} is not in 0..{NUM_CLASSES}", labels[i])));
+    if let Some(i) = labels
+        .iter()
+        .position(|&l| !(0..NUM_CLASSES as i64).contains(&l))
+    {
+        return Err(ExtractError::format(
+            path,
+            format!("`{field}`[{i}] = {} is not in 0..{NUM_CLASSES}", labels[i]),
+        ));
     }
     Ok(Labeled {
-        images: Images::Raw(RawImages { channels: 3, height: 32, width: 32, data }),
+        images: Images::Raw(RawImages {
+            channels: 3,
+            height: 32,
+            width: 32,
+            data,
+        }),
         labels: labels.into_iter().map(|l| l as u32).collect(),
     })
 }
@@ -108,10 +153,16 @@ pub mod fixture {
     use std::path::Path;
 
     pub fn image(i: usize) -> Vec<u8> {
-        (0..PIXELS).map(|p| ((p * 7 + i * 13) % 256) as u8).collect()
+        (0..PIXELS)
+            .map(|p| ((p * 7 + i * 13) % 256) as u8)
+            .collect()
     }
 
-    pub fn write_python(root: &Path, train_labels: &[i64], test_labels: &[i64]) -> std::io::Result<()> {
+    pub fn write_python(
+        root: &Path,
+        train_labels: &[i64],
+        test_labels: &[i64],
+    ) -> std::io::Result<()> {
         let dir = root.join("cifar-100-python");
         std::fs::create_dir_all(&dir)?;
         for (name, labels) in [("train", train_labels), ("test", test_labels)] {
@@ -128,10 +179,17 @@ pub mod fixture {
         }
         let names: Vec<String> = (0..100).map(|c| format!("class{c}")).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        std::fs::write(dir.join("meta"), dict(&[("fine_label_names", W::Strs(&refs))]))
+        std::fs::write(
+            dir.join("meta"),
+            dict(&[("fine_label_names", W::Strs(&refs))]),
+        )
     }
 
-    pub fn write_binary(root: &Path, train_labels: &[i64], test_labels: &[i64]) -> std::io::Result<()> {
+    pub fn write_binary(
+        root: &Path,
+        train_labels: &[i64],
+        test_labels: &[i64],
+    ) -> std::io::Result<()> {
         let dir = root.join("cifar-100-binary");
         std::fs::create_dir_all(&dir)?;
         for (name, labels) in [("train.bin", train_labels), ("test.bin", test_labels)] {
@@ -163,7 +221,9 @@ mod tests {
         assert_eq!(pa.train, pb.train);
         assert_eq!(pa.test, pb.test);
         assert_eq!(pa.train.labels[3], 21);
-        let Images::Raw(r) = &pa.train.images else { panic!() };
+        let Images::Raw(r) = &pa.train.images else {
+            panic!()
+        };
         assert_eq!(r.image(4), &fixture::image(4)[..]);
         assert_eq!(pa.class_names.as_ref().unwrap()[99], "class99");
         assert_eq!(pa.class_names, pb.class_names);
@@ -174,7 +234,10 @@ mod tests {
         let a = tempfile::tempdir().unwrap();
         fixture::write_python(a.path(), &[1, 100], &[0]).unwrap();
         let err = load(a.path()).unwrap_err().to_string();
-        assert!(err.contains("cifar-100-python/train") && err.contains("`fine_labels`[1] = 100"), "{err}");
+        assert!(
+            err.contains("cifar-100-python/train") && err.contains("`fine_labels`[1] = 100"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -185,7 +248,10 @@ mod tests {
         let bytes = std::fs::read(&p).unwrap();
         std::fs::write(&p, &bytes[..bytes.len() - 10]).unwrap();
         let err = load(a.path()).unwrap_err().to_string();
-        assert!(err.contains("train.bin") && err.contains("3074-byte record"), "{err}");
+        assert!(
+            err.contains("train.bin") && err.contains("3074-byte record"),
+            "{err}"
+        );
     }
 
     #[test]

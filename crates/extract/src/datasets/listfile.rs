@@ -29,9 +29,15 @@ pub fn load(list: &Path, root: &Path, skip_bad: bool) -> Result<ListSplit> {
         }
         let fields: Vec<&str> = line.split_whitespace().collect();
         let parsed = match fields[..] {
-            [p, l] => l.parse::<u32>().map(|l| (p, l)).map_err(|_| format!("label `{l}` is not a non-negative integer")),
+            [p, l] => l
+                .parse::<u32>()
+                .map(|l| (p, l))
+                .map_err(|_| format!("label `{l}` is not a non-negative integer")),
             [_] => Err("missing label (expected `<path> <label>`)".to_string()),
-            _ => Err(format!("{} fields, expected `<path> <label>`", fields.len())),
+            _ => Err(format!(
+                "{} fields, expected `<path> <label>`",
+                fields.len()
+            )),
         };
         match parsed {
             Ok((p, l)) => {
@@ -40,13 +46,29 @@ pub fn load(list: &Path, root: &Path, skip_bad: bool) -> Result<ListSplit> {
                 labels.push(l);
             }
             Err(msg) if skip_bad => skipped.push(format!("{}:{}: {msg}", list.display(), i + 1)),
-            Err(msg) => return Err(ExtractError::BadLine { path: list.into(), line: i + 1, msg }),
+            Err(msg) => {
+                return Err(ExtractError::BadLine {
+                    path: list.into(),
+                    line: i + 1,
+                    msg,
+                });
+            }
         }
     }
     if labels.is_empty() {
         return Err(ExtractError::format(list, "no image lines"));
     }
-    Ok(ListSplit { data: Labeled { images: Images::Files(FileImages { list: list.into(), paths, lines }), labels }, skipped })
+    Ok(ListSplit {
+        data: Labeled {
+            images: Images::Files(FileImages {
+                list: list.into(),
+                paths,
+                lines,
+            }),
+            labels,
+        },
+        skipped,
+    })
 }
 
 #[cfg(test)]
@@ -57,13 +79,24 @@ mod tests {
     fn parses_paths_and_labels_and_names_a_bad_line() {
         let d = tempfile::tempdir().unwrap();
         let list = d.path().join("train.txt");
-        std::fs::write(&list, "train/a/1.jpg 0\n\n# comment\ntrain/b/2.png 7\ntrain/c/3.jpg seven\n").unwrap();
-        let err = load(&list, Path::new("/data"), false).unwrap_err().to_string();
-        assert!(err.contains("train.txt:5") && err.contains("`seven`"), "{err}");
+        std::fs::write(
+            &list,
+            "train/a/1.jpg 0\n\n# comment\ntrain/b/2.png 7\ntrain/c/3.jpg seven\n",
+        )
+        .unwrap();
+        let err = load(&list, Path::new("/data"), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("train.txt:5") && err.contains("`seven`"),
+            "{err}"
+        );
         let ok = load(&list, Path::new("/data"), true).unwrap();
         assert_eq!(ok.data.labels, vec![0, 7]);
         assert_eq!(ok.skipped.len(), 1);
-        let Images::Files(f) = &ok.data.images else { panic!() };
+        let Images::Files(f) = &ok.data.images else {
+            panic!()
+        };
         assert_eq!(f.paths[1], Path::new("/data/train/b/2.png"));
         assert_eq!(f.lines, vec![1, 4]);
     }

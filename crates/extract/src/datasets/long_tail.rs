@@ -6,7 +6,10 @@
 use bank::Fnv;
 
 /// The kept row indices, class-major, or the first class that has too few images.
-pub fn first_n_per_class(labels: &[u32], counts: &[usize]) -> Result<Vec<usize>, (usize, usize, usize)> {
+pub fn first_n_per_class(
+    labels: &[u32],
+    counts: &[usize],
+) -> Result<Vec<usize>, (usize, usize, usize)> {
     let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); counts.len()];
     for (i, &l) in labels.iter().enumerate() {
         if let Some(v) = by_class.get_mut(l as usize) {
@@ -39,7 +42,10 @@ mod tests {
     #[test]
     fn keeps_the_first_images_of_each_class_in_file_order() {
         let labels = [1, 0, 1, 0, 1, 0, 2];
-        assert_eq!(first_n_per_class(&labels, &[2, 1, 1]).unwrap(), vec![1, 3, 0, 6]);
+        assert_eq!(
+            first_n_per_class(&labels, &[2, 1, 1]).unwrap(),
+            vec![1, 3, 0, 6]
+        );
     }
 
     #[test]
@@ -49,8 +55,18 @@ mod tests {
 
     #[test]
     fn fashion_mnist_lt_sizes_match_the_reference() {
-        let total = |ir| bank::profile::exponential_counts(6000.0, 10, ir).iter().sum::<usize>();
-        assert_eq!(bank::profile::exponential_counts(6000.0, 10, 100.0), vec![6000, 3596, 2156, 1292, 774, 464, 278, 166, 100, 60]);
-        assert_eq!((total(100.0), total(10.0), total(50.0)), (14_886, 24_516, 16_796));
+        let total = |ir| {
+            bank::profile::exponential_counts(6000.0, 10, ir)
+                .iter()
+                .sum::<usize>()
+        };
+        assert_eq!(
+            bank::profile::exponential_counts(6000.0, 10, 100.0),
+            vec![6000, 3596, 2156, 1292, 774, 464, 278, 166, 100, 60]
+        );
+        assert_eq!(
+            (total(100.0), total(10.0), total(50.0)),
+            (14_886, 24_516, 16_796)
+        );
     }
 }

@@ -109,18 +109,30 @@ pub struct Normalize {
 impl Normalize {
     /// ImageNet (also ImageNet-LT and Places-LT in classifier-balancing).
     pub fn imagenet() -> Self {
-        Normalize { mean: vec![0.485, 0.456, 0.406], std: vec![0.229, 0.224, 0.225] }
+        Normalize {
+            mean: vec![0.485, 0.456, 0.406],
+            std: vec![0.229, 0.224, 0.225],
+        }
     }
     /// iNaturalist 2018 (classifier-balancing `data/dataloader.py`).
     pub fn inat() -> Self {
-        Normalize { mean: vec![0.466, 0.471, 0.380], std: vec![0.195, 0.194, 0.192] }
+        Normalize {
+            mean: vec![0.466, 0.471, 0.380],
+            std: vec![0.195, 0.194, 0.192],
+        }
     }
     /// CIFAR (LOS = LTWB = LDAM).
     pub fn cifar() -> Self {
-        Normalize { mean: vec![0.4914, 0.4822, 0.4465], std: vec![0.2023, 0.1994, 0.2010] }
+        Normalize {
+            mean: vec![0.4914, 0.4822, 0.4465],
+            std: vec![0.2023, 0.1994, 0.2010],
+        }
     }
     /// Fashion-MNIST training-set statistics.
     pub fn fmnist() -> Self {
-        Normalize { mean: vec![0.2860], std: vec![0.3530] }
+        Normalize {
+            mean: vec![0.2860],
+            std: vec![0.3530],
+        }
     }
 }

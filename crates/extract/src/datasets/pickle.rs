@@ -20,7 +20,11 @@ pub enum Py {
     Dict(Vec<(Py, Py)>),
     Global(String, String),
     /// `callable(*args)`, then `__setstate__(state)` when built.
-    Object { callable: Box<Py>, args: Box<Py>, state: Option<Box<Py>> },
+    Object {
+        callable: Box<Py>,
+        args: Box<Py>,
+        state: Option<Box<Py>>,
+    },
     Mark,
 }
 
@@ -36,20 +40,35 @@ impl Py {
 
     pub fn get(&self, key: &str) -> Option<&Py> {
         match self {
-            Py::Dict(kv) => kv.iter().find(|(k, _)| k.as_key() == Some(key)).map(|(_, v)| v),
+            Py::Dict(kv) => kv
+                .iter()
+                .find(|(k, _)| k.as_key() == Some(key))
+                .map(|(_, v)| v),
             _ => None,
         }
     }
 
     /// `(shape, bytes)` of a NumPy uint8 array (C order).
     pub fn ndarray_u8(&self) -> Result<(Vec<usize>, Rc<Vec<u8>>), String> {
-        let Py::Object { callable, state: Some(state), .. } = self else { return Err("not a NumPy array".into()) };
+        let Py::Object {
+            callable,
+            state: Some(state),
+            ..
+        } = self
+        else {
+            return Err("not a NumPy array".into());
+        };
         if !matches!(&**callable, Py::Global(_, name) if name == "_reconstruct") {
             return Err("not a NumPy array".into());
         }
-        let Py::Tuple(st) = &**state else { return Err("NumPy array state is not a tuple".into()) };
+        let Py::Tuple(st) = &**state else {
+            return Err("NumPy array state is not a tuple".into());
+        };
         let [_, Py::Tuple(shape), dtype, fortran, raw] = &st[..] else {
-            return Err(format!("unexpected NumPy array state of length {}", st.len()));
+            return Err(format!(
+                "unexpected NumPy array state of length {}",
+                st.len()
+            ));
         };
         unreachable_fortran(fortran)?;
         let descr = match dtype {
@@ -62,10 +81,18 @@ impl Py {
         if descr != "u1" {
             return Err(format!("NumPy dtype is `{descr}`, expected `u1` (uint8)"));
         }
-        let shape: Vec<usize> = shape.iter().map(|d| if let Py::Int(v) = d { *v as usize } else { 0 }).collect();
-        let Py::Bytes(bytes) = raw else { return Err("NumPy array data is not a byte string".into()) };
+        let shape: Vec<usize> = shape
+            .iter()
+            .map(|d| if let Py::Int(v) = d { *v as usize } else { 0 })
+            .collect();
+        let Py::Bytes(bytes) = raw else {
+            return Err("NumPy array data is not a byte string".into());
+        };
         if bytes.len() != shape.iter().product::<usize>() {
-            return Err(format!("NumPy array of shape {shape:?} holds {} bytes", bytes.len()));
+            return Err(format!(
+                "NumPy array of shape {shape:?} holds {} bytes",
+                bytes.len()
+            ));
         }
         Ok((shape, bytes.clone()))
     }
@@ -73,7 +100,10 @@ impl Py {
     /// A list (or tuple) of ints.
     pub fn ints(&self) -> Option<Vec<i64>> {
         match self {
-            Py::List(v) | Py::Tuple(v) => v.iter().map(|x| if let Py::Int(i) = x { Some(*i) } else { None }).collect(),
+            Py::List(v) | Py::Tuple(v) => v
+                .iter()
+                .map(|x| if let Py::Int(i) = x { Some(*i) } else { None })
+                .collect(),
             _ => None,
         }
     }
@@ -100,14 +130,19 @@ pub fn parse(data: &[u8]) -> Result<Py, String> {
     let mut stack: Vec<Py> = Vec::new();
     let mut memo: HashMap<u32, Py> = HashMap::new();
     let take = |pos: &mut usize, n: usize| -> Result<&[u8], String> {
-        let s = data.get(*pos..*pos + n).ok_or_else(|| format!("truncated at byte {}", *pos))?;
+        let s = data
+            .get(*pos..*pos + n)
+            .ok_or_else(|| format!("truncated at byte {}", *pos))?;
         *pos += n;
         Ok(s)
     };
     let le = |b: &[u8]| b.iter().rev().fold(0u64, |a, &x| (a << 8) | x as u64);
     let pop = |stack: &mut Vec<Py>| stack.pop().ok_or_else(|| "stack underflow".to_string());
     let pop_mark = |stack: &mut Vec<Py>| -> Result<Vec<Py>, String> {
-        let m = stack.iter().rposition(|x| *x == Py::Mark).ok_or("MARK not found")?;
+        let m = stack
+            .iter()
+            .rposition(|x| *x == Py::Mark)
+            .ok_or("MARK not found")?;
         let items = stack.split_off(m + 1);
         stack.pop();
         Ok(items)
@@ -141,7 +176,9 @@ pub fn parse(data: &[u8]) -> Result<Py, String> {
                 }
                 stack.push(Py::Int(v));
             }
-            b'G' => stack.push(Py::Float(f64::from_be_bytes(take(&mut pos, 8)?.try_into().unwrap()))),
+            b'G' => stack.push(Py::Float(f64::from_be_bytes(
+                take(&mut pos, 8)?.try_into().unwrap(),
+            ))),
             b'I' | b'L' => {
                 let line = read_line(data, &mut pos)?;
                 let t = line.trim_end_matches('L');
@@ -165,15 +202,21 @@ pub fn parse(data: &[u8]) -> Result<Py, String> {
             }
             0x8c => {
                 let n = take(&mut pos, 1)?[0] as usize;
-                stack.push(Py::Str(String::from_utf8_lossy(take(&mut pos, n)?).into_owned()));
+                stack.push(Py::Str(
+                    String::from_utf8_lossy(take(&mut pos, n)?).into_owned(),
+                ));
             }
             b'X' => {
                 let n = le(take(&mut pos, 4)?) as usize;
-                stack.push(Py::Str(String::from_utf8_lossy(take(&mut pos, n)?).into_owned()));
+                stack.push(Py::Str(
+                    String::from_utf8_lossy(take(&mut pos, n)?).into_owned(),
+                ));
             }
             0x8d => {
                 let n = le(take(&mut pos, 8)?) as usize;
-                stack.push(Py::Str(String::from_utf8_lossy(take(&mut pos, n)?).into_owned()));
+                stack.push(Py::Str(
+                    String::from_utf8_lossy(take(&mut pos, n)?).into_owned(),
+                ));
             }
             b'c' => {
                 let m = read_line(data, &mut pos)?;
@@ -183,7 +226,10 @@ pub fn parse(data: &[u8]) -> Result<Py, String> {
             0x93 => {
                 let n = pop(&mut stack)?;
                 let m = pop(&mut stack)?;
-                stack.push(Py::Global(m.as_key().unwrap_or("").into(), n.as_key().unwrap_or("").into()));
+                stack.push(Py::Global(
+                    m.as_key().unwrap_or("").into(),
+                    n.as_key().unwrap_or("").into(),
+                ));
             }
             b'q' => {
                 let k = take(&mut pos, 1)?[0] as u32;
@@ -191,7 +237,10 @@ pub fn parse(data: &[u8]) -> Result<Py, String> {
             }
             b'r' => {
                 let k = le(take(&mut pos, 4)?) as u32;
-                memo.insert(k, stack.last().cloned().ok_or("LONG_BINPUT on empty stack")?);
+                memo.insert(
+                    k,
+                    stack.last().cloned().ok_or("LONG_BINPUT on empty stack")?,
+                );
             }
             0x94 => {
                 let k = memo.len() as u32;
@@ -258,7 +307,11 @@ pub fn parse(data: &[u8]) -> Result<Py, String> {
             b'R' | 0x81 => {
                 let args = pop(&mut stack)?;
                 let callable = pop(&mut stack)?;
-                stack.push(Py::Object { callable: Box::new(callable), args: Box::new(args), state: None });
+                stack.push(Py::Object {
+                    callable: Box::new(callable),
+                    args: Box::new(args),
+                    state: None,
+                });
             }
             b'b' => {
                 let st = pop(&mut stack)?;
@@ -272,7 +325,12 @@ pub fn parse(data: &[u8]) -> Result<Py, String> {
                     _ => return Err("BUILD on an unsupported object".into()),
                 }
             }
-            other => return Err(format!("unsupported pickle opcode {other:#04x} at byte {}", pos - 1)),
+            other => {
+                return Err(format!(
+                    "unsupported pickle opcode {other:#04x} at byte {}",
+                    pos - 1
+                ));
+            }
         }
     }
 }
@@ -291,7 +349,10 @@ fn pairs(items: Vec<Py>) -> Result<Vec<(Py, Py)>, String> {
 
 fn read_line(data: &[u8], pos: &mut usize) -> Result<String, String> {
     let rest = &data[*pos..];
-    let n = rest.iter().position(|&b| b == b'\n').ok_or("unterminated line")?;
+    let n = rest
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or("unterminated line")?;
     *pos += n + 1;
     Ok(String::from_utf8_lossy(&rest[..n]).into_owned())
 }
@@ -382,7 +443,10 @@ mod tests {
         let (shape, bytes) = obj.get("data").unwrap().ndarray_u8().unwrap();
         assert_eq!(shape, vec![2, 3072]);
         assert_eq!(&bytes[..], &data[..]);
-        assert_eq!(obj.get("names").unwrap().strings().unwrap(), vec!["apple", "zebra"]);
+        assert_eq!(
+            obj.get("names").unwrap().strings().unwrap(),
+            vec!["apple", "zebra"]
+        );
     }
 
     #[test]
