@@ -2,7 +2,9 @@
 //! is what they mean once the bank, the method table and the overrides are loaded and checked.
 
 use crate::config::MethodTable;
-use crate::method::{Constraint, HyperSpec, Init, Loss, Method, PostHoc, ProjectEvery, Schedule, los_defaults};
+use crate::method::{
+    Constraint, HyperSpec, Init, Loss, Method, PostHoc, ProjectEvery, Schedule, los_defaults,
+};
 use crate::runner::Job;
 use crate::synth::SynthSpec;
 use anyhow::{Context, bail};
@@ -150,7 +152,9 @@ pub fn repo_path(rel: &str) -> PathBuf {
     if here.exists() {
         return here;
     }
-    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel);
+    let built = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel);
     if built.exists() { built } else { here }
 }
 
@@ -178,8 +182,16 @@ impl RunArgs {
         }
         let synth = repo_path(SYNTH_BANK);
         if !synth.join("train.safetensors").exists() {
-            log(&format!("no bank given and none at {DEFAULT_BANK}: generating the synthetic CIFAR100-LT-like bank at {}", synth.display()));
-            crate::synth::write_synthetic_bank(&SynthSpec::default(), &synth, true, crate::linalg::Parallelism::Rayon(0))?;
+            log(&format!(
+                "no bank given and none at {DEFAULT_BANK}: generating the synthetic CIFAR100-LT-like bank at {}",
+                synth.display()
+            ));
+            crate::synth::write_synthetic_bank(
+                &SynthSpec::default(),
+                &synth,
+                true,
+                crate::linalg::Parallelism::Rayon(0),
+            )?;
         }
         Ok(synth)
     }
@@ -227,7 +239,10 @@ impl RunArgs {
         let mut methods = Vec::new();
         for name in wanted {
             let Some(spec) = table.methods.iter().find(|m| m.name == name) else {
-                bail!("--method: unknown method `{name}` (choose from: {}, all)", table.names().join(", "));
+                bail!(
+                    "--method: unknown method `{name}` (choose from: {}, all)",
+                    table.names().join(", ")
+                );
             };
             let mut spec = spec.clone();
             // flags override the row
@@ -243,7 +258,9 @@ impl RunArgs {
                     PostHoc::None => {}
                 }
             }
-            if let (Some(e), Constraint::MaxNorm { every, .. }) = (self.maxnorm_every, &mut spec.constraint) {
+            if let (Some(e), Constraint::MaxNorm { every, .. }) =
+                (self.maxnorm_every, &mut spec.constraint)
+            {
                 *every = match e {
                     MaxNormEvery::Step => ProjectEvery::Step,
                     MaxNormEvery::Epoch => ProjectEvery::Epoch,
@@ -256,7 +273,10 @@ impl RunArgs {
         for m in &methods {
             if self.sweep_delta {
                 if !matches!(m.loss, Loss::Ce { .. }) {
-                    bail!("--sweep-delta: method `{}` has no label smoothing (it applies to CE rows such as los)", m.name);
+                    bail!(
+                        "--sweep-delta: method `{}` has no label smoothing (it applies to CE rows such as los)",
+                        m.name
+                    );
                 }
                 for &d in self.deltas.as_deref().unwrap_or(&DEFAULT_DELTAS) {
                     let mut v = m.clone();
@@ -265,7 +285,10 @@ impl RunArgs {
                 }
             } else if self.sweep_tau {
                 if m.tau().is_none() {
-                    bail!("--sweep-tau: method `{}` has no post-hoc τ (use tau-norm or logit-adjust)", m.name);
+                    bail!(
+                        "--sweep-tau: method `{}` has no post-hoc τ (use tau-norm or logit-adjust)",
+                        m.name
+                    );
                 }
                 for i in 0..=20 {
                     let mut v = m.clone();
@@ -299,14 +322,37 @@ impl RunArgs {
         if self.out.exists() && !self.out.is_dir() {
             bail!("--out {}: exists and is not a folder", self.out.display());
         }
-        std::fs::create_dir_all(&self.out).with_context(|| format!("--out {}: cannot create the folder", self.out.display()))?;
+        std::fs::create_dir_all(&self.out)
+            .with_context(|| format!("--out {}: cannot create the folder", self.out.display()))?;
         let probe = self.out.join(format!(".write-test-{}", std::process::id()));
-        std::fs::write(&probe, b"").with_context(|| format!("--out {}: folder is not writable", self.out.display()))?;
+        std::fs::write(&probe, b"")
+            .with_context(|| format!("--out {}: folder is not writable", self.out.display()))?;
         let _ = std::fs::remove_file(&probe);
 
         let seeds: Vec<u64> = (0..self.seeds as u64).map(|i| self.seed + i).collect();
-        let jobs = expanded.iter().flat_map(|m| seeds.iter().map(move |&seed| Job { method: m.clone(), seed })).collect();
-        let threads = self.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-        Ok(Plan { bank, jobs, methods, out: self.out.clone(), threads, swept, sweep_delta: self.sweep_delta, sweep_tau: self.sweep_tau })
+        let jobs = expanded
+            .iter()
+            .flat_map(|m| {
+                seeds.iter().map(move |&seed| Job {
+                    method: m.clone(),
+                    seed,
+                })
+            })
+            .collect();
+        let threads = self.jobs.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
+        Ok(Plan {
+            bank,
+            jobs,
+            methods,
+            out: self.out.clone(),
+            threads,
+            swept,
+            sweep_delta: self.sweep_delta,
+            sweep_tau: self.sweep_tau,
+        })
     }
 }

@@ -21,7 +21,9 @@ pub struct MethodTable {
 impl MethodTable {
     pub fn parse(text: &str, origin: &str) -> anyhow::Result<MethodTable> {
         let table: MethodTable = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
             let msg = e.message().replace('\n', " ");
             match line {
                 Some(l) => anyhow::anyhow!("{origin}: line {l}: {msg}"),
@@ -30,18 +32,24 @@ impl MethodTable {
         })?;
         let mut seen = std::collections::HashSet::new();
         for m in &table.methods {
-            anyhow::ensure!(seen.insert(m.name.as_str()), "{origin}: method `{}` is listed twice", m.name);
+            anyhow::ensure!(
+                seen.insert(m.name.as_str()),
+                "{origin}: method `{}` is listed twice",
+                m.name
+            );
         }
         Ok(table)
     }
 
     pub fn read(path: &Path) -> anyhow::Result<MethodTable> {
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
         MethodTable::parse(&text, &path.display().to_string())
     }
 
     pub fn embedded() -> MethodTable {
-        MethodTable::parse(EMBEDDED_TABLE1, "baselines/table1.toml (embedded)").expect("the embedded table1.toml parses")
+        MethodTable::parse(EMBEDDED_TABLE1, "baselines/table1.toml (embedded)")
+            .expect("the embedded table1.toml parses")
     }
 
     pub fn names(&self) -> Vec<&str> {
@@ -55,13 +63,24 @@ mod tests {
     use crate::method::los_defaults;
 
     #[test]
-    fn the_embedded_table_has_the_twelve_rows_and_all_check() {
+    fn the_embedded_table_has_the_twelve_rows_plus_stage1_and_all_check() {
         let t = MethodTable::embedded();
         assert_eq!(
             t.names(),
             [
-                "vanilla-fc", "vanilla-cosine", "lws", "ldam", "balanced-softmax", "re-sampling", "focal",
-                "class-balanced", "maxnorm", "tau-norm", "logit-adjust", "los"
+                "stage1",
+                "vanilla-fc",
+                "vanilla-cosine",
+                "lws",
+                "ldam",
+                "balanced-softmax",
+                "re-sampling",
+                "focal",
+                "class-balanced",
+                "maxnorm",
+                "tau-norm",
+                "logit-adjust",
+                "los"
             ]
         );
         let defaults = t.defaults.or(&HyperSpec::default());
@@ -76,7 +95,12 @@ mod tests {
 
     #[test]
     fn a_typo_names_the_line() {
-        let e = MethodTable::parse("[[method]]\nname = \"a\"\nloss = { kind = \"cee\" }\n", "t.toml").unwrap_err().to_string();
+        let e = MethodTable::parse(
+            "[[method]]\nname = \"a\"\nloss = { kind = \"cee\" }\n",
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.starts_with("t.toml: line 3:"), "{e}");
         assert!(!e.contains('\n'));
     }

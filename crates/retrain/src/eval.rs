@@ -107,12 +107,22 @@ impl Tally {
             .class_correct
             .iter()
             .zip(&self.class_count)
-            .map(|(&c, &t)| if t == 0 { f64::NAN } else { c as f64 / t as f64 })
+            .map(|(&c, &t)| {
+                if t == 0 {
+                    f64::NAN
+                } else {
+                    c as f64 / t as f64
+                }
+            })
             .collect();
         let mut g = [None; 3];
         for (slot, group) in g.iter_mut().zip(ShotGroup::ALL) {
-            let accs: Vec<f64> =
-                per_class.iter().zip(groups).filter(|(a, gr)| **gr == group && !a.is_nan()).map(|(a, _)| *a).collect();
+            let accs: Vec<f64> = per_class
+                .iter()
+                .zip(groups)
+                .filter(|(a, gr)| **gr == group && !a.is_nan())
+                .map(|(a, _)| *a)
+                .collect();
             if !accs.is_empty() {
                 *slot = Some(accs.iter().sum::<f64>() / accs.len() as f64);
             }
@@ -152,14 +162,24 @@ impl Tally {
 }
 
 /// Evaluate `head` on `split`; `groups[c]` is the shot group of class c.
-pub fn evaluate(head: &EvalHead, split: &Split, groups: &[ShotGroup], tta: bool, par: Parallelism) -> Evaluation {
+pub fn evaluate(
+    head: &EvalHead,
+    split: &Split,
+    groups: &[ShotGroup],
+    tta: bool,
+    par: Parallelism,
+) -> Evaluation {
     let (k, d) = (head.num_classes, head.dim);
     let mut tally = Tally::new(k);
     let mut z = vec![0.0f32; CHUNK * k];
     let mut z2 = vec![0.0f32; if tta { CHUNK * k } else { 0 }];
     let mut scratch = Vec::new();
     let x = split.features();
-    let flip = if tta { split.features_flip.as_ref().map(|f| f.as_slice()) } else { None };
+    let flip = if tta {
+        split.features_flip.as_ref().map(|f| f.as_slice())
+    } else {
+        None
+    };
     for start in (0..split.rows).step_by(CHUNK) {
         let rows = CHUNK.min(split.rows - start);
         head.logits(&x[start * d..], rows, &mut z, &mut scratch, par);

@@ -30,25 +30,53 @@ pub struct HeadState {
 
 impl HeadState {
     /// A head of `kind` starting from a linear classifier (the stage-1 head, or a fresh one).
-    pub fn from_linear(kind: Head, num_classes: usize, dim: usize, weight: Vec<f32>, bias: Vec<f32>) -> HeadState {
+    pub fn from_linear(
+        kind: Head,
+        num_classes: usize,
+        dim: usize,
+        weight: Vec<f32>,
+        bias: Vec<f32>,
+    ) -> HeadState {
         assert_eq!(weight.len(), num_classes * dim);
         assert_eq!(bias.len(), num_classes);
-        let scales = if kind == Head::Lws { vec![1.0; num_classes] } else { Vec::new() };
-        let bias = if matches!(kind, Head::Cosine { .. }) { vec![0.0; num_classes] } else { bias };
-        HeadState { kind, num_classes, dim, weight, bias, scales }
+        let scales = if kind == Head::Lws {
+            vec![1.0; num_classes]
+        } else {
+            Vec::new()
+        };
+        let bias = if matches!(kind, Head::Cosine { .. }) {
+            vec![0.0; num_classes]
+        } else {
+            bias
+        };
+        HeadState {
+            kind,
+            num_classes,
+            dim,
+            weight,
+            bias,
+            scales,
+        }
     }
 
     /// PyTorch nn.Linear default init: W, b ~ U(−1/√D, 1/√D).
     pub fn fresh(kind: Head, num_classes: usize, dim: usize, rng: &mut impl Rng) -> HeadState {
         let bound = 1.0 / (dim as f32).sqrt();
-        let weight = (0..num_classes * dim).map(|_| rng.random_range(-bound..bound)).collect();
-        let bias = (0..num_classes).map(|_| rng.random_range(-bound..bound)).collect();
+        let weight = (0..num_classes * dim)
+            .map(|_| rng.random_range(-bound..bound))
+            .collect();
+        let bias = (0..num_classes)
+            .map(|_| rng.random_range(-bound..bound))
+            .collect();
         HeadState::from_linear(kind, num_classes, dim, weight, bias)
     }
 
     /// Row norms ‖w_i‖.
     pub fn row_norms(&self) -> Vec<f32> {
-        self.weight.chunks_exact(self.dim).map(|r| r.iter().map(|v| v * v).sum::<f32>().sqrt()).collect()
+        self.weight
+            .chunks_exact(self.dim)
+            .map(|r| r.iter().map(|v| v * v).sum::<f32>().sqrt())
+            .collect()
     }
 
     /// The inference head: post-hoc rule applied, everything folded into one linear map
@@ -91,7 +119,13 @@ impl HeadState {
             }
         }
         debug_assert_eq!(weight.len(), k * d);
-        EvalHead { num_classes: k, dim: d, weight, bias, normalize_input }
+        EvalHead {
+            num_classes: k,
+            dim: d,
+            weight,
+            bias,
+            normalize_input,
+        }
     }
 }
 
@@ -107,7 +141,14 @@ pub struct EvalHead {
 
 impl EvalHead {
     /// Logits of `rows` feature rows into `z` [rows, K]; `scratch` holds normalised inputs.
-    pub fn logits(&self, x: &[f32], rows: usize, z: &mut [f32], scratch: &mut Vec<f32>, par: Parallelism) {
+    pub fn logits(
+        &self,
+        x: &[f32],
+        rows: usize,
+        z: &mut [f32],
+        scratch: &mut Vec<f32>,
+        par: Parallelism,
+    ) {
         let (k, d) = (self.num_classes, self.dim);
         let x = if self.normalize_input {
             scratch.clear();
@@ -181,7 +222,12 @@ pub fn forward(head: &HeadState, buf: &mut StepBuffers, b: usize, par: Paralleli
         }
         Head::Cosine { scale } => {
             normalize_rows(&mut buf.xb[..b * d], d);
-            for ((row, out), n) in head.weight.chunks_exact(d).zip(buf.what.chunks_exact_mut(d)).zip(buf.norms.iter_mut()) {
+            for ((row, out), n) in head
+                .weight
+                .chunks_exact(d)
+                .zip(buf.what.chunks_exact_mut(d))
+                .zip(buf.norms.iter_mut())
+            {
                 *n = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(NORM_EPS);
                 let f = scale / *n;
                 out.iter_mut().zip(row).for_each(|(o, w)| *o = w * f);
@@ -193,7 +239,10 @@ pub fn forward(head: &HeadState, buf: &mut StepBuffers, b: usize, par: Paralleli
                 r.copy_from_slice(&head.bias);
             }
             matmul_abt(&mut buf.u, &buf.xb, &head.weight, b, k, d, true, par);
-            for (zr, ur) in buf.z[..b * k].chunks_exact_mut(k).zip(buf.u.chunks_exact(k)) {
+            for (zr, ur) in buf.z[..b * k]
+                .chunks_exact_mut(k)
+                .zip(buf.u.chunks_exact(k))
+            {
                 for ((z, u), c) in zr.iter_mut().zip(ur).zip(&head.scales) {
                     *z = u * c;
                 }
@@ -216,11 +265,19 @@ pub fn backward(head: &HeadState, buf: &mut StepBuffers, b: usize, par: Parallel
         Head::Cosine { scale } => {
             // ∂(s ŵ) = Gᵀ x̂ → ∂ŵ = s Gᵀ x̂
             matmul_atb(&mut buf.dw, &buf.g, &buf.xb, b, k, d, par);
-            for ((dwr, whr), n) in buf.dw.chunks_exact_mut(d).zip(buf.what.chunks_exact(d)).zip(&buf.norms) {
+            for ((dwr, whr), n) in buf
+                .dw
+                .chunks_exact_mut(d)
+                .zip(buf.what.chunks_exact(d))
+                .zip(&buf.norms)
+            {
                 // what row = s ŵ; dwr = Gᵀx̂ row = ∂z/∂(s ŵ)
-                let dot: f32 = dwr.iter().zip(whr).map(|(a, w)| a * w).sum::<f32>() / (scale * scale);
+                let dot: f32 =
+                    dwr.iter().zip(whr).map(|(a, w)| a * w).sum::<f32>() / (scale * scale);
                 let f = scale / n;
-                dwr.iter_mut().zip(whr).for_each(|(a, w)| *a = f * (*a - dot * w));
+                dwr.iter_mut()
+                    .zip(whr)
+                    .for_each(|(a, w)| *a = f * (*a - dot * w));
             }
             buf.db.fill(0.0);
         }
@@ -293,7 +350,10 @@ mod tests {
                         "b" => buf.db[j],
                         _ => buf.dc[j],
                     } as f64;
-                    assert!((fd - an).abs() < 2e-2 * (1.0 + fd.abs()), "{kind:?} {name}[{j}]: fd {fd} vs {an}");
+                    assert!(
+                        (fd - an).abs() < 2e-2 * (1.0 + fd.abs()),
+                        "{kind:?} {name}[{j}]: fd {fd} vs {an}"
+                    );
                 }
             }
         }

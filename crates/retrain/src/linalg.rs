@@ -7,8 +7,20 @@
 pub use gemm::Parallelism;
 
 /// `z[m, n] = x[m, k] · w[n, k]ᵀ`, plus `z`'s previous content when `accumulate`.
-pub fn matmul_abt(z: &mut [f32], x: &[f32], w: &[f32], m: usize, n: usize, k: usize, accumulate: bool, par: Parallelism) {
-    assert!(z.len() >= m * n && x.len() >= m * k && w.len() >= n * k, "matmul_abt: buffer too small");
+pub fn matmul_abt(
+    z: &mut [f32],
+    x: &[f32],
+    w: &[f32],
+    m: usize,
+    n: usize,
+    k: usize,
+    accumulate: bool,
+    par: Parallelism,
+) {
+    assert!(
+        z.len() >= m * n && x.len() >= m * k && w.len() >= n * k,
+        "matmul_abt: buffer too small"
+    );
     if m == 0 || n == 0 {
         return;
     }
@@ -46,8 +58,19 @@ pub fn matmul_abt(z: &mut [f32], x: &[f32], w: &[f32], m: usize, n: usize, k: us
 }
 
 /// `dw[n, k] = g[m, n]ᵀ · x[m, k]` (overwrites `dw`).
-pub fn matmul_atb(dw: &mut [f32], g: &[f32], x: &[f32], m: usize, n: usize, k: usize, par: Parallelism) {
-    assert!(dw.len() >= n * k && g.len() >= m * n && x.len() >= m * k, "matmul_atb: buffer too small");
+pub fn matmul_atb(
+    dw: &mut [f32],
+    g: &[f32],
+    x: &[f32],
+    m: usize,
+    n: usize,
+    k: usize,
+    par: Parallelism,
+) {
+    assert!(
+        dw.len() >= n * k && g.len() >= m * n && x.len() >= m * k,
+        "matmul_atb: buffer too small"
+    );
     if n == 0 || k == 0 {
         return;
     }

@@ -78,6 +78,9 @@ pub enum CbForm {
     Sigmoid,
     /// Σ_i w_{y_i} CE_i / B (CB TF repo `softmax`).
     Softmax,
+    /// Σ_i w_{y_i} Σ_c BCE(softmax(z_i)_c, onehot_ic) / (B K): LTWB's `CB_loss(.., "softmax")`,
+    /// the code behind the class-balanced numbers of LTWB and the LOS paper.
+    SoftmaxBce,
 }
 
 /// r_s: how minibatches are drawn.
@@ -199,7 +202,15 @@ impl HyperSpec {
 /// The LOS code's stage-2 defaults: lr 5e-4, wd 0, momentum 0.9, batch 64, 20 epochs,
 /// init from stage 1, cosine stepped after each epoch.
 pub fn los_defaults() -> Hyper {
-    Hyper { lr: 5e-4, wd: 0.0, momentum: 0.9, epochs: 20, batch_size: 64, init: Init::Stage1, schedule: Schedule::CosineEpoch }
+    Hyper {
+        lr: 5e-4,
+        wd: 0.0,
+        momentum: 0.9,
+        epochs: 20,
+        batch_size: 64,
+        init: Init::Stage1,
+        schedule: Schedule::CosineEpoch,
+    }
 }
 
 /// Resolved optimiser settings.
@@ -272,7 +283,11 @@ pub struct MethodError {
 impl MethodSpec {
     /// Validate against the resolved hyper-parameters (`defaults` fill what the row leaves open).
     pub fn check(&self, defaults: &Hyper) -> Result<Method, MethodError> {
-        let err = |field: &'static str, msg: String| MethodError { method: self.name.clone(), field, msg };
+        let err = |field: &'static str, msg: String| MethodError {
+            method: self.name.clone(),
+            field,
+            msg,
+        };
         let h = &self.hyper;
         let hyper = Hyper {
             lr: h.lr.unwrap_or(defaults.lr),
@@ -284,13 +299,22 @@ impl MethodSpec {
             schedule: h.schedule.unwrap_or(defaults.schedule),
         };
         if !(hyper.lr.is_finite() && hyper.lr >= 0.0) {
-            return Err(err("lr", format!("must be a finite number ≥ 0, got {}", hyper.lr)));
+            return Err(err(
+                "lr",
+                format!("must be a finite number ≥ 0, got {}", hyper.lr),
+            ));
         }
         if !(hyper.wd.is_finite() && hyper.wd >= 0.0) {
-            return Err(err("wd", format!("must be a finite number ≥ 0, got {}", hyper.wd)));
+            return Err(err(
+                "wd",
+                format!("must be a finite number ≥ 0, got {}", hyper.wd),
+            ));
         }
         if !(0.0..1.0).contains(&hyper.momentum) {
-            return Err(err("momentum", format!("must be in [0, 1), got {}", hyper.momentum)));
+            return Err(err(
+                "momentum",
+                format!("must be in [0, 1), got {}", hyper.momentum),
+            ));
         }
         if self.train && hyper.epochs == 0 {
             return Err(err("epochs", "must be ≥ 1".into()));
@@ -300,7 +324,10 @@ impl MethodSpec {
         }
         match self.loss {
             Loss::Ce { smoothing } if !(0.0..1.0).contains(&smoothing) => {
-                return Err(err("loss.smoothing (δ)", format!("must be in [0, 1), got {smoothing}")));
+                return Err(err(
+                    "loss.smoothing (δ)",
+                    format!("must be in [0, 1), got {smoothing}"),
+                ));
             }
             Loss::Focal { gamma } if !(gamma.is_finite() && gamma >= 0.0) => {
                 return Err(err("loss.gamma", format!("must be ≥ 0, got {gamma}")));
@@ -309,10 +336,16 @@ impl MethodSpec {
                 return Err(err("loss.beta", format!("must be in [0, 1), got {beta}")));
             }
             Loss::Ldam { max_margin } if !(max_margin.is_finite() && max_margin > 0.0) => {
-                return Err(err("loss.max_margin", format!("must be > 0, got {max_margin}")));
+                return Err(err(
+                    "loss.max_margin",
+                    format!("must be > 0, got {max_margin}"),
+                ));
             }
             Loss::Ldam { .. } if !matches!(self.head, Head::Cosine { .. }) => {
-                return Err(err("loss", "ldam needs a cosine head (head = { kind = \"cosine\", scale = 30 })".into()));
+                return Err(err(
+                    "loss",
+                    "ldam needs a cosine head (head = { kind = \"cosine\", scale = 30 })".into(),
+                ));
             }
             _ => {}
         }
@@ -323,7 +356,10 @@ impl MethodSpec {
         }
         if let Constraint::MaxNorm { thresh, .. } = self.constraint {
             if !(0.0..=1.0).contains(&thresh) {
-                return Err(err("constraint.thresh", format!("must be in [0, 1], got {thresh}")));
+                return Err(err(
+                    "constraint.thresh",
+                    format!("must be in [0, 1], got {thresh}"),
+                ));
             }
         }
         match self.posthoc {
@@ -336,7 +372,10 @@ impl MethodSpec {
             _ => {}
         }
         if (self.head == Head::Lws || !self.train) && hyper.init == Init::Fresh {
-            return Err(err("init", "this method works on the stage-1 head: --init fresh does not apply".into()));
+            return Err(err(
+                "init",
+                "this method works on the stage-1 head: --init fresh does not apply".into(),
+            ));
         }
         Ok(Method {
             name: self.name.clone(),
@@ -379,7 +418,9 @@ mod tests {
 
     #[test]
     fn los_is_ce_with_smoothing() {
-        let m = spec("name = \"los\"\nloss = { kind = \"ce\", smoothing = 0.98 }").check(&los_defaults()).unwrap();
+        let m = spec("name = \"los\"\nloss = { kind = \"ce\", smoothing = 0.98 }")
+            .check(&los_defaults())
+            .unwrap();
         assert_eq!(m.loss, Loss::Ce { smoothing: 0.98 });
         assert_eq!(m.hyper, los_defaults());
         assert_eq!(m.delta(), Some(0.98));
@@ -387,25 +428,46 @@ mod tests {
 
     #[test]
     fn row_overrides_defaults() {
-        let m = spec("name = \"x\"\nlr = 0.01\nepochs = 5").check(&los_defaults()).unwrap();
-        assert_eq!((m.hyper.lr, m.hyper.epochs, m.hyper.batch_size), (0.01, 5, 64));
+        let m = spec("name = \"x\"\nlr = 0.01\nepochs = 5")
+            .check(&los_defaults())
+            .unwrap();
+        assert_eq!(
+            (m.hyper.lr, m.hyper.epochs, m.hyper.batch_size),
+            (0.01, 5, 64)
+        );
     }
 
     #[test]
     fn rejects_delta_outside_unit_interval() {
-        let e = spec("name = \"los\"\nloss = { kind = \"ce\", smoothing = 1.0 }").check(&los_defaults()).unwrap_err();
+        let e = spec("name = \"los\"\nloss = { kind = \"ce\", smoothing = 1.0 }")
+            .check(&los_defaults())
+            .unwrap_err();
         assert_eq!(e.field, "loss.smoothing (δ)");
     }
 
     #[test]
     fn rejects_negative_lr_and_zero_batch() {
-        assert_eq!(spec("name = \"a\"\nlr = -1.0").check(&los_defaults()).unwrap_err().field, "lr");
-        assert_eq!(spec("name = \"a\"\nbatch_size = 0").check(&los_defaults()).unwrap_err().field, "batch_size");
+        assert_eq!(
+            spec("name = \"a\"\nlr = -1.0")
+                .check(&los_defaults())
+                .unwrap_err()
+                .field,
+            "lr"
+        );
+        assert_eq!(
+            spec("name = \"a\"\nbatch_size = 0")
+                .check(&los_defaults())
+                .unwrap_err()
+                .field,
+            "batch_size"
+        );
     }
 
     #[test]
     fn ldam_needs_cosine() {
-        let e = spec("name = \"l\"\nloss = { kind = \"ldam\" }").check(&los_defaults()).unwrap_err();
+        let e = spec("name = \"l\"\nloss = { kind = \"ldam\" }")
+            .check(&los_defaults())
+            .unwrap_err();
         assert_eq!(e.field, "loss");
     }
 

@@ -14,7 +14,8 @@ pub fn sgd_step(param: &mut [f32], grad: &[f32], buf: &mut [f32], lr: f32, momen
 
 /// Cosine annealing to 0: `lr (1 + cos(π t / T)) / 2`.
 pub fn cosine_lr(base: f32, t: usize, total: usize) -> f32 {
-    (0.5 * base as f64 * (1.0 + (std::f64::consts::PI * t as f64 / total.max(1) as f64).cos())) as f32
+    (0.5 * base as f64 * (1.0 + (std::f64::consts::PI * t as f64 / total.max(1) as f64).cos()))
+        as f32
 }
 
 #[cfg(test)]

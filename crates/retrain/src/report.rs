@@ -14,13 +14,26 @@ use std::io::Write;
 /// The stage-1 head of the bank, or one fitted with plain CE when the bank has none.
 pub fn stage1_head(bank: &Bank, threads: usize, log: &dyn Fn(&str)) -> HeadState {
     match &bank.head {
-        Some(h) => HeadState::from_linear(Head::Linear, h.num_classes, h.dim, h.weight.clone(), h.bias.clone()),
+        Some(h) => HeadState::from_linear(
+            Head::Linear,
+            h.num_classes,
+            h.dim,
+            h.weight.clone(),
+            h.bias.clone(),
+        ),
         None => {
             log(&format!(
-                "{}: no head.safetensors: fitting a stage-1 head with plain CE (30 epochs, lr 0.05, seed 0)",
+                "{}: no head.safetensors: fitting a stage-1 head with plain CE (≥ 30 epochs and ≥ 2000 steps, lr 0.05, seed 0)",
                 bank.dir.display()
             ));
-            fit_stage1_head(&bank.train, &bank.train_counts, 30, 0.05, 0, Parallelism::Rayon(threads))
+            fit_stage1_head(
+                &bank.train,
+                &bank.train_counts,
+                30,
+                0.05,
+                0,
+                Parallelism::Rayon(threads),
+            )
         }
     }
 }
@@ -42,22 +55,40 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         bank.train_counts.iter().max().unwrap(),
         bank.train_counts.iter().min().unwrap(),
         bank.test.rows,
-        bank.val.as_ref().map(|v| format!(", val {}", v.rows)).unwrap_or_default(),
-        if bank.test.features_flip.is_some() && !args.no_tta { ", flip TTA" } else { "" },
+        bank.val
+            .as_ref()
+            .map(|v| format!(", val {}", v.rows))
+            .unwrap_or_default(),
+        if bank.test.features_flip.is_some() && !args.no_tta {
+            ", flip TTA"
+        } else {
+            ""
+        },
         bank.shots.many_above,
         count(ShotGroup::Many),
         count(ShotGroup::Medium),
         bank.shots.few_below,
         count(ShotGroup::Few),
     );
-    let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(plan.jobs.len() as u64) };
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(plan.jobs.len() as u64)
+    };
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} runs ({per_sec}, eta {eta})")
-            .expect("template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} runs ({per_sec}, eta {eta})",
+        )
+        .expect("template")
+        .progress_chars("=> "),
     );
     let started = std::time::Instant::now();
-    let opts = RunOptions { threads: plan.threads, shuffle: !args.no_shuffle, oracle: args.oracle, tta: !args.no_tta };
+    let opts = RunOptions {
+        threads: plan.threads,
+        shuffle: !args.no_shuffle,
+        oracle: args.oracle,
+        tta: !args.no_tta,
+    };
     let records = run_jobs(bank, &groups, &stage1, &plan.jobs, opts, &|| bar.inc(1));
     bar.finish_and_clear();
     let wall = started.elapsed().as_secs_f64();
@@ -66,17 +97,34 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&plan.out)?;
     write_csv(&plan.out.join("table1.csv"), &mut table_frame(&rows)?)?;
     write_csv(&plan.out.join("runs.csv"), &mut runs_frame(bank, &records)?)?;
-    write_csv(&plan.out.join("per-class.csv"), &mut per_class_frame(bank, &groups, &records)?)?;
+    write_csv(
+        &plan.out.join("per-class.csv"),
+        &mut per_class_frame(bank, &groups, &records)?,
+    )?;
     if plan.sweep_delta {
         for m in &plan.methods {
-            let sub: Vec<_> = rows.iter().filter(|r| r.method == m.name).cloned().collect();
-            write_csv(&plan.out.join(format!("{}-delta-sweep.csv", m.name)), &mut sweep_frame(&bank.name(), &sub, "delta")?)?;
+            let sub: Vec<_> = rows
+                .iter()
+                .filter(|r| r.method == m.name)
+                .cloned()
+                .collect();
+            write_csv(
+                &plan.out.join(format!("{}-delta-sweep.csv", m.name)),
+                &mut sweep_frame(&bank.name(), &sub, "delta")?,
+            )?;
         }
     }
     if plan.sweep_tau {
         for m in &plan.methods {
-            let sub: Vec<_> = rows.iter().filter(|r| r.method == m.name).cloned().collect();
-            write_csv(&plan.out.join(format!("{}-tau-sweep.csv", m.name)), &mut sweep_frame(&bank.name(), &sub, "tau")?)?;
+            let sub: Vec<_> = rows
+                .iter()
+                .filter(|r| r.method == m.name)
+                .cloned()
+                .collect();
+            write_csv(
+                &plan.out.join(format!("{}-tau-sweep.csv", m.name)),
+                &mut sweep_frame(&bank.name(), &sub, "tau")?,
+            )?;
         }
     }
     let config = serde_json::json!({
@@ -91,7 +139,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         "selection": if bank.val.is_some() { "best val epoch" } else { "final epoch" },
         "version": env!("CARGO_PKG_VERSION"),
     });
-    bank::write::write_atomic(&plan.out.join("config.json"), |tmp| std::fs::write(tmp, serde_json::to_string_pretty(&config)?))?;
+    bank::write::write_atomic(&plan.out.join("config.json"), |tmp| {
+        std::fs::write(tmp, serde_json::to_string_pretty(&config)?)
+    })?;
 
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -99,30 +149,62 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         "Top-1 accuracy (%) on {} test, mean ± std over {} seed(s); {}; {} runs in {:.1} s",
         bank.name(),
         args.seeds,
-        if bank.val.is_some() { "head selected on val" } else { "final epoch" },
+        if bank.val.is_some() {
+            "head selected on val"
+        } else {
+            "final epoch"
+        },
         records.len(),
         wall
     )?;
     write!(out, "{}", render(&rows, &plan.swept))?;
     if args.oracle {
-        writeln!(out, "oracle (best test epoch; selection on test, for comparison with published numbers only):")?;
+        writeln!(
+            out,
+            "oracle (best test epoch; selection on test, for comparison with published numbers only):"
+        )?;
         for r in &rows {
-            writeln!(out, "  {:<18} {:6.2}", r.method, r.oracle_all.unwrap_or(f64::NAN))?;
+            writeln!(
+                out,
+                "  {:<18} {:6.2}",
+                r.method,
+                r.oracle_all.unwrap_or(f64::NAN)
+            )?;
         }
     }
-    writeln!(out, "wrote {}/table1.csv, runs.csv, per-class.csv, config.json", plan.out.display())?;
+    writeln!(
+        out,
+        "wrote {}/table1.csv, runs.csv, per-class.csv, config.json",
+        plan.out.display()
+    )?;
     Ok(())
 }
 
-fn sweep_frame(bank: &str, rows: &[crate::tables::Row], param: &str) -> polars::prelude::PolarsResult<polars::prelude::DataFrame> {
+fn sweep_frame(
+    bank: &str,
+    rows: &[crate::tables::Row],
+    param: &str,
+) -> polars::prelude::PolarsResult<polars::prelude::DataFrame> {
     use polars::prelude::*;
-    let f = |g: usize, std: bool| rows.iter().map(|r| if std { r.acc[g].1 } else { r.acc[g].0 }.map(|x| (x * 1e4).round() / 1e4)).collect::<Vec<_>>();
+    let f = |g: usize, std: bool| {
+        rows.iter()
+            .map(|r| if std { r.acc[g].1 } else { r.acc[g].0 }.map(|x| (x * 1e4).round() / 1e4))
+            .collect::<Vec<_>>()
+    };
     DataFrame::new(
         rows.len(),
         vec![
             Column::new("bank".into(), vec![bank.to_string(); rows.len()]),
-            Column::new(param.into(), rows.iter().map(|r| if param == "delta" { r.delta } else { r.tau }).collect::<Vec<_>>()),
-            Column::new("n_seeds".into(), rows.iter().map(|r| r.n_seeds as u32).collect::<Vec<_>>()),
+            Column::new(
+                param.into(),
+                rows.iter()
+                    .map(|r| if param == "delta" { r.delta } else { r.tau })
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "n_seeds".into(),
+                rows.iter().map(|r| r.n_seeds as u32).collect::<Vec<_>>(),
+            ),
             Column::new("all".into(), f(0, false)),
             Column::new("all_std".into(), f(0, true)),
             Column::new("many".into(), f(1, false)),

@@ -58,8 +58,15 @@ pub fn run_jobs(
     on_done: &(dyn Fn() + Sync),
 ) -> Vec<RunRecord> {
     let threads = opts.threads.max(1);
-    let par = if jobs.len() >= threads || threads == 1 { Parallelism::None } else { Parallelism::Rayon(threads) };
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
+    let par = if jobs.len() >= threads || threads == 1 {
+        Parallelism::None
+    } else {
+        Parallelism::Rayon(threads)
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("thread pool");
     pool.install(|| {
         jobs.par_iter()
             .map(|job| {
@@ -71,12 +78,21 @@ pub fn run_jobs(
     })
 }
 
-pub fn run_one(bank: &Bank, groups: &[ShotGroup], stage1: &HeadState, job: &Job, opts: RunOptions, par: Parallelism) -> RunRecord {
+pub fn run_one(
+    bank: &Bank,
+    groups: &[ShotGroup],
+    stage1: &HeadState,
+    job: &Job,
+    opts: RunOptions,
+    par: Parallelism,
+) -> RunRecord {
     let started = std::time::Instant::now();
     let m = &job.method;
     let (k, d) = (bank.num_classes, bank.dim);
     let init = match m.hyper.init {
-        Init::Stage1 => HeadState::from_linear(m.head, k, d, stage1.weight.clone(), stage1.bias.clone()),
+        Init::Stage1 => {
+            HeadState::from_linear(m.head, k, d, stage1.weight.clone(), stage1.bias.clone())
+        }
         Init::Fresh => {
             let mut rng = ChaCha8Rng::seed_from_u64(job.seed);
             rng.set_stream(200);
@@ -84,31 +100,52 @@ pub fn run_one(bank: &Bank, groups: &[ShotGroup], stage1: &HeadState, job: &Job,
         }
     };
     let lp = log_priors(&bank.train_counts);
-    let topts = TrainOptions { shuffle: opts.shuffle, record_steps: false, par };
+    let topts = TrainOptions {
+        shuffle: opts.shuffle,
+        record_steps: false,
+        par,
+    };
     // selection on val (ties go to the later epoch, as the reference code does)
     let mut best_val: Option<(f64, usize, HeadState)> = None;
     let mut oracle: Option<(f64, usize)> = None;
-    let outcome = train(&bank.train, &bank.train_counts, init, m, job.seed, &topts, |epoch, head| {
-        if let Some(val) = &bank.val {
-            let e = evaluate(&head.eval_head(m.posthoc, &lp), val, groups, opts.tta, par);
-            if best_val.as_ref().is_none_or(|(b, _, _)| e.top1 >= *b) {
-                best_val = Some((e.top1, epoch, head.clone()));
+    let outcome = train(
+        &bank.train,
+        &bank.train_counts,
+        init,
+        m,
+        job.seed,
+        &topts,
+        |epoch, head| {
+            if let Some(val) = &bank.val {
+                let e = evaluate(&head.eval_head(m.posthoc, &lp), val, groups, opts.tta, par);
+                if best_val.as_ref().is_none_or(|(b, _, _)| e.top1 >= *b) {
+                    best_val = Some((e.top1, epoch, head.clone()));
+                }
             }
-        }
-        if opts.oracle {
-            let e = evaluate(&head.eval_head(m.posthoc, &lp), &bank.test, groups, opts.tta, par);
-            if oracle.is_none_or(|(b, _)| e.top1 >= b) {
-                oracle = Some((e.top1, epoch));
+            if opts.oracle {
+                let e = evaluate(
+                    &head.eval_head(m.posthoc, &lp),
+                    &bank.test,
+                    groups,
+                    opts.tta,
+                    par,
+                );
+                if oracle.is_none_or(|(b, _)| e.top1 >= b) {
+                    oracle = Some((e.top1, epoch));
+                }
             }
-        }
-    });
+        },
+    );
     let (head, selected_epoch) = match best_val {
         Some((_, e, h)) => (h, Some(e)),
         None => (outcome.head, None),
     };
     let eval_head = head.eval_head(m.posthoc, &lp);
     let test = evaluate(&eval_head, &bank.test, groups, opts.tta, par);
-    let val = bank.val.as_ref().map(|v| evaluate(&eval_head, v, groups, opts.tta, par));
+    let val = bank
+        .val
+        .as_ref()
+        .map(|v| evaluate(&eval_head, v, groups, opts.tta, par));
     if opts.oracle && !m.train {
         oracle = Some((test.top1, 0));
     }

@@ -16,7 +16,13 @@ pub struct EpochSampler {
 
 impl EpochSampler {
     /// `shuffle = false` keeps file order (instance-balanced only; for parity tests).
-    pub fn new(kind: Sampler, labels: &[u32], num_classes: usize, seed: u64, shuffle: bool) -> EpochSampler {
+    pub fn new(
+        kind: Sampler,
+        labels: &[u32],
+        num_classes: usize,
+        seed: u64,
+        shuffle: bool,
+    ) -> EpochSampler {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(1 + kind as u64);
         let mut by_class = vec![Vec::new(); num_classes];
@@ -25,7 +31,13 @@ impl EpochSampler {
                 by_class[l as usize].push(i as u32);
             }
         }
-        EpochSampler { kind, shuffle, rng, rows: labels.len(), by_class }
+        EpochSampler {
+            kind,
+            shuffle,
+            rng,
+            rows: labels.len(),
+            by_class,
+        }
     }
 
     /// The row order of the next epoch (length = number of training rows).

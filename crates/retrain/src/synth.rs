@@ -93,7 +93,13 @@ impl Generator {
         let means = (0..k * r).map(|_| spec.separation * normal(rng)).collect();
         let mscale = 1.0 / (r as f32).sqrt();
         let mixing = (0..r * d).map(|_| mscale * normal(rng)).collect();
-        Generator { means, mixing, dim: d, latent: r, ambient: spec.ambient_noise }
+        Generator {
+            means,
+            mixing,
+            dim: d,
+            latent: r,
+            ambient: spec.ambient_noise,
+        }
     }
 
     fn sample(&self, class: usize, rng: &mut ChaCha8Rng, out: &mut [f32]) {
@@ -126,7 +132,12 @@ impl Generator {
 }
 
 /// Generate and write the bank to `dir` (atomically: assembled in `<dir>.partial`).
-pub fn write_synthetic_bank(spec: &SynthSpec, dir: &Path, overwrite: bool, par: Parallelism) -> anyhow::Result<()> {
+pub fn write_synthetic_bank(
+    spec: &SynthSpec,
+    dir: &Path,
+    overwrite: bool,
+    par: Parallelism,
+) -> anyhow::Result<()> {
     anyhow::ensure!(spec.classes >= 2, "--classes must be ≥ 2");
     anyhow::ensure!(spec.dim >= 1, "--dim must be ≥ 1");
     anyhow::ensure!(spec.ir >= 1.0, "--ir must be ≥ 1");
@@ -134,10 +145,14 @@ pub fn write_synthetic_bank(spec: &SynthSpec, dir: &Path, overwrite: bool, par: 
     let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
     let generator = Generator::new(spec, &mut rng);
     let counts = exponential_counts(spec.img_max as f64, spec.classes, spec.ir);
-    anyhow::ensure!(counts.iter().all(|&n| n > 0), "the profile gives a class with 0 training rows: raise --img-max or lower --ir");
+    anyhow::ensure!(
+        counts.iter().all(|&n| n > 0),
+        "the profile gives a class with 0 training rows: raise --img-max or lower --ir"
+    );
     let (xtr, ytr) = generator.split(&counts, &mut rng);
     let (xte, yte) = generator.split(&vec![spec.test_per_class; spec.classes], &mut rng);
-    let val = (spec.val_per_class > 0).then(|| generator.split(&vec![spec.val_per_class; spec.classes], &mut rng));
+    let val = (spec.val_per_class > 0)
+        .then(|| generator.split(&vec![spec.val_per_class; spec.classes], &mut rng));
 
     let d = spec.dim;
     let train_split = Split {
@@ -148,22 +163,52 @@ pub fn write_synthetic_bank(spec: &SynthSpec, dir: &Path, overwrite: bool, par: 
         features_flip: None,
         labels: ytr,
     };
-    let head = fit_stage1_head(&train_split, &counts, spec.stage1_epochs, spec.stage1_lr, spec.seed, par);
+    let head = fit_stage1_head(
+        &train_split,
+        &counts,
+        spec.stage1_epochs,
+        spec.stage1_lr,
+        spec.seed,
+        par,
+    );
 
     let out = BankDir::create(dir, overwrite)?;
-    let dtype = if spec.f16 { FeatureDtype::F16 } else { FeatureDtype::F32 };
-    bank::write_split(&out.file("train.safetensors"), d, train_split.features(), None, &train_split.labels, dtype)?;
+    let dtype = if spec.f16 {
+        FeatureDtype::F16
+    } else {
+        FeatureDtype::F32
+    };
+    bank::write_split(
+        &out.file("train.safetensors"),
+        d,
+        train_split.features(),
+        None,
+        &train_split.labels,
+        dtype,
+    )?;
     bank::write_split(&out.file("test.safetensors"), d, &xte, None, &yte, dtype)?;
     if let Some((xv, yv)) = &val {
         bank::write_split(&out.file("val.safetensors"), d, xv, None, yv, dtype)?;
     }
-    bank::write_head(&out.file("head.safetensors"), spec.classes, d, &head.weight, &head.bias)?;
+    bank::write_head(
+        &out.file("head.safetensors"),
+        spec.classes,
+        d,
+        &head.weight,
+        &head.bias,
+    )?;
     let meta = Meta {
-        dataset: Some(dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "synthetic".into())),
+        dataset: Some(
+            dir.file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "synthetic".into()),
+        ),
         num_classes: Some(spec.classes),
         train_counts: Some(counts),
         shots: Some(Default::default()),
-        backbone: Some(serde_json::json!({"kind": "synthetic", "note": "Gaussian class clusters; no images"})),
+        backbone: Some(
+            serde_json::json!({"kind": "synthetic", "note": "Gaussian class clusters; no images"}),
+        ),
         provenance: Some(serde_json::json!({
             "generator": "retrain synth",
             "spec": spec,

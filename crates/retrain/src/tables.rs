@@ -18,7 +18,8 @@ pub fn mean_std(xs: &[f64]) -> (Option<f64>, Option<f64>) {
     }
     let n = xs.len() as f64;
     let mean = xs.iter().sum::<f64>() / n;
-    let std = (xs.len() > 1).then(|| (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
+    let std = (xs.len() > 1)
+        .then(|| (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
     (Some(mean), std)
 }
 
@@ -64,7 +65,11 @@ fn key(r: &RunRecord) -> String {
 }
 
 fn group_acc(e: &Evaluation, g: usize) -> Option<f64> {
-    if g == 0 { Some(e.top1) } else { e.groups[g - 1] }
+    if g == 0 {
+        Some(e.top1)
+    } else {
+        e.groups[g - 1]
+    }
 }
 
 /// LoMa's coefficient of variation across classes: how uneven the logit margins are.
@@ -92,9 +97,14 @@ pub fn aggregate(records: &[RunRecord]) -> Vec<Row> {
             let m = &rs[0].method;
             let col = |f: &dyn Fn(&RunRecord) -> Option<f64>| -> (Option<f64>, Option<f64>) {
                 let v: Vec<f64> = rs.iter().filter_map(|r| f(r)).collect();
-                if v.len() < rs.len() { (None, None) } else { mean_std(&v) }
+                if v.len() < rs.len() {
+                    (None, None)
+                } else {
+                    mean_std(&v)
+                }
             };
-            let acc = [0, 1, 2, 3].map(|g| col(&|r: &RunRecord| group_acc(&r.test, g).map(|a| 100.0 * a)));
+            let acc = [0, 1, 2, 3]
+                .map(|g| col(&|r: &RunRecord| group_acc(&r.test, g).map(|a| 100.0 * a)));
             let oracle = col(&|r: &RunRecord| r.oracle.map(|(a, _)| 100.0 * a)).0;
             Row {
                 method: m.name.clone(),
@@ -111,7 +121,11 @@ pub fn aggregate(records: &[RunRecord]) -> Vec<Row> {
                 nll: col(&|r: &RunRecord| Some(r.test.nll)),
                 loma_cv: col(&|r: &RunRecord| loma_cv(&r.test)).0,
                 oracle_all: oracle,
-                selection: if rs[0].selected_epoch.is_some() { "val" } else { "final" },
+                selection: if rs[0].selected_epoch.is_some() {
+                    "val"
+                } else {
+                    "final"
+                },
             }
         })
         .collect()
@@ -123,10 +137,21 @@ fn opt(v: Option<f64>) -> Option<f64> {
 
 /// `table1.csv`.
 pub fn table_frame(rows: &[Row]) -> PolarsResult<DataFrame> {
-    let c = |name: &str, f: &dyn Fn(&Row) -> Option<f64>| Column::new(name.into(), rows.iter().map(|r| opt(f(r))).collect::<Vec<_>>());
+    let c = |name: &str, f: &dyn Fn(&Row) -> Option<f64>| {
+        Column::new(
+            name.into(),
+            rows.iter().map(|r| opt(f(r))).collect::<Vec<_>>(),
+        )
+    };
     let mut cols = vec![
-        Column::new("method".into(), rows.iter().map(|r| r.method.clone()).collect::<Vec<_>>()),
-        Column::new("n_seeds".into(), rows.iter().map(|r| r.n_seeds as u32).collect::<Vec<_>>()),
+        Column::new(
+            "method".into(),
+            rows.iter().map(|r| r.method.clone()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "n_seeds".into(),
+            rows.iter().map(|r| r.n_seeds as u32).collect::<Vec<_>>(),
+        ),
         c("all", &|r| r.acc[0].0),
         c("all_std", &|r| r.acc[0].1),
         c("many", &|r| r.acc[1].0),
@@ -142,10 +167,24 @@ pub fn table_frame(rows: &[Row]) -> PolarsResult<DataFrame> {
         c("tau", &|r| r.tau),
         c("lr", &|r| Some(r.lr)),
         c("wd", &|r| Some(r.wd)),
-        Column::new("epochs".into(), rows.iter().map(|r| r.epochs as u32).collect::<Vec<_>>()),
-        Column::new("batch_size".into(), rows.iter().map(|r| r.batch_size as u32).collect::<Vec<_>>()),
-        Column::new("init".into(), rows.iter().map(|r| r.init.clone()).collect::<Vec<_>>()),
-        Column::new("selection".into(), rows.iter().map(|r| r.selection.to_string()).collect::<Vec<_>>()),
+        Column::new(
+            "epochs".into(),
+            rows.iter().map(|r| r.epochs as u32).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "batch_size".into(),
+            rows.iter().map(|r| r.batch_size as u32).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "init".into(),
+            rows.iter().map(|r| r.init.clone()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "selection".into(),
+            rows.iter()
+                .map(|r| r.selection.to_string())
+                .collect::<Vec<_>>(),
+        ),
     ];
     if rows.iter().any(|r| r.oracle_all.is_some()) {
         cols.push(c("oracle_all_best_test_epoch", &|r| r.oracle_all));
@@ -156,22 +195,38 @@ pub fn table_frame(rows: &[Row]) -> PolarsResult<DataFrame> {
 /// `runs.csv`: long format.
 pub fn runs_frame(bank: &Bank, records: &[RunRecord]) -> PolarsResult<DataFrame> {
     let mut method = Vec::new();
-    let (mut head, mut loss, mut sampler, mut constraint, mut posthoc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut delta, mut tau, mut lr, mut wd, mut momentum) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut epochs, mut batch, mut init, mut schedule, mut seed) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut split, mut group, mut acc, mut ece, mut nll, mut sel, mut secs) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut head, mut loss, mut sampler, mut constraint, mut posthoc) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut delta, mut tau, mut lr, mut wd, mut momentum) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut epochs, mut batch, mut init, mut schedule, mut seed) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut split, mut group, mut acc, mut ece, mut nll, mut sel, mut secs) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
     let names = ["all", "many", "medium", "few"];
     for r in records {
         let m = &r.method;
-        let evals: Vec<(&str, &Evaluation)> =
-            std::iter::once(("test", &r.test)).chain(r.val.as_ref().map(|v| ("val", v))).collect();
+        let evals: Vec<(&str, &Evaluation)> = std::iter::once(("test", &r.test))
+            .chain(r.val.as_ref().map(|v| ("val", v)))
+            .collect();
         for (sname, e) in evals {
             for (g, gname) in names.iter().enumerate() {
                 method.push(m.name.clone());
                 head.push(serde_json::to_string(&m.head).unwrap());
                 loss.push(serde_json::to_string(&m.loss).unwrap());
-                sampler.push(serde_json::to_string(&m.sampler).unwrap().trim_matches('"').to_string());
+                sampler.push(
+                    serde_json::to_string(&m.sampler)
+                        .unwrap()
+                        .trim_matches('"')
+                        .to_string(),
+                );
                 constraint.push(serde_json::to_string(&m.constraint).unwrap());
                 posthoc.push(serde_json::to_string(&m.posthoc).unwrap());
                 delta.push(m.delta().map(|d| d as f64));
@@ -227,9 +282,15 @@ pub fn runs_frame(bank: &Bank, records: &[RunRecord]) -> PolarsResult<DataFrame>
 }
 
 /// `per-class.csv` (test split).
-pub fn per_class_frame(bank: &Bank, groups: &[ShotGroup], records: &[RunRecord]) -> PolarsResult<DataFrame> {
-    let (mut method, mut delta, mut tau, mut seed, mut class, mut train_count) = (vec![], vec![], vec![], vec![], vec![], vec![]);
-    let (mut test_count, mut group, mut acc, mut loma, mut rsd) = (vec![], vec![], vec![], vec![], vec![]);
+pub fn per_class_frame(
+    bank: &Bank,
+    groups: &[ShotGroup],
+    records: &[RunRecord],
+) -> PolarsResult<DataFrame> {
+    let (mut method, mut delta, mut tau, mut seed, mut class, mut train_count) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut test_count, mut group, mut acc, mut loma, mut rsd) =
+        (vec![], vec![], vec![], vec![], vec![]);
     for r in records {
         for c in 0..bank.num_classes {
             method.push(r.method.name.clone());
@@ -270,7 +331,10 @@ pub fn per_class_frame(bank: &Bank, groups: &[ShotGroup], records: &[RunRecord])
 pub fn write_csv(path: &Path, df: &mut DataFrame) -> anyhow::Result<()> {
     bank::write::write_atomic(path, |tmp| {
         let mut f = std::fs::File::create(tmp)?;
-        CsvWriter::new(&mut f).include_header(true).finish(df).map_err(std::io::Error::other)?;
+        CsvWriter::new(&mut f)
+            .include_header(true)
+            .finish(df)
+            .map_err(std::io::Error::other)?;
         f.sync_all()
     })?;
     Ok(())
@@ -289,7 +353,11 @@ pub fn render(rows: &[Row], swept: &[&str]) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let extra: String = swept.iter().map(|p| format!(" {p:>6}")).collect();
-    let _ = writeln!(s, "{:<18}{extra} {:>3}  {:>13}  {:>13}  {:>13}  {:>13}  {:>6}", "method", "n", "All", "Many", "Medium", "Few", "ECE");
+    let _ = writeln!(
+        s,
+        "{:<18}{extra} {:>3}  {:>13}  {:>13}  {:>13}  {:>13}  {:>6}",
+        "method", "n", "All", "Many", "Medium", "Few", "ECE"
+    );
     for r in rows {
         let mut e = String::new();
         for p in swept {
@@ -300,7 +368,11 @@ pub fn render(rows: &[Row], swept: &[&str]) -> String {
                 "wd" => Some(r.wd),
                 _ => None,
             };
-            let _ = write!(e, " {:>6}", v.map(|v| format!("{v}")).unwrap_or_else(|| "—".into()));
+            let _ = write!(
+                e,
+                " {:>6}",
+                v.map(|v| format!("{v}")).unwrap_or_else(|| "—".into())
+            );
         }
         let _ = writeln!(
             s,

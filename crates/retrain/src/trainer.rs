@@ -25,7 +25,11 @@ pub struct TrainOptions {
 
 impl Default for TrainOptions {
     fn default() -> Self {
-        TrainOptions { shuffle: true, record_steps: false, par: Parallelism::None }
+        TrainOptions {
+            shuffle: true,
+            record_steps: false,
+            par: Parallelism::None,
+        }
     }
 }
 
@@ -49,7 +53,11 @@ pub fn train(
     opts: &TrainOptions,
     mut on_epoch: impl FnMut(usize, &HeadState),
 ) -> TrainOutcome {
-    let mut out = TrainOutcome { head: head.clone(), epoch_loss: Vec::new(), step_loss: Vec::new() };
+    let mut out = TrainOutcome {
+        head: head.clone(),
+        epoch_loss: Vec::new(),
+        step_loss: Vec::new(),
+    };
     if !method.train {
         return out;
     }
@@ -97,7 +105,9 @@ pub fn train(
                     sgd_step(&mut head.weight, &buf.dw, &mut mw, lr, hp.momentum, hp.wd);
                     sgd_step(&mut head.bias, &buf.db, &mut mb, lr, hp.momentum, hp.wd);
                 }
-                Head::Cosine { .. } => sgd_step(&mut head.weight, &buf.dw, &mut mw, lr, hp.momentum, hp.wd),
+                Head::Cosine { .. } => {
+                    sgd_step(&mut head.weight, &buf.dw, &mut mw, lr, hp.momentum, hp.wd)
+                }
                 Head::Lws => sgd_step(&mut head.scales, &buf.dc, &mut mc, lr, hp.momentum, hp.wd),
             }
             if let Some((t, ProjectEvery::Step)) = maxnorm {

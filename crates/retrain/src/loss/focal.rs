@@ -25,7 +25,11 @@ pub fn focal(z: &[f32], y: &[u32], k: usize, gamma: f64, grad: &mut [f32]) -> f6
         let one_minus = 1.0 - p;
         let modulator = one_minus.powf(gamma);
         total += modulator * ce;
-        let extra = if gamma == 0.0 || one_minus <= 0.0 { 0.0 } else { gamma * p * one_minus.powf(gamma - 1.0) * ce };
+        let extra = if gamma == 0.0 || one_minus <= 0.0 {
+            0.0
+        } else {
+            gamma * p * one_minus.powf(gamma - 1.0) * ce
+        };
         let factor = ((modulator + extra) * inv_b) as f32;
         let inv_sum = 1.0 / sum;
         for (c, a) in g.iter_mut().enumerate() {

@@ -3,11 +3,13 @@
 
 mod focal;
 mod sigmoid_bce;
+mod softmax_bce;
 mod softmax_ce;
 pub mod weights;
 
 pub use focal::focal;
 pub use sigmoid_bce::sigmoid_bce;
+pub use softmax_bce::softmax_bce;
 pub use softmax_ce::{CeTerms, softmax_ce};
 
 use crate::method::{CbForm, Head, Loss};
@@ -31,12 +33,23 @@ impl LossFn {
                     Head::Cosine { scale } => scale as f64,
                     _ => 1.0,
                 };
-                to32(weights::ldam_margins(train_counts, max_margin as f64).into_iter().map(|m| m * s).collect())
+                to32(
+                    weights::ldam_margins(train_counts, max_margin as f64)
+                        .into_iter()
+                        .map(|m| m * s)
+                        .collect(),
+                )
             }
-            Loss::ClassBalanced { beta, .. } => to32(weights::class_balanced_weights(train_counts, beta as f64)),
+            Loss::ClassBalanced { beta, .. } => {
+                to32(weights::class_balanced_weights(train_counts, beta as f64))
+            }
             Loss::Ce { .. } | Loss::Focal { .. } => Vec::new(),
         };
-        LossFn { loss, num_classes: train_counts.len(), class_terms }
+        LossFn {
+            loss,
+            num_classes: train_counts.len(),
+            class_terms,
+        }
     }
 
     /// Batch-mean loss of logits `z` [B, K] for labels `y` [B]; writes ∂L/∂z into `grad`.
@@ -44,13 +57,57 @@ impl LossFn {
         let k = self.num_classes;
         let t = &self.class_terms;
         match self.loss {
-            Loss::Ce { smoothing } => softmax_ce(z, y, k, CeTerms { smoothing: smoothing as f64, ..Default::default() }, grad),
-            Loss::BalancedSoftmax => softmax_ce(z, y, k, CeTerms { offset: Some(t), ..Default::default() }, grad),
-            Loss::Ldam { .. } => softmax_ce(z, y, k, CeTerms { margin: Some(t), ..Default::default() }, grad),
-            Loss::ClassBalanced { form: CbForm::Softmax, .. } => {
-                softmax_ce(z, y, k, CeTerms { weight: Some(t), ..Default::default() }, grad)
-            }
-            Loss::ClassBalanced { form: CbForm::Sigmoid, .. } => sigmoid_bce(z, y, k, t, grad),
+            Loss::Ce { smoothing } => softmax_ce(
+                z,
+                y,
+                k,
+                CeTerms {
+                    smoothing: smoothing as f64,
+                    ..Default::default()
+                },
+                grad,
+            ),
+            Loss::BalancedSoftmax => softmax_ce(
+                z,
+                y,
+                k,
+                CeTerms {
+                    offset: Some(t),
+                    ..Default::default()
+                },
+                grad,
+            ),
+            Loss::Ldam { .. } => softmax_ce(
+                z,
+                y,
+                k,
+                CeTerms {
+                    margin: Some(t),
+                    ..Default::default()
+                },
+                grad,
+            ),
+            Loss::ClassBalanced {
+                form: CbForm::Softmax,
+                ..
+            } => softmax_ce(
+                z,
+                y,
+                k,
+                CeTerms {
+                    weight: Some(t),
+                    ..Default::default()
+                },
+                grad,
+            ),
+            Loss::ClassBalanced {
+                form: CbForm::Sigmoid,
+                ..
+            } => sigmoid_bce(z, y, k, t, grad),
+            Loss::ClassBalanced {
+                form: CbForm::SoftmaxBce,
+                ..
+            } => softmax_bce(z, y, k, t, grad),
             Loss::Focal { gamma } => focal(z, y, k, gamma as f64, grad),
         }
     }
@@ -66,7 +123,9 @@ mod tests {
         let counts = [50usize, 20, 8, 3];
         let f = LossFn::new(loss, head, &counts);
         let (b, k) = (3, 4);
-        let z: Vec<f32> = (0..b * k).map(|i| ((i as f32) * 0.731).sin() * 2.0).collect();
+        let z: Vec<f32> = (0..b * k)
+            .map(|i| ((i as f32) * 0.731).sin() * 2.0)
+            .collect();
         let y = [0u32, 2, 3];
         let mut g = vec![0.0; b * k];
         f.loss_and_grad(&z, &y, &mut g);
@@ -80,7 +139,11 @@ mod tests {
             zm[j] -= h;
             let lm = f.loss_and_grad(&zm, &y, &mut scratch);
             let fd = (lp - lm) / (2.0 * h as f64);
-            assert!((fd - g[j] as f64).abs() < 2e-4 + 1e-3 * fd.abs(), "{loss:?} logit {j}: fd {fd} vs analytic {}", g[j]);
+            assert!(
+                (fd - g[j] as f64).abs() < 2e-4 + 1e-3 * fd.abs(),
+                "{loss:?} logit {j}: fd {fd} vs analytic {}",
+                g[j]
+            );
         }
     }
 
@@ -90,8 +153,27 @@ mod tests {
         check_gradient(Loss::Ce { smoothing: 0.98 }, Head::Linear);
         check_gradient(Loss::BalancedSoftmax, Head::Linear);
         check_gradient(Loss::Ldam { max_margin: 0.5 }, Head::Cosine { scale: 30.0 });
-        check_gradient(Loss::ClassBalanced { beta: 0.9999, form: CbForm::Softmax }, Head::Linear);
-        check_gradient(Loss::ClassBalanced { beta: 0.9999, form: CbForm::Sigmoid }, Head::Linear);
+        check_gradient(
+            Loss::ClassBalanced {
+                beta: 0.9999,
+                form: CbForm::Softmax,
+            },
+            Head::Linear,
+        );
+        check_gradient(
+            Loss::ClassBalanced {
+                beta: 0.9999,
+                form: CbForm::Sigmoid,
+            },
+            Head::Linear,
+        );
+        check_gradient(
+            Loss::ClassBalanced {
+                beta: 0.9999,
+                form: CbForm::SoftmaxBce,
+            },
+            Head::Linear,
+        );
         check_gradient(Loss::Focal { gamma: 1.0 }, Head::Linear);
         check_gradient(Loss::Focal { gamma: 2.0 }, Head::Linear);
         check_gradient(Loss::Focal { gamma: 0.5 }, Head::Linear);
@@ -132,8 +214,13 @@ mod tests {
     fn focal_with_gamma_zero_is_ce() {
         let z = [0.3f32, -1.0, 2.0, 0.5];
         let (mut g1, mut g2) = (vec![0.0; 4], vec![0.0; 4]);
-        let a = LossFn::new(Loss::Focal { gamma: 0.0 }, Head::Linear, &[1, 1, 1, 1]).loss_and_grad(&z, &[2], &mut g1);
-        let b = LossFn::new(Loss::Ce { smoothing: 0.0 }, Head::Linear, &[1, 1, 1, 1]).loss_and_grad(&z, &[2], &mut g2);
+        let a = LossFn::new(Loss::Focal { gamma: 0.0 }, Head::Linear, &[1, 1, 1, 1]).loss_and_grad(
+            &z,
+            &[2],
+            &mut g1,
+        );
+        let b = LossFn::new(Loss::Ce { smoothing: 0.0 }, Head::Linear, &[1, 1, 1, 1])
+            .loss_and_grad(&z, &[2], &mut g2);
         assert!((a - b).abs() < 1e-6);
         for (x, y) in g1.iter().zip(&g2) {
             assert!((x - y).abs() < 1e-6);

@@ -11,14 +11,20 @@ pub fn smoothed_targets(num_classes: usize, delta: f64) -> (f64, f64) {
 /// Class-balanced weights (Cui et al. 2019): `w_c = (1 − β)/(1 − β^n_c)`, normalised so that
 /// `Σ_c w_c = K`. β = 0 gives all ones.
 pub fn class_balanced_weights(counts: &[usize], beta: f64) -> Vec<f64> {
-    let raw: Vec<f64> = counts.iter().map(|&n| (1.0 - beta) / (1.0 - beta.powf(n as f64))).collect();
+    let raw: Vec<f64> = counts
+        .iter()
+        .map(|&n| (1.0 - beta) / (1.0 - beta.powf(n as f64)))
+        .collect();
     let sum: f64 = raw.iter().sum();
     raw.iter().map(|w| w * counts.len() as f64 / sum).collect()
 }
 
 /// LDAM margins: `m_c = n_c^(−1/4)`, rescaled so that `max_c m_c = max_margin`.
 pub fn ldam_margins(counts: &[usize], max_margin: f64) -> Vec<f64> {
-    let raw: Vec<f64> = counts.iter().map(|&n| 1.0 / (n as f64).sqrt().sqrt()).collect();
+    let raw: Vec<f64> = counts
+        .iter()
+        .map(|&n| 1.0 / (n as f64).sqrt().sqrt())
+        .collect();
     let max = raw.iter().cloned().fold(f64::MIN, f64::max);
     raw.iter().map(|m| m * max_margin / max).collect()
 }
@@ -31,7 +37,10 @@ pub fn log_counts(counts: &[usize]) -> Vec<f64> {
 /// `log π_c = log(n_c / N)` (post-hoc logit adjustment subtracts τ times it).
 pub fn log_priors(counts: &[usize]) -> Vec<f64> {
     let total: usize = counts.iter().sum();
-    counts.iter().map(|&n| (n as f64 / total as f64).ln()).collect()
+    counts
+        .iter()
+        .map(|&n| (n as f64 / total as f64).ln())
+        .collect()
 }
 
 #[cfg(test)]
@@ -53,7 +62,11 @@ mod tests {
         assert!((w[0] - 0.0449).abs() < 5e-5, "head {}", w[0]);
         assert!((w[99] - 4.378).abs() < 5e-4, "tail {}", w[99]);
         assert!((w.iter().sum::<f64>() - 100.0).abs() < 1e-9);
-        assert!(class_balanced_weights(&[5, 500], 0.0).iter().all(|&x| (x - 1.0).abs() < 1e-12));
+        assert!(
+            class_balanced_weights(&[5, 500], 0.0)
+                .iter()
+                .all(|&x| (x - 1.0).abs() < 1e-12)
+        );
     }
 
     #[test]

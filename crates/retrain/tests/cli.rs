@@ -1,0 +1,480 @@
+//! The real `retrain` binary on small banks in temporary folders: a full table, a bank
+//! written the way a PyTorch user writes one, determinism, and every bad input the bank
+//! contract names (one line naming the file and field, exit code 2, no table written).
+
+use safetensors::{Dtype, View};
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn retrain() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_retrain"))
+}
+
+fn run(args: &[&str]) -> Output {
+    let out = retrain().args(args).output().expect("run retrain");
+    out
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A raw tensor for writing test files with any dtype.
+struct T {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    bytes: Vec<u8>,
+}
+impl View for &T {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.bytes)
+    }
+    fn data_len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+fn f32s(shape: &[usize], v: &[f32]) -> T {
+    T {
+        dtype: Dtype::F32,
+        shape: shape.to_vec(),
+        bytes: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+    }
+}
+fn i64s(v: &[i64]) -> T {
+    T {
+        dtype: Dtype::I64,
+        shape: vec![v.len()],
+        bytes: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+    }
+}
+fn save(path: &Path, tensors: Vec<(&str, T)>) {
+    let views: Vec<(&str, &T)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
+    safetensors::serialize_to_file(views, None, path).unwrap();
+}
+
+/// A tiny separable bank as PyTorch would save it: K = 3, D = 4, counts 30/12/4.
+fn pytorch_bank(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mk = |counts: &[usize], shift: f32| {
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        for (c, &n) in counts.iter().enumerate() {
+            for i in 0..n {
+                let j = (i as f32 + shift) * 0.37;
+                let mut row = vec![j.sin() * 0.3, j.cos() * 0.3, (j * 1.7).sin() * 0.3, 0.1];
+                row[c] += 1.5;
+                x.extend(row);
+                y.push(c as i64);
+            }
+        }
+        (x, y)
+    };
+    let (x, y) = mk(&[30, 12, 4], 0.0);
+    save(
+        &dir.join("train.safetensors"),
+        vec![("features", f32s(&[y.len(), 4], &x)), ("labels", i64s(&y))],
+    );
+    let (x, y) = mk(&[10, 10, 10], 0.5);
+    save(
+        &dir.join("test.safetensors"),
+        vec![("features", f32s(&[y.len(), 4], &x)), ("labels", i64s(&y))],
+    );
+}
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn full_table_on_a_small_synthetic_bank() {
+    let t = tmp();
+    let bank = t.path().join("bank");
+    let o = run(&[
+        "synth",
+        "--out",
+        s(&bank),
+        "--classes",
+        "10",
+        "--dim",
+        "16",
+        "--img-max",
+        "60",
+        "--ir",
+        "10",
+        "--test-per-class",
+        "20",
+        "--latent-dim",
+        "8",
+        "--stage1-epochs",
+        "5",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = t.path().join("results");
+    let o = run(&[
+        "--bank",
+        s(&bank),
+        "--method",
+        "all",
+        "--seeds",
+        "2",
+        "--epochs",
+        "2",
+        "--out",
+        s(&out),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    for m in [
+        "vanilla-fc",
+        "vanilla-cosine",
+        "lws",
+        "ldam",
+        "balanced-softmax",
+        "re-sampling",
+        "focal",
+        "class-balanced",
+        "maxnorm",
+        "tau-norm",
+        "logit-adjust",
+        "los",
+    ] {
+        assert!(stdout.contains(m), "stdout lacks {m}:\n{stdout}");
+    }
+    let table = std::fs::read_to_string(out.join("table1.csv")).unwrap();
+    let mut lines = table.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("method,n_seeds,all,all_std,many,medium,few")
+    );
+    assert_eq!(lines.count(), 13);
+    let runs = std::fs::read_to_string(out.join("runs.csv")).unwrap();
+    // 13 methods × 2 seeds × 4 groups (test only)
+    assert_eq!(runs.lines().count(), 1 + 13 * 2 * 4);
+    let per_class = std::fs::read_to_string(out.join("per-class.csv")).unwrap();
+    assert_eq!(per_class.lines().count(), 1 + 13 * 2 * 10);
+    assert!(out.join("config.json").exists());
+}
+
+#[test]
+fn a_bank_of_two_pytorch_files_loads_and_trains() {
+    let t = tmp();
+    let bank = t.path().join("pt");
+    pytorch_bank(&bank);
+    let out = t.path().join("res");
+    let o = run(&[
+        "--bank",
+        s(&bank),
+        "--method",
+        "los,vanilla-fc,logit-adjust",
+        "--seeds",
+        "1",
+        "--out",
+        s(&out),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("fitting a stage-1 head"),
+        "{}",
+        stderr(&o)
+    );
+    let table = std::fs::read_to_string(out.join("table1.csv")).unwrap();
+    let vanilla = table.lines().find(|l| l.starts_with("vanilla-fc")).unwrap();
+    let all: f64 = vanilla.split(',').nth(2).unwrap().parse().unwrap();
+    assert!(all > 80.0, "separable bank, got {all}: {vanilla}");
+    // K = 3 derived; counts 30/12/4 are all "medium"/"few" under 100/20: many is empty → blank
+    let many = vanilla.split(',').nth(4).unwrap();
+    assert_eq!(many, "", "empty group must be empty, not 0: {vanilla}");
+}
+
+#[test]
+fn same_seed_same_numbers_with_one_or_two_jobs() {
+    let t = tmp();
+    let bank = t.path().join("pt");
+    pytorch_bank(&bank);
+    let go = |jobs: &str, out: &str| {
+        let out = t.path().join(out);
+        let o = run(&[
+            "--bank",
+            s(&bank),
+            "--method",
+            "all",
+            "--seeds",
+            "2",
+            "--epochs",
+            "3",
+            "--jobs",
+            jobs,
+            "--out",
+            s(&out),
+            "-q",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        // drop the wall-time column
+        std::fs::read_to_string(out.join("runs.csv"))
+            .unwrap()
+            .lines()
+            .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+            .collect::<Vec<_>>()
+    };
+    let a = go("1", "a");
+    let b = go("2", "b");
+    let c = go("2", "c");
+    assert_eq!(a, b);
+    assert_eq!(b, c);
+}
+
+// ---- bad inputs -------------------------------------------------------------------------
+
+/// Run on a broken bank; expect exit 2, one stderr line containing every `needle`, and no
+/// table written.
+fn expect_error(bank: &Path, extra: &[&str], needles: &[&str]) {
+    let out = bank.parent().unwrap().join("out");
+    let mut args = vec![
+        "--bank",
+        s(bank),
+        "--method",
+        "vanilla-fc",
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--out",
+        s(&out),
+        "-q",
+    ];
+    args.extend_from_slice(extra);
+    let o = run(&args);
+    let e = stderr(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "expected exit 2, got {:?}: {e}",
+        o.status.code()
+    );
+    let lines: Vec<&str> = e
+        .lines()
+        .filter(|l| !l.contains("fitting a stage-1 head"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one error line expected:\n{e}");
+    for n in needles {
+        assert!(lines[0].contains(n), "error line lacks `{n}`: {}", lines[0]);
+    }
+    assert!(!e.contains("panicked"), "{e}");
+    assert!(!out.join("table1.csv").exists(), "no table on error");
+}
+
+fn broken(f: impl FnOnce(&Path)) -> (tempfile::TempDir, PathBuf) {
+    let t = tmp();
+    let bank = t.path().join("bank");
+    pytorch_bank(&bank);
+    f(&bank);
+    (t, bank)
+}
+
+#[test]
+fn missing_labels_tensor() {
+    let (_t, b) = broken(|b| {
+        save(
+            &b.join("train.safetensors"),
+            vec![("features", f32s(&[2, 4], &[0.0; 8]))],
+        )
+    });
+    expect_error(&b, &[], &["train.safetensors", "labels"]);
+}
+
+#[test]
+fn wrong_rank_features() {
+    let (_t, b) = broken(|b| {
+        save(
+            &b.join("test.safetensors"),
+            vec![
+                ("features", f32s(&[2, 2, 2], &[0.0; 8])),
+                ("labels", i64s(&[0, 1])),
+            ],
+        )
+    });
+    expect_error(&b, &[], &["test.safetensors", "features", "rank 3"]);
+}
+
+#[test]
+fn row_count_mismatch() {
+    let (_t, b) = broken(|b| {
+        save(
+            &b.join("test.safetensors"),
+            vec![
+                ("features", f32s(&[2, 4], &[0.0; 8])),
+                ("labels", i64s(&[0, 1, 2])),
+            ],
+        )
+    });
+    expect_error(
+        &b,
+        &[],
+        &["test.safetensors", "features", "labels", "2", "3"],
+    );
+}
+
+#[test]
+fn dim_mismatch_between_splits() {
+    let (_t, b) = broken(|b| {
+        save(
+            &b.join("test.safetensors"),
+            vec![
+                ("features", f32s(&[2, 3], &[0.0; 6])),
+                ("labels", i64s(&[0, 1])),
+            ],
+        )
+    });
+    expect_error(&b, &[], &["test.safetensors", "features", "dimension 3"]);
+}
+
+#[test]
+fn dim_mismatch_with_head() {
+    let (_t, b) = broken(|b| {
+        save(
+            &b.join("head.safetensors"),
+            vec![
+                ("weight", f32s(&[3, 5], &[0.0; 15])),
+                ("bias", f32s(&[3], &[0.0; 3])),
+            ],
+        )
+    });
+    expect_error(&b, &[], &["head.safetensors", "weight", "dimension 5"]);
+}
+
+#[test]
+fn label_out_of_range() {
+    let (_t, b) = broken(|b| std::fs::write(b.join("meta.json"), r#"{"num_classes": 2}"#).unwrap());
+    expect_error(&b, &[], &["labels", "out of range 0..2"]);
+}
+
+#[test]
+fn negative_label() {
+    let (_t, b) = broken(|b| {
+        save(
+            &b.join("test.safetensors"),
+            vec![
+                ("features", f32s(&[2, 4], &[0.0; 8])),
+                ("labels", i64s(&[0, -1])),
+            ],
+        )
+    });
+    expect_error(&b, &[], &["test.safetensors", "labels", "negative"]);
+}
+
+#[test]
+fn nan_in_features() {
+    let (_t, b) = broken(|b| {
+        let mut x = vec![0.0f32; 8];
+        x[5] = f32::NAN;
+        save(
+            &b.join("test.safetensors"),
+            vec![("features", f32s(&[2, 4], &x)), ("labels", i64s(&[0, 1]))],
+        );
+    });
+    expect_error(
+        &b,
+        &[],
+        &["test.safetensors", "features", "[1, 1]", "not finite"],
+    );
+}
+
+#[test]
+fn class_without_training_sample() {
+    let (_t, b) = broken(|b| std::fs::write(b.join("meta.json"), r#"{"num_classes": 4}"#).unwrap());
+    expect_error(
+        &b,
+        &[],
+        &["train.safetensors", "class 3 has no training sample"],
+    );
+}
+
+#[test]
+fn truncated_file() {
+    let (_t, b) = broken(|b| {
+        let p = b.join("train.safetensors");
+        let bytes = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &bytes[..bytes.len() - 10]).unwrap();
+    });
+    expect_error(&b, &[], &["train.safetensors", "truncated or corrupt"]);
+}
+
+#[test]
+fn not_a_safetensors_file() {
+    let (_t, b) = broken(|b| std::fs::write(b.join("train.safetensors"), b"hello").unwrap());
+    expect_error(&b, &[], &["train.safetensors", "truncated or corrupt"]);
+}
+
+#[test]
+fn missing_test_split() {
+    let (_t, b) = broken(|b| std::fs::remove_file(b.join("test.safetensors")).unwrap());
+    expect_error(&b, &[], &["missing test.safetensors"]);
+}
+
+#[test]
+fn malformed_meta_json() {
+    let (_t, b) = broken(|b| {
+        std::fs::write(b.join("meta.json"), "{\n  \"num_classes\": \"three\"\n}").unwrap()
+    });
+    expect_error(&b, &[], &["meta.json", "num_classes"]);
+}
+
+#[test]
+fn meta_contradicting_the_labels() {
+    let (_t, b) =
+        broken(|b| std::fs::write(b.join("meta.json"), r#"{"train_counts": [1, 2, 3]}"#).unwrap());
+    expect_error(&b, &[], &["meta.json", "train_counts"]);
+}
+
+#[test]
+fn bad_command_line_values() {
+    let t = tmp();
+    let bank = t.path().join("bank");
+    pytorch_bank(&bank);
+    expect_error(&bank, &["--delta", "1.5"], &["--delta", "[0, 1)"]);
+    expect_error(&bank, &["--lr=-1"], &["lr"]);
+    expect_error(&bank, &["--batch-size", "0"], &["batch_size"]);
+    expect_error(&bank, &["--method", "nope"], &["unknown method `nope`"]);
+    let missing = t.path().join("nope");
+    let o = run(&["--bank", s(&missing), "--seeds", "1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("nope") && stderr(&o).contains("no such bank folder"),
+        "{}",
+        stderr(&o)
+    );
+    // output "folder" that is a file
+    let file = t.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    let o = run(&[
+        "--bank",
+        s(&bank),
+        "--method",
+        "vanilla-fc",
+        "--seeds",
+        "1",
+        "--out",
+        s(&file),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--out") && stderr(&o).contains("not a folder"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -1,0 +1,58 @@
+# ltbench recipes. Install just with `pip install rust-just` or `cargo install just`.
+# Every recipe is one cargo command; `just --list` shows them.
+
+set positional-arguments := false
+
+# Table 1 (every method + the stage-1 reference row, 3 seeds) on the default bank.
+table1 *ARGS:
+    cargo run -p retrain -- --method all --seeds 3 {{ARGS}}
+
+# Table 1 on the synthetic CIFAR100-LT-like bank (generated on first use).
+table1-synth *ARGS: synth
+    cargo run -p retrain -- --bank features/synth-cifar100-lt-ir100 --method all --seeds 3 {{ARGS}}
+
+# LOS over the δ grid of the paper's Fig. 4 -> results/los-delta-sweep.csv.
+sweep-delta *ARGS:
+    cargo run -p retrain -- --method los --sweep-delta {{ARGS}}
+
+# τ curves of the post-hoc rows -> results/<method>-tau-sweep.csv.
+sweep-tau *ARGS:
+    cargo run -p retrain -- --method tau-norm,logit-adjust --sweep-tau --seeds 1 {{ARGS}}
+
+# The synthetic CIFAR100-LT-like bank (K=100, D=512, IR=100; deterministic; skipped if present).
+synth *ARGS:
+    test -f features/synth-cifar100-lt-ir100/train.safetensors || cargo run -p retrain -- synth --out features/synth-cifar100-lt-ir100 {{ARGS}}
+
+# An ImageNet-LT-scale synthetic bank for benches (K=1000, D=2048, ~116k train rows).
+synth-imagenet-scale:
+    test -f features/synth-imagenet-lt-scale/train.safetensors || cargo run -p retrain -- synth --out features/synth-imagenet-lt-scale --classes 1000 --dim 2048 --img-max 550 --ir 110 --test-per-class 50 --latent-dim 256 --stage1-epochs 3
+
+# The test suite (what CI runs).
+test:
+    cargo test --workspace
+
+# Benchmarks: criterion benches, then the wall time of Table 1 on the synthetic bank.
+bench: synth
+    cargo bench -p retrain
+    cargo build -p retrain
+    /usr/bin/time -f "table1 (13 rows x 3 seeds) on the synthetic CIFAR100-LT-like bank: %e s wall, %M KB max RSS" cargo run -q -p retrain -- --bank features/synth-cifar100-lt-ir100 --method all --seeds 3 -q --out results/bench > /dev/null
+
+# `just extract DATASET [ARGS]`: images -> frozen backbone -> features/<name>/.
+#   just extract fmnist-lt                     # Debian dataset-fashion-mnist, small CNN
+#   just extract cifar100-lt --root data --checkpoint ckpt.pth --ir 100
+#   just extract imagenet-lt --root /data/imagenet --lists data/ImageNet_LT --checkpoint final_model_checkpoint.pth
+# Every flag: `cargo run -p extract -- --help`.
+extract DATASET *ARGS:
+    cargo run -p extract -- --dataset {{DATASET}} --overwrite {{ARGS}}
+
+# ResNet-50 feature-extraction throughput on the CPU (224x224, batch 32).
+bench-extract:
+    cargo run -p extract --example throughput -- --arch resnet50 --batch 32 --batches 3
+
+# CUDA build of extract (no GPU needed to build; ~17 min cold on 2 cores; not in CI).
+# Needs the toolkit tree of shared/cuda-build.md in CUDA_HOME.
+build-cuda:
+    CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90} CUDAFORGE_THREADS=2 \
+    PATH="$CUDA_HOME/bin:$PATH" LIBRARY_PATH="$CUDA_HOME/lib64:$CUDA_HOME/lib64/stubs" \
+    CARGO_TARGET_DIR=${CUDA_TARGET_DIR:-target-cuda} \
+    cargo build --release -j 2 -p extract --features cuda
