@@ -7,9 +7,15 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum BankError {
     #[error("{}: cannot read: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}: cannot write: {source}", path.display())]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}: not a bank folder (missing {file})", dir.display())]
     MissingSplit { dir: PathBuf, file: &'static str },
     #[error("{}: not a valid safetensors file (truncated or corrupt header): {msg}", path.display())]
@@ -17,23 +23,59 @@ pub enum BankError {
     #[error("{}: missing tensor `{name}`", path.display())]
     MissingTensor { path: PathBuf, name: String },
     #[error("{}: tensor `{name}` has rank {got} (shape {shape:?}), expected rank {expected}", path.display())]
-    WrongRank { path: PathBuf, name: String, expected: usize, got: usize, shape: Vec<usize> },
+    WrongRank {
+        path: PathBuf,
+        name: String,
+        expected: usize,
+        got: usize,
+        shape: Vec<usize>,
+    },
     #[error("{}: tensor `{name}` has dtype {got}, expected one of {allowed}", path.display())]
-    WrongDtype { path: PathBuf, name: String, got: String, allowed: &'static str },
+    WrongDtype {
+        path: PathBuf,
+        name: String,
+        got: String,
+        allowed: &'static str,
+    },
     #[error("{}: `features` has {features} rows but `labels` has {labels}", path.display())]
-    RowMismatch { path: PathBuf, features: usize, labels: usize },
+    RowMismatch {
+        path: PathBuf,
+        features: usize,
+        labels: usize,
+    },
     #[error("{}: `{name}` has dimension {got}, but {reference} has {expected}", path.display())]
-    DimMismatch { path: PathBuf, name: String, got: usize, expected: usize, reference: String },
+    DimMismatch {
+        path: PathBuf,
+        name: String,
+        got: usize,
+        expected: usize,
+        reference: String,
+    },
     #[error("{}: `labels`[{row}] = {label} is out of range 0..{num_classes}", path.display())]
-    LabelOutOfRange { path: PathBuf, row: usize, label: i64, num_classes: usize },
+    LabelOutOfRange {
+        path: PathBuf,
+        row: usize,
+        label: i64,
+        num_classes: usize,
+    },
     #[error("{}: `{name}`[{row}, {col}] is not finite ({value})", path.display())]
-    NonFinite { path: PathBuf, name: String, row: usize, col: usize, value: f32 },
+    NonFinite {
+        path: PathBuf,
+        name: String,
+        row: usize,
+        col: usize,
+        value: f32,
+    },
     #[error("{}: `labels`: class {class} has no training sample", path.display())]
     EmptyClass { path: PathBuf, class: usize },
     #[error("{}: split is empty (0 rows)", path.display())]
     EmptySplit { path: PathBuf },
     #[error("{}: field `{field}`: {msg}", path.display())]
-    Meta { path: PathBuf, field: String, msg: String },
+    Meta {
+        path: PathBuf,
+        field: String,
+        msg: String,
+    },
     #[error("{}: {msg}", path.display())]
     Invalid { path: PathBuf, msg: String },
 }

@@ -61,16 +61,35 @@ impl Bank {
         }
         let need = |file: &'static str| -> Result<PathBuf> {
             let p = dir.join(file);
-            if p.exists() { Ok(p) } else { Err(BankError::MissingSplit { dir: dir.into(), file }) }
+            if p.exists() {
+                Ok(p)
+            } else {
+                Err(BankError::MissingSplit {
+                    dir: dir.into(),
+                    file,
+                })
+            }
         };
         let train = Split::read(&need("train.safetensors")?)?;
         let test = Split::read(&need("test.safetensors")?)?;
         let val_path = dir.join("val.safetensors");
-        let val = if val_path.exists() { Some(Split::read(&val_path)?) } else { None };
+        let val = if val_path.exists() {
+            Some(Split::read(&val_path)?)
+        } else {
+            None
+        };
         let meta_path = dir.join("meta.json");
-        let meta = if meta_path.exists() { Meta::read(&meta_path)? } else { Meta::default() };
+        let meta = if meta_path.exists() {
+            Meta::read(&meta_path)?
+        } else {
+            Meta::default()
+        };
         let head_path = dir.join("head.safetensors");
-        let head = if head_path.exists() { Some(read_head(&head_path)?) } else { None };
+        let head = if head_path.exists() {
+            Some(read_head(&head_path)?)
+        } else {
+            None
+        };
 
         let dim = train.dim;
         for s in std::iter::once(&test).chain(val.as_ref()) {
@@ -97,25 +116,39 @@ impl Bank {
         }
 
         // K: meta.json, else the head, else the largest label seen.
-        let max_label = std::iter::once(&train).chain(val.as_ref()).chain(Some(&test)).map(|s| s.max_label() as usize + 1).max().unwrap_or(0);
+        let max_label = std::iter::once(&train)
+            .chain(val.as_ref())
+            .chain(Some(&test))
+            .map(|s| s.max_label() as usize + 1)
+            .max()
+            .unwrap_or(0);
         let num_classes = match (meta.num_classes, &head) {
             (Some(k), Some(h)) if k != h.num_classes => {
                 return Err(BankError::Meta {
                     path: meta_path,
                     field: "num_classes".into(),
-                    msg: format!("says {k} but head.safetensors `weight` has {} rows", h.num_classes),
+                    msg: format!(
+                        "says {k} but head.safetensors `weight` has {} rows",
+                        h.num_classes
+                    ),
                 });
             }
             (Some(k), _) => k,
             (None, Some(h)) => h.num_classes,
             (None, None) => max_label,
         };
-        for s in std::iter::once(&train).chain(val.as_ref()).chain(Some(&test)) {
+        for s in std::iter::once(&train)
+            .chain(val.as_ref())
+            .chain(Some(&test))
+        {
             s.check_labels(num_classes)?;
         }
         let train_counts = train.class_counts(num_classes);
         if let Some(class) = train_counts.iter().position(|&n| n == 0) {
-            return Err(BankError::EmptyClass { path: train.path.clone(), class });
+            return Err(BankError::EmptyClass {
+                path: train.path.clone(),
+                class,
+            });
         }
         if let Some(given) = &meta.train_counts {
             if given != &train_counts {
@@ -136,13 +169,27 @@ impl Bank {
             }
         }
         let shots = meta.shots.unwrap_or_default();
-        Ok(Bank { dir: dir.into(), train, val, test, head, meta, num_classes, dim, train_counts, shots })
+        Ok(Bank {
+            dir: dir.into(),
+            train,
+            val,
+            test,
+            head,
+            meta,
+            num_classes,
+            dim,
+            train_counts,
+            shots,
+        })
     }
 
     /// Display name: meta.json `dataset`, else the folder name.
     pub fn name(&self) -> String {
         self.meta.dataset.clone().unwrap_or_else(|| {
-            self.dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "bank".into())
+            self.dir
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "bank".into())
         })
     }
 
@@ -150,7 +197,10 @@ impl Bank {
     /// features): identifies a bank in run records without hashing gigabytes.
     pub fn fingerprint(&self) -> String {
         let mut h = Fnv::default();
-        for s in std::iter::once(&self.train).chain(self.val.as_ref()).chain(Some(&self.test)) {
+        for s in std::iter::once(&self.train)
+            .chain(self.val.as_ref())
+            .chain(Some(&self.test))
+        {
             h.write(&(s.rows as u64).to_le_bytes());
             h.write(&(s.dim as u64).to_le_bytes());
             for l in &s.labels {
@@ -203,7 +253,15 @@ fn read_head(path: &Path) -> Result<Head> {
     let weight = file.floats("weight")?.as_slice().to_vec();
     let bias = file.floats("bias")?.as_slice().to_vec();
     if let Some(i) = weight.iter().chain(&bias).position(|v| !v.is_finite()) {
-        return Err(BankError::Invalid { path: path.into(), msg: format!("head has a non-finite value at flat index {i}") });
+        return Err(BankError::Invalid {
+            path: path.into(),
+            msg: format!("head has a non-finite value at flat index {i}"),
+        });
     }
-    Ok(Head { num_classes: ws[0], dim: ws[1], weight, bias })
+    Ok(Head {
+        num_classes: ws[0],
+        dim: ws[1],
+        weight,
+        bias,
+    })
 }

@@ -35,11 +35,17 @@ pub struct Meta {
 
 impl Meta {
     pub fn read(path: &Path) -> Result<Meta> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| BankError::Io { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| BankError::Io {
+            path: path.into(),
+            source,
+        })?;
         serde_json::from_str(&text).map_err(|e| {
             // serde_json names the offending key in its message ("invalid type ... for key ..").
-            BankError::Meta { path: path.into(), field: json_field_of(&e, &text), msg: e.to_string() }
+            BankError::Meta {
+                path: path.into(),
+                field: json_field_of(&e, &text),
+                msg: e.to_string(),
+            }
         })
     }
 
@@ -51,7 +57,10 @@ impl Meta {
 /// Best effort: the top-level key on the line where serde_json stopped.
 fn json_field_of(e: &serde_json::Error, text: &str) -> String {
     let line = text.lines().nth(e.line().saturating_sub(1)).unwrap_or("");
-    line.split('"').nth(1).map(str::to_owned).unwrap_or_else(|| "<document>".into())
+    line.split('"')
+        .nth(1)
+        .map(str::to_owned)
+        .unwrap_or_else(|| "<document>".into())
 }
 
 #[cfg(test)]
@@ -73,6 +82,9 @@ mod tests {
         let p = dir.path().join("meta.json");
         std::fs::write(&p, "{\n \"num_classes\": \"ten\"\n}").unwrap();
         let err = Meta::read(&p).unwrap_err().to_string();
-        assert!(err.contains("meta.json") && err.contains("num_classes"), "{err}");
+        assert!(
+            err.contains("meta.json") && err.contains("num_classes"),
+            "{err}"
+        );
     }
 }

@@ -22,7 +22,13 @@ pub fn exponential_counts(img_max: f64, num_classes: usize, imb_ratio: f64) -> V
 /// the second half get `img_max / IR`.
 pub fn step_counts(img_max: f64, num_classes: usize, imb_ratio: f64) -> Vec<usize> {
     (0..num_classes)
-        .map(|c| if c < num_classes / 2 { img_max as usize } else { (img_max / imb_ratio) as usize })
+        .map(|c| {
+            if c < num_classes / 2 {
+                img_max as usize
+            } else {
+                (img_max / imb_ratio) as usize
+            }
+        })
         .collect()
 }
 
@@ -36,8 +42,14 @@ mod tests {
         assert_eq!(n.iter().sum::<usize>(), 10_847);
         assert_eq!(&n[..5], &[500, 477, 455, 434, 415]);
         assert_eq!(&n[95..], &[6, 5, 5, 5, 5]);
-        assert_eq!(exponential_counts(500.0, 100, 50.0).iter().sum::<usize>(), 12_608);
-        assert_eq!(exponential_counts(500.0, 100, 10.0).iter().sum::<usize>(), 19_573);
+        assert_eq!(
+            exponential_counts(500.0, 100, 50.0).iter().sum::<usize>(),
+            12_608
+        );
+        assert_eq!(
+            exponential_counts(500.0, 100, 10.0).iter().sum::<usize>(),
+            19_573
+        );
     }
 
     #[test]
@@ -45,8 +57,14 @@ mod tests {
         let n = exponential_counts(6000.0, 10, 100.0);
         assert_eq!(n, vec![6000, 3596, 2156, 1292, 774, 464, 278, 166, 100, 60]);
         assert_eq!(n.iter().sum::<usize>(), 14_886);
-        assert_eq!(exponential_counts(6000.0, 10, 10.0).iter().sum::<usize>(), 24_516);
-        assert_eq!(exponential_counts(6000.0, 10, 50.0).iter().sum::<usize>(), 16_796);
+        assert_eq!(
+            exponential_counts(6000.0, 10, 10.0).iter().sum::<usize>(),
+            24_516
+        );
+        assert_eq!(
+            exponential_counts(6000.0, 10, 50.0).iter().sum::<usize>(),
+            16_796
+        );
     }
 
     #[test]

@@ -14,7 +14,10 @@ pub struct ShotThresholds {
 
 impl Default for ShotThresholds {
     fn default() -> Self {
-        Self { many_above: 100, few_below: 20 }
+        Self {
+            many_above: 100,
+            few_below: 20,
+        }
     }
 }
 
@@ -63,7 +66,14 @@ mod tests {
     fn cifar100_lt_ir100_has_35_35_30() {
         let g = ShotThresholds::default().groups(&exponential_counts(500.0, 100, 100.0));
         let count = |x| g.iter().filter(|&&y| y == x).count();
-        assert_eq!((count(ShotGroup::Many), count(ShotGroup::Medium), count(ShotGroup::Few)), (35, 35, 30));
+        assert_eq!(
+            (
+                count(ShotGroup::Many),
+                count(ShotGroup::Medium),
+                count(ShotGroup::Few)
+            ),
+            (35, 35, 30)
+        );
     }
 
     #[test]

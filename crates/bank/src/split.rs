@@ -24,7 +24,11 @@ impl Split {
         let lshape = file.shape("labels", 1)?;
         let (rows, dim) = (fshape[0], fshape[1]);
         if rows != lshape[0] {
-            return Err(BankError::RowMismatch { path: path.into(), features: rows, labels: lshape[0] });
+            return Err(BankError::RowMismatch {
+                path: path.into(),
+                features: rows,
+                labels: lshape[0],
+            });
         }
         if rows == 0 {
             return Err(BankError::EmptySplit { path: path.into() });
@@ -52,12 +56,24 @@ impl Split {
         let mut labels = Vec::with_capacity(rows);
         for (row, &l) in raw.iter().enumerate() {
             if l < 0 || l > u32::MAX as i64 {
-                return Err(BankError::LabelOutOfRange { path: path.into(), row, label: l, num_classes: 0 })
-                    .map_err(|e| with_k_unknown(e));
+                return Err(BankError::LabelOutOfRange {
+                    path: path.into(),
+                    row,
+                    label: l,
+                    num_classes: 0,
+                })
+                .map_err(|e| with_k_unknown(e));
             }
             labels.push(l as u32);
         }
-        Ok(Split { path: path.into(), rows, dim, features, features_flip, labels })
+        Ok(Split {
+            path: path.into(),
+            rows,
+            dim,
+            features,
+            features_flip,
+            labels,
+        })
     }
 
     pub fn features(&self) -> &[f32] {
@@ -82,8 +98,18 @@ impl Split {
     }
 
     pub(crate) fn check_labels(&self, num_classes: usize) -> Result<()> {
-        if let Some((row, &l)) = self.labels.iter().enumerate().find(|(_, l)| **l as usize >= num_classes) {
-            return Err(BankError::LabelOutOfRange { path: self.path.clone(), row, label: l as i64, num_classes });
+        if let Some((row, &l)) = self
+            .labels
+            .iter()
+            .enumerate()
+            .find(|(_, l)| **l as usize >= num_classes)
+        {
+            return Err(BankError::LabelOutOfRange {
+                path: self.path.clone(),
+                row,
+                label: l as i64,
+                num_classes,
+            });
         }
         Ok(())
     }
@@ -91,16 +117,27 @@ impl Split {
 
 fn with_k_unknown(e: BankError) -> BankError {
     match e {
-        BankError::LabelOutOfRange { path, row, label, .. } => {
-            BankError::Invalid { path, msg: format!("`labels`[{row}] = {label} is negative (labels must be class indices 0..K)") }
-        }
+        BankError::LabelOutOfRange {
+            path, row, label, ..
+        } => BankError::Invalid {
+            path,
+            msg: format!(
+                "`labels`[{row}] = {label} is negative (labels must be class indices 0..K)"
+            ),
+        },
         e => e,
     }
 }
 
 fn check_finite(path: &Path, name: &str, x: &[f32], dim: usize) -> Result<()> {
     if let Some(i) = x.iter().position(|v| !v.is_finite()) {
-        return Err(BankError::NonFinite { path: path.into(), name: name.into(), row: i / dim.max(1), col: i % dim.max(1), value: x[i] });
+        return Err(BankError::NonFinite {
+            path: path.into(),
+            name: name.into(),
+            row: i / dim.max(1),
+            col: i % dim.max(1),
+            value: x[i],
+        });
     }
     Ok(())
 }

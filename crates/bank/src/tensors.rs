@@ -12,7 +12,11 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub enum Features {
     Owned(Vec<f32>),
-    Mapped { map: Arc<Mmap>, offset: usize, len: usize },
+    Mapped {
+        map: Arc<Mmap>,
+        offset: usize,
+        len: usize,
+    },
 }
 
 impl Features {
@@ -45,29 +49,43 @@ pub(crate) struct File {
 
 impl File {
     pub fn open(path: &Path) -> Result<File> {
-        let f = std::fs::File::open(path).map_err(|source| BankError::Io { path: path.into(), source })?;
+        let f = std::fs::File::open(path).map_err(|source| BankError::Io {
+            path: path.into(),
+            source,
+        })?;
         // SAFETY: the usual memory-map caveat: the file must not be truncated while in use.
-        let map = unsafe { Mmap::map(&f) }.map_err(|source| BankError::Io { path: path.into(), source })?;
-        let file = File { path: path.into(), map: Arc::new(map) };
+        let map = unsafe { Mmap::map(&f) }.map_err(|source| BankError::Io {
+            path: path.into(),
+            source,
+        })?;
+        let file = File {
+            path: path.into(),
+            map: Arc::new(map),
+        };
         file.parse()?; // validate the header once
         Ok(file)
     }
 
     fn parse(&self) -> Result<SafeTensors<'_>> {
-        SafeTensors::deserialize(&self.map)
-            .map_err(|e| BankError::Corrupt { path: self.path.clone(), msg: e.to_string() })
+        SafeTensors::deserialize(&self.map).map_err(|e| BankError::Corrupt {
+            path: self.path.clone(),
+            msg: e.to_string(),
+        })
     }
 
     pub fn has(&self, name: &str) -> bool {
-        self.parse().map(|st| st.names().iter().any(|n| *n == name)).unwrap_or(false)
+        self.parse()
+            .map(|st| st.names().iter().any(|n| *n == name))
+            .unwrap_or(false)
     }
 
     /// Shape of tensor `name`, checking its rank.
     pub fn shape(&self, name: &str, rank: usize) -> Result<Vec<usize>> {
         let st = self.parse()?;
-        let view = st
-            .tensor(name)
-            .map_err(|_| BankError::MissingTensor { path: self.path.clone(), name: name.into() })?;
+        let view = st.tensor(name).map_err(|_| BankError::MissingTensor {
+            path: self.path.clone(),
+            name: name.into(),
+        })?;
         let shape = view.shape().to_vec();
         if shape.len() != rank {
             return Err(BankError::WrongRank {
@@ -84,28 +102,43 @@ impl File {
     /// A floating tensor as f32 (zero-copy for aligned little-endian f32).
     pub fn floats(&self, name: &str) -> Result<Features> {
         let st = self.parse()?;
-        let view = st
-            .tensor(name)
-            .map_err(|_| BankError::MissingTensor { path: self.path.clone(), name: name.into() })?;
+        let view = st.tensor(name).map_err(|_| BankError::MissingTensor {
+            path: self.path.clone(),
+            name: name.into(),
+        })?;
         let data = view.data();
         let len: usize = view.shape().iter().product();
         match view.dtype() {
             Dtype::F32 => {
                 let offset = data.as_ptr() as usize - self.map.as_ptr() as usize;
                 if cfg!(target_endian = "little") && (data.as_ptr() as usize) % 4 == 0 {
-                    Ok(Features::Mapped { map: self.map.clone(), offset, len })
+                    Ok(Features::Mapped {
+                        map: self.map.clone(),
+                        offset,
+                        len,
+                    })
                 } else {
-                    Ok(Features::Owned(data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()))
+                    Ok(Features::Owned(
+                        data.chunks_exact(4)
+                            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                            .collect(),
+                    ))
                 }
             }
             Dtype::F16 => Ok(Features::Owned(
-                data.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+                data.chunks_exact(2)
+                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect(),
             )),
             Dtype::BF16 => Ok(Features::Owned(
-                data.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+                data.chunks_exact(2)
+                    .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect(),
             )),
             Dtype::F64 => Ok(Features::Owned(
-                data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
+                data.chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
+                    .collect(),
             )),
             other => Err(BankError::WrongDtype {
                 path: self.path.clone(),
@@ -119,15 +152,28 @@ impl File {
     /// An integer tensor as i64 (labels may be negative in a bad file: checked by the caller).
     pub fn ints(&self, name: &str) -> Result<Vec<i64>> {
         let st = self.parse()?;
-        let view = st
-            .tensor(name)
-            .map_err(|_| BankError::MissingTensor { path: self.path.clone(), name: name.into() })?;
+        let view = st.tensor(name).map_err(|_| BankError::MissingTensor {
+            path: self.path.clone(),
+            name: name.into(),
+        })?;
         let d = view.data();
         Ok(match view.dtype() {
-            Dtype::I64 => d.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect(),
-            Dtype::I32 => d.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64).collect(),
-            Dtype::U32 => d.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap()) as i64).collect(),
-            Dtype::I16 => d.chunks_exact(2).map(|c| i16::from_le_bytes(c.try_into().unwrap()) as i64).collect(),
+            Dtype::I64 => d
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+            Dtype::I32 => d
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64)
+                .collect(),
+            Dtype::U32 => d
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes(c.try_into().unwrap()) as i64)
+                .collect(),
+            Dtype::I16 => d
+                .chunks_exact(2)
+                .map(|c| i16::from_le_bytes(c.try_into().unwrap()) as i64)
+                .collect(),
             Dtype::U8 => d.iter().map(|&b| b as i64).collect(),
             other => {
                 return Err(BankError::WrongDtype {

@@ -39,11 +39,18 @@ impl View for &Raw {
 
 fn floats(x: &[f32], shape: Vec<usize>, dtype: FeatureDtype) -> Raw {
     match dtype {
-        FeatureDtype::F32 => Raw { dtype: Dtype::F32, shape, bytes: x.iter().flat_map(|v| v.to_le_bytes()).collect() },
+        FeatureDtype::F32 => Raw {
+            dtype: Dtype::F32,
+            shape,
+            bytes: x.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        },
         FeatureDtype::F16 => Raw {
             dtype: Dtype::F16,
             shape,
-            bytes: x.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
+            bytes: x
+                .iter()
+                .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                .collect(),
         },
     }
 }
@@ -54,7 +61,10 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> std::io::Result<()
     let res = write(&tmp).and_then(|_| std::fs::rename(&tmp, path));
     if let Err(source) = res {
         let _ = std::fs::remove_file(&tmp);
-        return Err(BankError::Write { path: path.into(), source });
+        return Err(BankError::Write {
+            path: path.into(),
+            source,
+        });
     }
     Ok(())
 }
@@ -84,11 +94,24 @@ pub fn write_split(
 ) -> Result<()> {
     let rows = labels.len();
     if features.len() != rows * dim || features_flip.is_some_and(|f| f.len() != rows * dim) {
-        return Err(BankError::Invalid { path: path.into(), msg: format!("features are not {rows}x{dim}") });
+        return Err(BankError::Invalid {
+            path: path.into(),
+            msg: format!("features are not {rows}x{dim}"),
+        });
     }
     let mut t = vec![
         ("features", floats(features, vec![rows, dim], dtype)),
-        ("labels", Raw { dtype: Dtype::I64, shape: vec![rows], bytes: labels.iter().flat_map(|&l| (l as i64).to_le_bytes()).collect() }),
+        (
+            "labels",
+            Raw {
+                dtype: Dtype::I64,
+                shape: vec![rows],
+                bytes: labels
+                    .iter()
+                    .flat_map(|&l| (l as i64).to_le_bytes())
+                    .collect(),
+            },
+        ),
     ];
     if let Some(f) = features_flip {
         t.push(("features_flip", floats(f, vec![rows, dim], dtype)));
@@ -97,21 +120,35 @@ pub fn write_split(
 }
 
 /// Write `head.safetensors` (`weight` [K, D], `bias` [K], nn.Linear layout, f32).
-pub fn write_head(path: &Path, num_classes: usize, dim: usize, weight: &[f32], bias: &[f32]) -> Result<()> {
+pub fn write_head(
+    path: &Path,
+    num_classes: usize,
+    dim: usize,
+    weight: &[f32],
+    bias: &[f32],
+) -> Result<()> {
     if weight.len() != num_classes * dim || bias.len() != num_classes {
-        return Err(BankError::Invalid { path: path.into(), msg: format!("head is not {num_classes}x{dim}") });
+        return Err(BankError::Invalid {
+            path: path.into(),
+            msg: format!("head is not {num_classes}x{dim}"),
+        });
     }
     save(
         path,
         vec![
-            ("weight", floats(weight, vec![num_classes, dim], FeatureDtype::F32)),
+            (
+                "weight",
+                floats(weight, vec![num_classes, dim], FeatureDtype::F32),
+            ),
             ("bias", floats(bias, vec![num_classes], FeatureDtype::F32)),
         ],
     )
 }
 
 pub fn write_meta(path: &Path, meta: &Meta) -> Result<()> {
-    write_atomic(path, |tmp| std::fs::write(tmp, meta.to_json_pretty() + "\n"))
+    write_atomic(path, |tmp| {
+        std::fs::write(tmp, meta.to_json_pretty() + "\n")
+    })
 }
 
 /// Assembles a bank folder under `<dir>.partial/` and moves it to `dir` in [`BankDir::finish`].
@@ -124,14 +161,23 @@ impl BankDir {
     /// Start a bank at `dir`. An existing `dir` is replaced only when `overwrite` is set.
     pub fn create(dir: &Path, overwrite: bool) -> Result<BankDir> {
         if dir.exists() && !overwrite {
-            return Err(BankError::Invalid { path: dir.into(), msg: "already exists (pass --overwrite to replace it)".into() });
+            return Err(BankError::Invalid {
+                path: dir.into(),
+                msg: "already exists (pass --overwrite to replace it)".into(),
+            });
         }
         let mut name = dir.file_name().unwrap_or_default().to_os_string();
         name.push(".partial");
         let partial = dir.with_file_name(name);
         let _ = std::fs::remove_dir_all(&partial);
-        std::fs::create_dir_all(&partial).map_err(|source| BankError::Write { path: partial.clone(), source })?;
-        Ok(BankDir { target: dir.into(), partial })
+        std::fs::create_dir_all(&partial).map_err(|source| BankError::Write {
+            path: partial.clone(),
+            source,
+        })?;
+        Ok(BankDir {
+            target: dir.into(),
+            partial,
+        })
     }
 
     /// Path of `file` inside the folder being assembled.
@@ -141,9 +187,15 @@ impl BankDir {
 
     pub fn finish(self) -> Result<PathBuf> {
         if self.target.exists() {
-            std::fs::remove_dir_all(&self.target).map_err(|source| BankError::Write { path: self.target.clone(), source })?;
+            std::fs::remove_dir_all(&self.target).map_err(|source| BankError::Write {
+                path: self.target.clone(),
+                source,
+            })?;
         }
-        std::fs::rename(&self.partial, &self.target).map_err(|source| BankError::Write { path: self.target.clone(), source })?;
+        std::fs::rename(&self.partial, &self.target).map_err(|source| BankError::Write {
+            path: self.target.clone(),
+            source,
+        })?;
         Ok(self.target)
     }
 }
