@@ -113,9 +113,18 @@ pub struct RunArgs {
     /// Keep file order in every epoch (instance-balanced sampler; for parity checks).
     #[arg(long)]
     pub no_shuffle: bool,
-    /// Output folder.
+    /// Output folder. Finished runs are recorded in <out>/records.jsonl; rerunning a command
+    /// skips the runs already recorded there (resume after a crash or kill).
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
+    /// Ignore the runs recorded in <out> and run everything again.
+    #[arg(long)]
+    pub rerun: bool,
+    /// Run only the deterministic slice i of n of the jobs (job j belongs to shard j mod n),
+    /// recording into <out>/records.shard-i-of-n.jsonl; a later run without --shard on the
+    /// union of the shards' records builds the tables.
+    #[arg(long, value_name = "i/n")]
+    pub shard: Option<crate::records::Shard>,
     /// Worker threads [default: number of cores].
     #[arg(long)]
     pub jobs: Option<usize>,

@@ -16,19 +16,39 @@ use bank::{ShotGroup, Split};
 pub const ECE_BINS: usize = 15;
 const CHUNK: usize = 2048;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Evaluation {
     /// Micro top-1 accuracy in [0, 1].
     pub top1: f64,
     /// Accuracy per class (NaN for a class without samples in this split).
+    #[serde(with = "nan_as_null")]
     pub per_class: Vec<f64>,
     pub per_class_count: Vec<usize>,
     /// Mean per-class accuracy of Many, Medium, Few (`None`: empty group).
     pub groups: [Option<f64>; 3],
     pub ece: f64,
     pub nll: f64,
+    #[serde(with = "nan_as_null")]
     pub loma: Vec<f64>,
+    #[serde(with = "nan_as_null")]
     pub rsd: Vec<f64>,
+}
+
+/// JSON has no NaN: store it as null.
+mod nan_as_null {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    pub fn serialize<S: Serializer>(v: &[f64], s: S) -> Result<S::Ok, S::Error> {
+        v.iter()
+            .map(|x| x.is_finite().then_some(*x))
+            .collect::<Vec<Option<f64>>>()
+            .serialize(s)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        Ok(Vec::<Option<f64>>::deserialize(d)?
+            .into_iter()
+            .map(|x| x.unwrap_or(f64::NAN))
+            .collect())
+    }
 }
 
 /// Sums from which every metric is computed; filled chunk by chunk.

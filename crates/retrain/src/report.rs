@@ -4,11 +4,13 @@ use crate::cli::{Plan, RunArgs};
 use crate::head::HeadState;
 use crate::linalg::Parallelism;
 use crate::method::Head;
-use crate::runner::{RunOptions, run_jobs};
+use crate::records::{self, Appender, Line, job_key};
+use crate::runner::{Job, RunOptions, RunRecord, run_jobs};
 use crate::stage1::fit_stage1_head;
 use crate::tables::{aggregate, per_class_frame, render, runs_frame, table_frame, write_csv};
 use bank::{Bank, ShotGroup};
 use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::HashMap;
 use std::io::Write;
 
 /// The stage-1 head of the bank, or one fitted with plain CE when the bank has none.
@@ -89,9 +91,76 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         oracle: args.oracle,
         tta: !args.no_tta,
     };
-    let records = run_jobs(bank, &groups, &stage1, &plan.jobs, opts, &|| bar.inc(1));
+    // resume: skip the runs already recorded in the output folder (all shards' files)
+    let fingerprint = bank.fingerprint();
+    let keys: Vec<String> = plan
+        .jobs
+        .iter()
+        .map(|j| job_key(&fingerprint, j, &opts))
+        .collect();
+    let mut done = if args.rerun {
+        HashMap::new()
+    } else {
+        records::read_all(&plan.out)?
+    };
+    let owns = |i: &usize| args.shard.is_none_or(|s| s.owns(*i));
+    let owned = (0..plan.jobs.len()).filter(owns).count();
+    let todo: Vec<usize> = (0..plan.jobs.len())
+        .filter(owns)
+        .filter(|&i| !done.contains_key(&keys[i]))
+        .collect();
+    if todo.len() < owned {
+        log(&format!(
+            "resuming: {} of {} runs already recorded in {}",
+            owned - todo.len(),
+            owned,
+            plan.out.display()
+        ));
+    }
+    let file = args
+        .shard
+        .map(|s| s.file_name())
+        .unwrap_or_else(|| "records.jsonl".into());
+    let appender = Appender::open(&plan.out.join(file))?;
+    let append_error = std::sync::Mutex::new(None);
+    let todo_jobs: Vec<Job> = todo.iter().map(|&i| plan.jobs[i].clone()).collect();
+    bar.set_length(todo_jobs.len() as u64);
+    let bank_name = bank.name();
+    let fresh = run_jobs(bank, &groups, &stage1, &todo_jobs, opts, &|i, rec| {
+        let line = Line {
+            key: keys[todo[i]].clone(),
+            bank: bank_name.clone(),
+            record: rec.clone(),
+        };
+        if let Err(e) = appender.append(&line) {
+            append_error.lock().unwrap().get_or_insert(e);
+        }
+        bar.inc(1);
+    });
     bar.finish_and_clear();
+    if let Some(e) = append_error.into_inner().unwrap() {
+        return Err(e);
+    }
     let wall = started.elapsed().as_secs_f64();
+    for (&i, rec) in todo.iter().zip(fresh) {
+        done.insert(keys[i].clone(), rec);
+    }
+    if let Some(s) = args.shard {
+        println!(
+            "shard {}/{}: {} runs done ({} new) in {:.1} s; run the same command without --shard (same --out, holding every shard's records file) to build the tables",
+            s.index,
+            s.count,
+            owned,
+            todo.len(),
+            wall
+        );
+        return Ok(());
+    }
+    // the tables: exactly the planned runs, in plan order
+    let records: Vec<RunRecord> = keys
+        .iter()
+        .map(|k| done.remove(k).expect("every planned run is recorded"))
+        .collect();
 
     let rows = aggregate(&records);
     std::fs::create_dir_all(&plan.out)?;
@@ -146,7 +215,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "Top-1 accuracy (%) on {} test, mean ± std over {} seed(s); {}; {} runs in {:.1} s",
+        "Top-1 accuracy (%) on {} test, mean ± std over {} seed(s); {}; {} runs ({} new) in {:.1} s",
         bank.name(),
         args.seeds,
         if bank.val.is_some() {
@@ -155,6 +224,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             "final epoch"
         },
         records.len(),
+        todo.len(),
         wall
     )?;
     write!(out, "{}", render(&rows, &plan.swept))?;
@@ -174,7 +244,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     }
     writeln!(
         out,
-        "wrote {}/table1.csv, runs.csv, per-class.csv, config.json",
+        "wrote {}/table1.csv, runs.csv, per-class.csv, config.json (run records: records.jsonl)",
         plan.out.display()
     )?;
     Ok(())

@@ -31,8 +31,8 @@ pub struct RunOptions {
     pub tta: bool,
 }
 
-/// What one run produced.
-#[derive(Debug, Clone)]
+/// What one run produced (one line of the records file).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RunRecord {
     pub method: Method,
     pub seed: u64,
@@ -44,18 +44,16 @@ pub struct RunRecord {
     pub oracle: Option<(f64, usize)>,
     pub final_train_loss: Option<f64>,
     pub seconds: f64,
-    /// The head that was evaluated on test (before post-hoc rules).
-    pub head: HeadState,
 }
 
-/// Run every job; `on_done` is called after each (for a progress bar).
+/// Run every job; `on_done(i, record)` is called as job i finishes (records file, progress).
 pub fn run_jobs(
     bank: &Bank,
     groups: &[ShotGroup],
     stage1: &HeadState,
     jobs: &[Job],
     opts: RunOptions,
-    on_done: &(dyn Fn() + Sync),
+    on_done: &(dyn Fn(usize, &RunRecord) + Sync),
 ) -> Vec<RunRecord> {
     let threads = opts.threads.max(1);
     let par = if jobs.len() >= threads || threads == 1 {
@@ -69,9 +67,10 @@ pub fn run_jobs(
         .expect("thread pool");
     pool.install(|| {
         jobs.par_iter()
-            .map(|job| {
+            .enumerate()
+            .map(|(i, job)| {
                 let r = run_one(bank, groups, stage1, job, opts, par);
-                on_done();
+                on_done(i, &r);
                 r
             })
             .collect()
@@ -158,6 +157,5 @@ pub fn run_one(
         oracle,
         final_train_loss: outcome.epoch_loss.last().copied(),
         seconds: started.elapsed().as_secs_f64(),
-        head,
     }
 }

@@ -478,3 +478,124 @@ fn bad_command_line_values() {
         stderr(&o)
     );
 }
+
+// ---- durable runs ------------------------------------------------------------------------
+
+fn small_synth(dir: &Path) {
+    let o = run(&[
+        "synth",
+        "--out",
+        s(dir),
+        "--classes",
+        "20",
+        "--dim",
+        "32",
+        "--img-max",
+        "200",
+        "--ir",
+        "20",
+        "--test-per-class",
+        "20",
+        "--latent-dim",
+        "8",
+        "--stage1-epochs",
+        "5",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+const SWEEP: &[&str] = &[
+    "--method",
+    "los,vanilla-fc,balanced-softmax,focal",
+    "--seeds",
+    "6",
+    "--epochs",
+    "12",
+    "--jobs",
+    "1",
+    "-q",
+];
+
+fn sweep_args<'a>(bank: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec!["--bank", s(bank), "--out", s(out)];
+    a.extend_from_slice(SWEEP);
+    a.extend_from_slice(extra);
+    a
+}
+
+#[test]
+fn a_sweep_killed_with_sigkill_resumes_to_the_same_table() {
+    let t = tmp();
+    let bank = t.path().join("bank");
+    small_synth(&bank);
+    let whole = t.path().join("whole");
+    let o = run(&sweep_args(&bank, &whole, &[]));
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let killed = t.path().join("killed");
+    let mut child = retrain()
+        .args(sweep_args(&bank, &killed, &[]))
+        .spawn()
+        .unwrap();
+    let records = killed.join("records.jsonl");
+    let t0 = std::time::Instant::now();
+    loop {
+        let n = std::fs::read_to_string(&records)
+            .map(|s| s.lines().count())
+            .unwrap_or(0);
+        if n >= 3 || t0.elapsed().as_secs() > 120 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the sweep finished before it could be killed; make it longer"
+    );
+    assert!(!killed.join("table1.csv").exists());
+
+    let o = run(&sweep_args(&bank, &killed, &[]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("resuming:"), "{}", stderr(&o));
+    for f in ["table1.csv", "per-class.csv"] {
+        assert_eq!(
+            std::fs::read_to_string(whole.join(f)).unwrap(),
+            std::fs::read_to_string(killed.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    // a rerun with everything recorded runs nothing new
+    let o = run(&sweep_args(&bank, &killed, &[]));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("(0 new)"));
+}
+
+#[test]
+fn shards_merge_into_the_same_table_as_one_run() {
+    let t = tmp();
+    let bank = t.path().join("bank");
+    small_synth(&bank);
+    let whole = t.path().join("whole");
+    assert!(run(&sweep_args(&bank, &whole, &[])).status.success());
+    let sharded = t.path().join("sharded");
+    for sh in ["0/3", "1/3", "2/3"] {
+        let o = run(&sweep_args(&bank, &sharded, &["--shard", sh]));
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(
+            !sharded.join("table1.csv").exists(),
+            "a shard writes no table"
+        );
+    }
+    assert!(sharded.join("records.shard-2-of-3.jsonl").exists());
+    let o = run(&sweep_args(&bank, &sharded, &[]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("(0 new)"));
+    for f in ["table1.csv", "per-class.csv"] {
+        assert_eq!(
+            std::fs::read_to_string(whole.join(f)).unwrap(),
+            std::fs::read_to_string(sharded.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+}
