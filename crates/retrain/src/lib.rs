@@ -12,6 +12,7 @@ pub mod linalg;
 pub mod loss;
 pub mod method;
 pub mod optim;
+pub mod plots;
 pub mod records;
 pub mod report;
 pub mod runner;
