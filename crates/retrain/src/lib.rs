@@ -9,6 +9,7 @@ pub mod config;
 pub mod eval;
 pub mod head;
 pub mod linalg;
+pub mod logreg;
 pub mod loss;
 pub mod method;
 pub mod optim;
