@@ -196,13 +196,11 @@ fn select_state_dict(obj: Object) -> Option<Object> {
     let Object::Dict(kv) = obj else { return None };
     // A wrapper dict first (LDAM's also holds a tensor `best_acc1` next to `state_dict`).
     for want in STATE_KEYS {
-        if let Some((_, v)) = kv
+        let found = kv
             .iter()
-            .find(|(k, _)| matches!(k, Object::Unicode(s) if s == want))
-        {
-            if matches!(v, Object::Dict(_)) {
-                return Some(v.clone());
-            }
+            .find(|(k, _)| matches!(k, Object::Unicode(s) if s == want));
+        if let Some((_, v @ Object::Dict(_))) = found {
+            return Some(v.clone());
         }
     }
     kv.iter()

@@ -61,14 +61,16 @@ pub struct Summary {
     pub head_written: bool,
 }
 
-/// Load the backbone described by the plan: checked checkpoint, or hash-rule weights.
-/// Returns the model, the checkpoint classifier's K, and a note when a classifier was left out.
+/// A loaded backbone, the checkpoint classifier's K, and a note when a classifier was left out.
+pub type LoadedBackbone = (Box<dyn Backbone>, Option<usize>, Option<String>);
+
+/// Load the backbone: checked checkpoint, or hash-rule weights from `seed`.
 pub fn load_backbone(
     arch: Arch,
     checkpoint: Option<&std::path::Path>,
     seed: u64,
     dev: &Device,
-) -> Result<(Box<dyn Backbone>, Option<usize>, Option<String>)> {
+) -> Result<LoadedBackbone> {
     match checkpoint {
         Some(p) => {
             let loaded = build_checked(arch, load_state_dict(p)?, p, dev)?;

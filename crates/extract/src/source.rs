@@ -152,14 +152,14 @@ impl SourceSpec {
         normalize: Normalize,
         shots: Option<ShotThresholds>,
     ) -> Result<Source> {
-        if !(self.imb_ratio >= 1.0) {
+        if self.imb_ratio.is_nan() || self.imb_ratio < 1.0 {
             return Err(ExtractError::Usage(format!(
                 "--ir must be >= 1, got {}",
                 self.imb_ratio
             )));
         }
         let img_max = self.img_max.unwrap_or(img_max);
-        if !(img_max >= 1.0) {
+        if img_max.is_nan() || img_max < 1.0 {
             return Err(ExtractError::Usage(format!(
                 "--img-max must be >= 1, got {img_max}"
             )));

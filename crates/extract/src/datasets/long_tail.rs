@@ -12,10 +12,11 @@ pub fn first_n_per_class(
 ) -> Result<Vec<usize>, (usize, usize, usize)> {
     let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); counts.len()];
     for (i, &l) in labels.iter().enumerate() {
-        if let Some(v) = by_class.get_mut(l as usize) {
-            if v.len() < counts[l as usize] {
-                v.push(i);
-            }
+        if let Some(v) = by_class
+            .get_mut(l as usize)
+            .filter(|v| v.len() < counts[l as usize])
+        {
+            v.push(i);
         }
     }
     for (c, v) in by_class.iter().enumerate() {
