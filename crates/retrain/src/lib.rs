@@ -5,6 +5,7 @@
 //! ([`trainer::train`] + [`eval::evaluate`]) → [`runner::RunRecord`]s → [`tables`] (CSV).
 
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod eval;
 pub mod head;
