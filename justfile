@@ -33,7 +33,7 @@ test:
 
 # Benchmarks: criterion benches, then the wall time of Table 1 on the synthetic bank.
 bench: synth
-    cargo bench -p retrain
+    cargo bench --profile dev -p retrain
     cargo build -p retrain
     /usr/bin/time -f "table1 (13 rows x 3 seeds) on the synthetic CIFAR100-LT-like bank: %e s wall, %M KB max RSS" cargo run -q -p retrain -- --bank features/synth-cifar100-lt-ir100 --method all --seeds 3 -q --out results/bench > /dev/null
 

@@ -42,91 +42,149 @@ pub struct TrainOutcome {
     pub step_loss: Vec<f64>,
 }
 
+/// The state of one training run between steps: the head, its momentum buffers and the
+/// reusable minibatch buffers. [`train`] drives it; benches call [`Trainer::step`] directly.
+pub struct Trainer<'a> {
+    pub head: HeadState,
+    features: &'a [f32],
+    labels: &'a [u32],
+    method: &'a Method,
+    loss: LossFn,
+    buf: StepBuffers,
+    momentum: [Vec<f32>; 3],
+    maxnorm: Option<(f32, ProjectEvery)>,
+    par: Parallelism,
+}
+
+impl<'a> Trainer<'a> {
+    pub fn new(
+        split: &'a Split,
+        train_counts: &[usize],
+        head: HeadState,
+        method: &'a Method,
+        par: Parallelism,
+    ) -> Trainer<'a> {
+        let (k, d) = (head.num_classes, head.dim);
+        let bsz = method.hyper.batch_size.min(split.rows);
+        let maxnorm = match method.constraint {
+            Constraint::MaxNorm { thresh, every } => {
+                let norms = head.row_norms();
+                let lo = norms.iter().cloned().fold(f32::INFINITY, f32::min);
+                let hi = norms.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                Some((lo + thresh * (hi - lo), every))
+            }
+            Constraint::None => None,
+        };
+        Trainer {
+            loss: LossFn::new(method.loss, method.head, train_counts),
+            buf: StepBuffers::new(bsz, k, d),
+            momentum: [vec![0.0; k * d], vec![0.0; k], vec![0.0; k]],
+            head,
+            features: split.features(),
+            labels: &split.labels,
+            method,
+            maxnorm,
+            par,
+        }
+    }
+
+    /// One optimiser step on the rows `batch` at learning rate `lr`; returns the batch loss.
+    pub fn step(&mut self, batch: &[u32], lr: f32) -> f64 {
+        let (k, d) = (self.head.num_classes, self.head.dim);
+        let hp = &self.method.hyper;
+        let (buf, head) = (&mut self.buf, &mut self.head);
+        let b = batch.len();
+        for (j, &i) in batch.iter().enumerate() {
+            let i = i as usize;
+            buf.xb[j * d..(j + 1) * d].copy_from_slice(&self.features[i * d..(i + 1) * d]);
+            buf.yb[j] = self.labels[i];
+        }
+        forward(head, buf, b, self.par);
+        let l = self
+            .loss
+            .loss_and_grad(&buf.z[..b * k], &buf.yb[..b], &mut buf.g[..b * k]);
+        backward(head, buf, b, self.par);
+        let [mw, mb, mc] = &mut self.momentum;
+        match head.kind {
+            Head::Linear => {
+                sgd_step(&mut head.weight, &buf.dw, mw, lr, hp.momentum, hp.wd);
+                sgd_step(&mut head.bias, &buf.db, mb, lr, hp.momentum, hp.wd);
+            }
+            Head::Cosine { .. } => sgd_step(&mut head.weight, &buf.dw, mw, lr, hp.momentum, hp.wd),
+            Head::Lws => sgd_step(&mut head.scales, &buf.dc, mc, lr, hp.momentum, hp.wd),
+        }
+        if let Some((t, ProjectEvery::Step)) = self.maxnorm {
+            project_rows(&mut head.weight, d, t);
+        }
+        l
+    }
+
+    /// End-of-epoch work (the per-epoch MaxNorm projection).
+    pub fn end_epoch(&mut self) {
+        if let Some((t, ProjectEvery::Epoch)) = self.maxnorm {
+            project_rows(&mut self.head.weight, self.head.dim, t);
+        }
+    }
+}
+
 /// Train `head` in place with `method`; `on_epoch(e, &head)` runs after every epoch (for
 /// selection on val). Methods with `train = false` return the head untouched.
 pub fn train(
     split: &Split,
     train_counts: &[usize],
-    mut head: HeadState,
+    head: HeadState,
     method: &Method,
     seed: u64,
     opts: &TrainOptions,
     mut on_epoch: impl FnMut(usize, &HeadState),
 ) -> TrainOutcome {
-    let mut out = TrainOutcome {
-        head: head.clone(),
-        epoch_loss: Vec::new(),
-        step_loss: Vec::new(),
-    };
     if !method.train {
-        return out;
+        return TrainOutcome {
+            head,
+            epoch_loss: Vec::new(),
+            step_loss: Vec::new(),
+        };
     }
     let hp = method.hyper;
-    let (k, d) = (head.num_classes, head.dim);
-    let loss = LossFn::new(method.loss, method.head, train_counts);
-    let mut sampler = EpochSampler::new(method.sampler, &split.labels, k, seed, opts.shuffle);
+    let mut sampler = EpochSampler::new(
+        method.sampler,
+        &split.labels,
+        head.num_classes,
+        seed,
+        opts.shuffle,
+    );
     let bsz = hp.batch_size.min(split.rows);
-    let mut buf = StepBuffers::new(bsz, k, d);
-    let (mut mw, mut mb, mut mc) = (vec![0.0f32; k * d], vec![0.0f32; k], vec![0.0f32; k]);
-    let maxnorm = match method.constraint {
-        Constraint::MaxNorm { thresh, every } => {
-            let norms = head.row_norms();
-            let lo = norms.iter().cloned().fold(f32::INFINITY, f32::min);
-            let hi = norms.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-            Some((lo + thresh * (hi - lo), every))
-        }
-        Constraint::None => None,
-    };
+    let mut trainer = Trainer::new(split, train_counts, head, method, opts.par);
     let steps_per_epoch = split.rows.div_ceil(bsz);
     let total_steps = steps_per_epoch * hp.epochs;
-    let features = split.features();
     let mut order = Vec::with_capacity(split.rows);
+    let (mut epoch_loss, mut step_loss) = (Vec::with_capacity(hp.epochs), Vec::new());
     let mut step = 0usize;
     for epoch in 0..hp.epochs {
         sampler.next_epoch(&mut order);
         let mut epoch_sum = 0.0;
         for batch in order.chunks(bsz) {
-            let b = batch.len();
-            for (j, &i) in batch.iter().enumerate() {
-                let i = i as usize;
-                buf.xb[j * d..(j + 1) * d].copy_from_slice(&features[i * d..(i + 1) * d]);
-                buf.yb[j] = split.labels[i];
-            }
-            forward(&head, &mut buf, b, opts.par);
-            let l = loss.loss_and_grad(&buf.z[..b * k], &buf.yb[..b], &mut buf.g[..b * k]);
-            backward(&head, &mut buf, b, opts.par);
             let lr = match hp.schedule {
                 Schedule::CosineEpoch => cosine_lr(hp.lr, epoch, hp.epochs),
                 Schedule::CosineStep => cosine_lr(hp.lr, step, total_steps),
                 Schedule::Constant => hp.lr,
             };
-            match head.kind {
-                Head::Linear => {
-                    sgd_step(&mut head.weight, &buf.dw, &mut mw, lr, hp.momentum, hp.wd);
-                    sgd_step(&mut head.bias, &buf.db, &mut mb, lr, hp.momentum, hp.wd);
-                }
-                Head::Cosine { .. } => {
-                    sgd_step(&mut head.weight, &buf.dw, &mut mw, lr, hp.momentum, hp.wd)
-                }
-                Head::Lws => sgd_step(&mut head.scales, &buf.dc, &mut mc, lr, hp.momentum, hp.wd),
-            }
-            if let Some((t, ProjectEvery::Step)) = maxnorm {
-                project_rows(&mut head.weight, d, t);
-            }
+            let l = trainer.step(batch, lr);
             epoch_sum += l;
             if opts.record_steps {
-                out.step_loss.push(l);
+                step_loss.push(l);
             }
             step += 1;
         }
-        if let Some((t, ProjectEvery::Epoch)) = maxnorm {
-            project_rows(&mut head.weight, d, t);
-        }
-        out.epoch_loss.push(epoch_sum / steps_per_epoch as f64);
-        on_epoch(epoch, &head);
+        trainer.end_epoch();
+        epoch_loss.push(epoch_sum / steps_per_epoch as f64);
+        on_epoch(epoch, &trainer.head);
     }
-    out.head = head;
-    out
+    TrainOutcome {
+        head: trainer.head,
+        epoch_loss,
+        step_loss,
+    }
 }
 
 /// MaxNorm projection: rows with ‖w_i‖ > t are rescaled to norm t.
