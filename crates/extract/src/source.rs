@@ -298,21 +298,52 @@ mod tests {
     #[test]
     fn imagenet_lt_finds_the_classifier_balancing_lists_and_optional_val() {
         let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("ImageNet_LT_train.txt"), "train/n01440764/a.JPEG 0\ntrain/n01443537/b.JPEG 1\n").unwrap();
-        std::fs::write(d.path().join("ImageNet_LT_test.txt"), "val/n01440764/c.JPEG 0\n").unwrap();
+        std::fs::write(
+            d.path().join("ImageNet_LT_train.txt"),
+            "train/n01440764/a.JPEG 0\ntrain/n01443537/b.JPEG 1\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("ImageNet_LT_test.txt"),
+            "val/n01440764/c.JPEG 0\n",
+        )
+        .unwrap();
         let s = spec(DatasetKind::ImagenetLt, d.path()).resolve().unwrap();
-        assert_eq!((s.name.as_str(), s.num_classes, s.train.len(), s.test.len()), ("imagenet-lt", 1000, 2, 1));
+        assert_eq!(
+            (s.name.as_str(), s.num_classes, s.train.len(), s.test.len()),
+            ("imagenet-lt", 1000, 2, 1)
+        );
         assert!(s.val.is_none());
         assert_eq!(s.normalize, Normalize::imagenet());
-        std::fs::write(d.path().join("ImageNet_LT_val.txt"), "train/n01440764/d.JPEG 0\n").unwrap();
-        assert_eq!(spec(DatasetKind::ImagenetLt, d.path()).resolve().unwrap().val.unwrap().len(), 1);
+        std::fs::write(
+            d.path().join("ImageNet_LT_val.txt"),
+            "train/n01440764/d.JPEG 0\n",
+        )
+        .unwrap();
+        assert_eq!(
+            spec(DatasetKind::ImagenetLt, d.path())
+                .resolve()
+                .unwrap()
+                .val
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]
     fn inat_uses_its_own_normalisation_and_val_as_test() {
         let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("iNaturalist18_train.txt"), "train_val2018/Plantae/7291/x.jpg 7291\n").unwrap();
-        std::fs::write(d.path().join("iNaturalist18_val.txt"), "train_val2018/Plantae/7291/y.jpg 7291\n").unwrap();
+        std::fs::write(
+            d.path().join("iNaturalist18_train.txt"),
+            "train_val2018/Plantae/7291/x.jpg 7291\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("iNaturalist18_val.txt"),
+            "train_val2018/Plantae/7291/y.jpg 7291\n",
+        )
+        .unwrap();
         let s = spec(DatasetKind::Inat2018, d.path()).resolve().unwrap();
         assert_eq!((s.num_classes, s.test.labels[0]), (8142, 7291));
         assert_eq!(s.normalize, Normalize::inat());
@@ -323,14 +354,23 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("Places_LT_train.txt"), "train/a/1.jpg 365\n").unwrap();
         std::fs::write(d.path().join("Places_LT_test.txt"), "val/a/1.jpg 0\n").unwrap();
-        let e = spec(DatasetKind::PlacesLt, d.path()).resolve().unwrap_err().to_string();
-        assert!(e.contains("Places_LT_train.txt") && e.contains("label 365"), "{e}");
+        let e = spec(DatasetKind::PlacesLt, d.path())
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("Places_LT_train.txt") && e.contains("label 365"),
+            "{e}"
+        );
     }
 
     #[test]
     fn a_missing_default_list_is_named() {
         let d = tempfile::tempdir().unwrap();
-        let e = spec(DatasetKind::ImagenetLt, d.path()).resolve().unwrap_err().to_string();
+        let e = spec(DatasetKind::ImagenetLt, d.path())
+            .resolve()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("ImageNet_LT_train.txt"), "{e}");
     }
 }
