@@ -310,14 +310,14 @@ fn wrap(text: &str, width: usize) -> String {
 fn paper_notes(paper: &Csv, p: &PaperCols) -> anyhow::Result<Vec<String>> {
     let mut notes = Vec::new();
     let find = |m: &str| paper.rows.iter().position(|r| r[p.method] == m);
-    if let (Some(src), Some(r)) = (paper.col("source"), find("los")) {
-        if paper.rows[r][src].contains("Table 2") {
-            notes.push(
-                "'los' is not in the paper's Table 1; its number is Table 2's CIFAR100-LT \
-                 IR=100 result (All only, one decimal)."
-                    .to_string(),
-            );
-        }
+    if let (Some(src), Some(r)) = (paper.col("source"), find("los"))
+        && paper.rows[r][src].contains("Table 2")
+    {
+        notes.push(
+            "'los' is not in the paper's Table 1; its number is Table 2's CIFAR100-LT \
+             IR=100 result (All only, one decimal)."
+                .to_string(),
+        );
     }
     if let (Some(a), Some(b)) = (find("re-sampling"), find("vanilla-fc")) {
         let same = [p.all, p.many, p.medium, p.few]

@@ -252,7 +252,7 @@ fn lbfgs(obj: &Objective, mut theta: Vec<f64>, max_iter: usize, tol: f64) -> Lbf
     // (s, y, 1 / yᵀs), oldest first.
     let mut mem: VecDeque<(Vec<f64>, Vec<f64>, f64)> = VecDeque::with_capacity(MEMORY);
     let mut dir = vec![0.0; p];
-    let mut alpha_buf = vec![0.0; MEMORY];
+    let mut alpha_buf = [0.0; MEMORY];
     let mut trial = vec![0.0; p];
     let mut trial_grad = vec![0.0; p];
     let mut iterations = 0;

@@ -1004,7 +1004,9 @@ mod tests {
         check_pair(&stem, "Nothing ran");
     }
 
-    fn bars() -> (Vec<String>, Vec<(String, Vec<Option<f64>>)>) {
+    type BarSeries = Vec<(String, Vec<Option<f64>>)>;
+
+    fn bars() -> (Vec<String>, BarSeries) {
         let groups: Vec<String> = (0..10)
             .map(|g| format!("{}-{}", g * 10, g * 10 + 9))
             .collect();
@@ -1063,7 +1065,7 @@ mod tests {
         let stem = dir.path().join("per-class");
         let groups: Vec<String> = (0..100).map(|c| format!("class_{c}")).collect();
         let vals: Vec<Option<f64>> = (0..100)
-            .map(|c| (c % 7 != 3).then(|| 90.0 - c as f64 * 0.8))
+            .map(|c| (c % 7 != 3).then_some(90.0 - c as f64 * 0.8))
             .collect();
         grouped_bars(
             &stem,
@@ -1124,7 +1126,7 @@ mod tests {
         .unwrap();
         let groups: Vec<String> = (0..100).map(|c| format!("class_{c}")).collect();
         let vals: Vec<Option<f64>> = (0..100)
-            .map(|c| (c % 7 != 3).then(|| 90.0 - c as f64 * 0.8))
+            .map(|c| (c % 7 != 3).then_some(90.0 - c as f64 * 0.8))
             .collect();
         let vals2: Vec<Option<f64>> = (0..100).map(|c| Some(60.0 - c as f64 * 0.3)).collect();
         grouped_bars(
