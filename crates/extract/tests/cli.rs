@@ -19,7 +19,7 @@ fn extract(args: &[&str], cwd: &Path) -> (i32, String) {
 }
 
 fn fixtures() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/backbones");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backbones");
     assert!(
         dir.is_dir(),
         "backbone fixtures not found at {}",

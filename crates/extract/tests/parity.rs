@@ -1,5 +1,5 @@
-//! Backbone parity with PyTorch: the fixtures in `shared/fixtures/backbones/` hold PyTorch
-//! outputs (`features`, `logits`, `features_flip`) for weights defined by a hash rule (README
+//! Backbone parity with PyTorch: the fixtures in `tests/fixtures/backbones/` (a copy of
+//! `shared/fixtures/backbones/`, so a clean clone tests alone) hold PyTorch outputs (`features`, `logits`, `features_flip`) for weights defined by a hash rule (README
 //! there). We rebuild the weights by the rule, run the candle forward and compare to
 //! 1e-4 × `feature_abs_max` (resp. `logit_abs_max`).
 //!
@@ -20,10 +20,10 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 fn fixtures() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/backbones");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backbones");
     assert!(
         dir.join("index.json").is_file(),
-        "backbone parity fixtures not found at {} (expected shared/fixtures/backbones beside the repo)",
+        "backbone parity fixtures not found at {} (expected crates/extract/tests/fixtures/backbones)",
         dir.display()
     );
     dir
