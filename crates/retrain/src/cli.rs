@@ -32,6 +32,16 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Print our table (results/table1.csv) next to the paper's published one, with the
+    /// protocol differences.
+    Compare {
+        /// Published table: table1 (baselines/paper/table1.csv) or a CSV path.
+        #[arg(long, default_value = "table1")]
+        paper: String,
+        /// Our table1.csv, or the folder holding it.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+    },
     /// Write a deterministic synthetic long-tailed bank (CIFAR100-LT-like by default).
     Synth {
         /// Output folder.
@@ -50,7 +60,10 @@ pub struct RunArgs {
     /// Bank folder [default: features/fmnist-lt-ir100 if present, else the synthetic
     /// CIFAR100-LT-like bank features/synth-cifar100-lt-ir100, generated on first use].
     #[arg(long)]
-    pub bank: Option<PathBuf>,
+    /// Several banks, comma-separated (one per backbone or imbalance ratio), give a
+    /// bank × method table (the paper's Table 4 layout) and one line per bank in sweeps.
+    #[arg(long, value_delimiter = ',')]
+    pub bank: Vec<PathBuf>,
     /// Methods, comma-separated, or `all` (the rows of the method table).
     #[arg(long, default_value = "all", value_delimiter = ',')]
     pub method: Vec<String>,
@@ -91,6 +104,12 @@ pub struct RunArgs {
     /// δ grid for --sweep-delta [default: 0,0.1,0.2,0.3,0.5,0.7,0.8,0.9,0.95,0.98,0.99].
     #[arg(long, value_delimiter = ',')]
     pub deltas: Option<Vec<f32>>,
+    /// Run each selected method over a learning-rate × weight-decay grid, e.g.
+    /// `lr=1e-4,5e-4,1e-3,5e-3:wd=0,5e-4,5e-3,5e-2`; writes <out>/<method>-grid.csv and a
+    /// heat map. The best cell is picked on val when the bank has a val split; without one,
+    /// the best test cell is printed as a labelled oracle.
+    #[arg(long, value_name = "lr=..:wd=..")]
+    pub grid: Option<Grid>,
     /// Run each selected post-hoc method over τ = 0, 0.1, ..., 2 and print the curve.
     #[arg(long)]
     pub sweep_tau: bool,
@@ -128,6 +147,9 @@ pub struct RunArgs {
     /// Worker threads [default: number of cores].
     #[arg(long)]
     pub jobs: Option<usize>,
+    /// Do not draw figures (PNG/SVG).
+    #[arg(long)]
+    pub no_plots: bool,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -141,7 +163,7 @@ pub enum MaxNormEvery {
 
 /// Everything a run needs, checked.
 pub struct Plan {
-    pub bank: Bank,
+    pub banks: Vec<Bank>,
     pub jobs: Vec<Job>,
     pub methods: Vec<Method>,
     pub out: PathBuf,
@@ -149,6 +171,55 @@ pub struct Plan {
     pub swept: Vec<&'static str>,
     pub sweep_delta: bool,
     pub sweep_tau: bool,
+    pub grid: bool,
+}
+
+/// `--grid lr=a,b,..:wd=c,d,..`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grid {
+    pub lr: Vec<f32>,
+    pub wd: Vec<f32>,
+}
+
+impl Grid {
+    pub fn cells(&self) -> Vec<(f32, f32)> {
+        self.lr
+            .iter()
+            .flat_map(|&lr| self.wd.iter().map(move |&wd| (lr, wd)))
+            .collect()
+    }
+}
+
+impl std::str::FromStr for Grid {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Grid, String> {
+        let (mut lr, mut wd) = (None, None);
+        for part in s.split(':') {
+            let (name, values) = part
+                .split_once('=')
+                .ok_or_else(|| format!("`{part}`: expected name=v1,v2,..."))?;
+            let vals: Vec<f32> = values
+                .split(',')
+                .map(|v| {
+                    v.trim()
+                        .parse::<f32>()
+                        .map_err(|_| format!("{name}: `{v}` is not a number"))
+                })
+                .collect::<Result<_, _>>()?;
+            if let Some(v) = vals.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
+                return Err(format!("{name}: values must be finite and ≥ 0, got {v}"));
+            }
+            match name.trim() {
+                "lr" => lr = Some(vals),
+                "wd" => wd = Some(vals),
+                other => return Err(format!("unknown grid axis `{other}` (use lr and wd)")),
+            }
+        }
+        Ok(Grid {
+            lr: lr.ok_or("missing lr=...")?,
+            wd: wd.unwrap_or_else(|| vec![0.0]),
+        })
+    }
 }
 
 pub const DEFAULT_BANK: &str = "features/fmnist-lt-ir100";
@@ -182,7 +253,7 @@ impl RunArgs {
 
     /// The bank folder to use, generating the synthetic default when nothing else exists.
     pub fn resolve_bank(&self, log: &dyn Fn(&str)) -> anyhow::Result<PathBuf> {
-        if let Some(b) = &self.bank {
+        if let Some(b) = self.bank.first() {
             return Ok(b.clone());
         }
         let real = repo_path(DEFAULT_BANK);
@@ -313,20 +384,50 @@ impl RunArgs {
                 expanded.push(m.clone());
             }
         }
+        if let Some(g) = &self.grid {
+            expanded = expanded
+                .into_iter()
+                .flat_map(|m| {
+                    g.cells().into_iter().map(move |(lr, wd)| {
+                        let mut v = m.clone();
+                        v.hyper.lr = lr;
+                        v.hyper.wd = wd;
+                        v
+                    })
+                })
+                .collect();
+        }
         if self.sweep_delta {
             swept.push("delta");
+        }
+        if self.grid.is_some() {
+            swept.extend(["lr", "wd"]);
         }
         if self.sweep_tau {
             swept.push("tau");
         }
 
-        let dir = self.resolve_bank(log)?;
-        let mut bank = Bank::open(&dir)?;
-        if self.many_above.is_some() || self.few_below.is_some() {
-            bank.shots = ShotThresholds {
-                many_above: self.many_above.unwrap_or(bank.shots.many_above),
-                few_below: self.few_below.unwrap_or(bank.shots.few_below),
-            };
+        let dirs = if self.bank.len() > 1 {
+            self.bank.clone()
+        } else {
+            vec![self.resolve_bank(log)?]
+        };
+        let mut banks = Vec::new();
+        for dir in &dirs {
+            let mut bank = Bank::open(dir)?;
+            if self.many_above.is_some() || self.few_below.is_some() {
+                bank.shots = ShotThresholds {
+                    many_above: self.many_above.unwrap_or(bank.shots.many_above),
+                    few_below: self.few_below.unwrap_or(bank.shots.few_below),
+                };
+            }
+            if banks.iter().any(|b: &Bank| b.name() == bank.name()) {
+                bail!(
+                    "--bank: two banks are named `{}` (rename a folder or set `dataset` in meta.json)",
+                    bank.name()
+                );
+            }
+            banks.push(bank);
         }
         if self.out.exists() && !self.out.is_dir() {
             bail!("--out {}: exists and is not a folder", self.out.display());
@@ -342,7 +443,9 @@ impl RunArgs {
         let jobs = expanded
             .iter()
             .flat_map(|m| {
-                seeds.iter().map(move |&seed| Job {
+                // deterministic methods run once (n = 1 in the tables)
+                let n = if m.seed_independent() { 1 } else { seeds.len() };
+                seeds[..n].iter().map(move |&seed| Job {
                     method: m.clone(),
                     seed,
                 })
@@ -354,7 +457,7 @@ impl RunArgs {
                 .unwrap_or(1)
         });
         Ok(Plan {
-            bank,
+            banks,
             jobs,
             methods,
             out: self.out.clone(),
@@ -362,6 +465,7 @@ impl RunArgs {
             swept,
             sweep_delta: self.sweep_delta,
             sweep_tau: self.sweep_tau,
+            grid: self.grid.is_some(),
         })
     }
 }

@@ -69,6 +69,7 @@ mod tests {
             t.names(),
             [
                 "stage1",
+                "logreg-balanced",
                 "vanilla-fc",
                 "vanilla-cosine",
                 "lws",

@@ -4,6 +4,7 @@
 //! Flow: [`bank::Bank`] → [`cli::Plan`] (methods × seeds) → [`runner::run_jobs`]
 //! ([`trainer::train`] + [`eval::evaluate`]) → [`runner::RunRecord`]s → [`tables`] (CSV).
 
+pub mod analysis;
 pub mod cli;
 pub mod compare;
 pub mod config;

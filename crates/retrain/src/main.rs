@@ -16,6 +16,7 @@ fn main() -> ExitCode {
             retrain::linalg::Parallelism::Rayon(0),
         )
         .map(|_| eprintln!("retrain: wrote {}", out.display())),
+        Some(Command::Compare { paper, results }) => compare(paper, results),
         None => retrain::report::run(&cli.run),
     };
     match res {
@@ -25,4 +26,23 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn compare(paper: &str, results: &std::path::Path) -> anyhow::Result<()> {
+    let paper_csv = match paper {
+        "table1" => retrain::cli::repo_path("baselines/paper/table1.csv"),
+        p => std::path::PathBuf::from(p),
+    };
+    let ours = if results.is_dir() {
+        results.join("table1.csv")
+    } else {
+        results.to_path_buf()
+    };
+    anyhow::ensure!(
+        ours.exists(),
+        "{}: no such file (run `cargo run -p retrain` first)",
+        ours.display()
+    );
+    print!("{}", retrain::compare::compare_tables(&ours, &paper_csv)?);
+    Ok(())
 }

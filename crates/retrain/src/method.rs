@@ -146,6 +146,31 @@ fn default_tau() -> f32 {
     1.0
 }
 
+/// How the head is fitted.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Solver {
+    /// Minibatch SGD with the row's optimiser settings (every Table 1 method).
+    #[default]
+    Sgd,
+    /// Class-weighted (balanced, w_c = N/(K n_c)) multinomial logistic regression with an L2
+    /// penalty, full batch, L-BFGS to convergence ([`crate::logreg`]); the loss, sampler and
+    /// optimiser settings of the row do not apply. A reference row.
+    Lbfgs {
+        #[serde(default = "default_l2")]
+        l2: f32,
+        #[serde(default = "default_max_iter")]
+        max_iter: usize,
+    },
+}
+
+fn default_l2() -> f32 {
+    1e-4
+}
+fn default_max_iter() -> usize {
+    200
+}
+
 /// Where the head starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -240,6 +265,8 @@ pub struct MethodSpec {
     pub constraint: Constraint,
     #[serde(default)]
     pub posthoc: PostHoc,
+    #[serde(default)]
+    pub solver: Solver,
     /// `false` for purely post-hoc rows (τ-norm, logit adjustment): the stage-1 head is
     /// evaluated as it is.
     #[serde(default = "default_true")]
@@ -267,6 +294,7 @@ pub struct Method {
     pub sampler: Sampler,
     pub constraint: Constraint,
     pub posthoc: PostHoc,
+    pub solver: Solver,
     pub train: bool,
     pub hyper: Hyper,
 }
@@ -371,6 +399,17 @@ impl MethodSpec {
             }
             _ => {}
         }
+        if let Solver::Lbfgs { l2, max_iter } = self.solver {
+            if self.head != Head::Linear {
+                return Err(err("solver", "lbfgs fits a linear head".into()));
+            }
+            if !(l2.is_finite() && l2 >= 0.0) || max_iter == 0 {
+                return Err(err(
+                    "solver",
+                    format!("needs l2 ≥ 0 and max_iter ≥ 1, got {l2}, {max_iter}"),
+                ));
+            }
+        }
         if (self.head == Head::Lws || !self.train) && hyper.init == Init::Fresh {
             return Err(err(
                 "init",
@@ -384,6 +423,7 @@ impl MethodSpec {
             sampler: self.sampler,
             constraint: self.constraint,
             posthoc: self.posthoc,
+            solver: self.solver,
             train: self.train,
             hyper,
         })
@@ -391,6 +431,12 @@ impl MethodSpec {
 }
 
 impl Method {
+    /// True when the seed cannot change the result (no training, or a deterministic
+    /// full-batch solver): such methods run once, with n = 1 in the tables.
+    pub fn seed_independent(&self) -> bool {
+        !self.train || matches!(self.solver, Solver::Lbfgs { .. })
+    }
+
     /// The label-smoothing δ when the loss is CE (LOS), for tables and sweeps.
     pub fn delta(&self) -> Option<f32> {
         match self.loss {

@@ -1,5 +1,8 @@
 //! The `run` command end to end: plan → stage-1 head → runs → tables → files and stdout.
 
+use crate::analysis::{
+    delta_figure, grid_figure, loma_frame, segment_figures, segment_frame, segment_means,
+};
 use crate::cli::{Plan, RunArgs};
 use crate::head::HeadState;
 use crate::linalg::Parallelism;
@@ -7,9 +10,10 @@ use crate::method::Head;
 use crate::records::{self, Appender, Line, job_key};
 use crate::runner::{Job, RunOptions, RunRecord, run_jobs};
 use crate::stage1::fit_stage1_head;
-use crate::tables::{aggregate, per_class_frame, render, runs_frame, table_frame, write_csv};
+use crate::tables::{Row, aggregate, per_class_frame, render, runs_frame, table_frame, write_csv};
 use bank::{Bank, ShotGroup};
 use indicatif::{ProgressBar, ProgressStyle};
+use polars::prelude::{Column, DataFrame, PolarsResult};
 use std::collections::HashMap;
 use std::io::Write;
 
@@ -40,15 +44,67 @@ pub fn stage1_head(bank: &Bank, threads: usize, log: &dyn Fn(&str)) -> HeadState
     }
 }
 
+/// Everything one bank produced.
+struct BankRun<'a> {
+    bank: &'a Bank,
+    groups: Vec<ShotGroup>,
+    records: Vec<RunRecord>,
+    rows: Vec<Row>,
+    new_runs: usize,
+    wall: f64,
+}
+
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let log = |s: &str| eprintln!("retrain: {s}");
     let plan: Plan = args.plan(&log)?;
-    let bank = &plan.bank;
+    let opts = RunOptions {
+        threads: plan.threads,
+        shuffle: !args.no_shuffle,
+        oracle: args.oracle,
+        tta: !args.no_tta,
+    };
+    // resume: the runs already recorded in the output folder (all shards' files)
+    let mut done = if args.rerun {
+        HashMap::new()
+    } else {
+        records::read_all(&plan.out)?
+    };
+    let file = args
+        .shard
+        .map(|s| s.file_name())
+        .unwrap_or_else(|| "records.jsonl".into());
+    let appender = Appender::open(&plan.out.join(file))?;
+    let mut runs = Vec::new();
+    for bank in &plan.banks {
+        runs.push(run_bank(
+            args, &plan, bank, opts, &mut done, &appender, &log,
+        )?);
+    }
+    if let Some(s) = args.shard {
+        let total: usize = runs.iter().map(|r| r.new_runs).sum();
+        println!(
+            "shard {}/{}: {} new runs; run the same command without --shard (same --out, holding every shard's records file) to build the tables",
+            s.index, s.count, total
+        );
+        return Ok(());
+    }
+    write_outputs(args, &plan, &runs)
+}
+
+fn run_bank<'a>(
+    args: &RunArgs,
+    plan: &Plan,
+    bank: &'a Bank,
+    opts: RunOptions,
+    done: &mut HashMap<String, RunRecord>,
+    appender: &Appender,
+    log: &dyn Fn(&str),
+) -> anyhow::Result<BankRun<'a>> {
     let groups: Vec<ShotGroup> = bank.shots.groups(&bank.train_counts);
     let count = |g| groups.iter().filter(|&&x| x == g).count();
-    let stage1 = stage1_head(bank, plan.threads, &log);
-    eprintln!(
-        "retrain: bank {} ({}): K={} D={}, train {} rows (max {}, min {}), test {}{}{}; many>{} ({}), medium ({}), few<{} ({})",
+    let stage1 = stage1_head(bank, plan.threads, log);
+    log(&format!(
+        "bank {} ({}): K={} D={}, train {} rows (max {}, min {}), test {}{}{}; many>{} ({}), medium ({}), few<{} ({})",
         bank.name(),
         bank.dir.display(),
         bank.num_classes,
@@ -71,38 +127,14 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         count(ShotGroup::Medium),
         bank.shots.few_below,
         count(ShotGroup::Few),
-    );
-    let bar = if args.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(plan.jobs.len() as u64)
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} runs ({per_sec}, eta {eta})",
-        )
-        .expect("template")
-        .progress_chars("=> "),
-    );
+    ));
     let started = std::time::Instant::now();
-    let opts = RunOptions {
-        threads: plan.threads,
-        shuffle: !args.no_shuffle,
-        oracle: args.oracle,
-        tta: !args.no_tta,
-    };
-    // resume: skip the runs already recorded in the output folder (all shards' files)
     let fingerprint = bank.fingerprint();
     let keys: Vec<String> = plan
         .jobs
         .iter()
         .map(|j| job_key(&fingerprint, j, &opts))
         .collect();
-    let mut done = if args.rerun {
-        HashMap::new()
-    } else {
-        records::read_all(&plan.out)?
-    };
     let owns = |i: &usize| args.shard.is_none_or(|s| s.owns(*i));
     let owned = (0..plan.jobs.len()).filter(owns).count();
     let todo: Vec<usize> = (0..plan.jobs.len())
@@ -117,14 +149,20 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             plan.out.display()
         ));
     }
-    let file = args
-        .shard
-        .map(|s| s.file_name())
-        .unwrap_or_else(|| "records.jsonl".into());
-    let appender = Appender::open(&plan.out.join(file))?;
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(todo.len() as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} runs ({per_sec}, eta {eta})",
+        )
+        .expect("template")
+        .progress_chars("=> "),
+    );
     let append_error = std::sync::Mutex::new(None);
     let todo_jobs: Vec<Job> = todo.iter().map(|&i| plan.jobs[i].clone()).collect();
-    bar.set_length(todo_jobs.len() as u64);
     let bank_name = bank.name();
     let fresh = run_jobs(bank, &groups, &stage1, &todo_jobs, opts, &|i, rec| {
         let line = Line {
@@ -141,117 +179,255 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     if let Some(e) = append_error.into_inner().unwrap() {
         return Err(e);
     }
-    let wall = started.elapsed().as_secs_f64();
     for (&i, rec) in todo.iter().zip(fresh) {
         done.insert(keys[i].clone(), rec);
     }
-    if let Some(s) = args.shard {
-        println!(
-            "shard {}/{}: {} runs done ({} new) in {:.1} s; run the same command without --shard (same --out, holding every shard's records file) to build the tables",
-            s.index,
-            s.count,
-            owned,
-            todo.len(),
-            wall
-        );
-        return Ok(());
-    }
-    // the tables: exactly the planned runs, in plan order
-    let records: Vec<RunRecord> = keys
-        .iter()
-        .map(|k| done.remove(k).expect("every planned run is recorded"))
-        .collect();
+    let records: Vec<RunRecord> = if args.shard.is_some() {
+        Vec::new()
+    } else {
+        // exactly the planned runs, in plan order
+        keys.iter()
+            .map(|k| done.get(k).cloned().expect("every planned run is recorded"))
+            .collect()
+    };
+    let rows = aggregate(&bank.name(), &records);
+    Ok(BankRun {
+        bank,
+        groups,
+        records,
+        rows,
+        new_runs: todo.len(),
+        wall: started.elapsed().as_secs_f64(),
+    })
+}
 
-    let rows = aggregate(&records);
-    std::fs::create_dir_all(&plan.out)?;
-    write_csv(&plan.out.join("table1.csv"), &mut table_frame(&rows)?)?;
-    write_csv(&plan.out.join("runs.csv"), &mut runs_frame(bank, &records)?)?;
-    write_csv(
-        &plan.out.join("per-class.csv"),
-        &mut per_class_frame(bank, &groups, &records)?,
-    )?;
-    if plan.sweep_delta {
-        for m in &plan.methods {
-            let sub: Vec<_> = rows
-                .iter()
-                .filter(|r| r.method == m.name)
-                .cloned()
-                .collect();
-            write_csv(
-                &plan.out.join(format!("{}-delta-sweep.csv", m.name)),
-                &mut sweep_frame(&bank.name(), &sub, "delta")?,
-            )?;
+fn write_outputs(args: &RunArgs, plan: &Plan, runs: &[BankRun]) -> anyhow::Result<()> {
+    let out_dir = &plan.out;
+    let all_rows: Vec<Row> = runs.iter().flat_map(|r| r.rows.iter().cloned()).collect();
+    write_csv(&out_dir.join("table1.csv"), &mut table_frame(&all_rows)?)?;
+    let mut runs_df: Option<DataFrame> = None;
+    let mut class_df: Option<DataFrame> = None;
+    let mut loma_df: Option<DataFrame> = None;
+    let mut seg_df: Option<DataFrame> = None;
+    let mut figures = Vec::new();
+    let swept = &plan.swept;
+    for r in runs {
+        let label = |rec: &RunRecord| {
+            let row = aggregate(&r.bank.name(), std::slice::from_ref(rec));
+            row[0].label(swept)
+        };
+        stack(&mut runs_df, runs_frame(r.bank, &r.records)?)?;
+        stack(
+            &mut class_df,
+            per_class_frame(r.bank, &r.groups, &r.records)?,
+        )?;
+        stack(&mut loma_df, loma_frame(r.bank, &r.records, &label)?)?;
+        let means = segment_means(r.bank, &r.records, &label);
+        stack(&mut seg_df, segment_frame(r.bank, &means)?)?;
+        if !args.no_plots {
+            figures.extend(segment_figures(out_dir, r.bank, &means)?);
         }
     }
-    if plan.sweep_tau {
-        for m in &plan.methods {
-            let sub: Vec<_> = rows
-                .iter()
-                .filter(|r| r.method == m.name)
-                .cloned()
-                .collect();
+    for (name, df) in [
+        ("runs.csv", runs_df),
+        ("per-class.csv", class_df),
+        ("loma.csv", loma_df),
+        ("loma-segments.csv", seg_df),
+    ] {
+        if let Some(mut df) = df {
+            write_csv(&out_dir.join(name), &mut df)?;
+        }
+    }
+    let mut notes = Vec::new();
+    for m in &plan.methods {
+        let sub: Vec<Row> = all_rows
+            .iter()
+            .filter(|r| r.method == m.name)
+            .cloned()
+            .collect();
+        if plan.sweep_delta {
             write_csv(
-                &plan.out.join(format!("{}-tau-sweep.csv", m.name)),
-                &mut sweep_frame(&bank.name(), &sub, "tau")?,
+                &out_dir.join(format!("{}-delta-sweep.csv", m.name)),
+                &mut sweep_frame(&sub, "delta")?,
             )?;
+            if !args.no_plots {
+                delta_figure(
+                    &out_dir.join(format!("{}-delta-sweep", m.name)),
+                    &m.name,
+                    &sub,
+                )?;
+                figures.push(format!("{}-delta-sweep.png", m.name));
+            }
+        }
+        if plan.sweep_tau {
+            write_csv(
+                &out_dir.join(format!("{}-tau-sweep.csv", m.name)),
+                &mut sweep_frame(&sub, "tau")?,
+            )?;
+        }
+        if plan.grid {
+            write_csv(
+                &out_dir.join(format!("{}-grid.csv", m.name)),
+                &mut grid_frame(&sub)?,
+            )?;
+            for r in runs {
+                let cells: Vec<Row> = sub
+                    .iter()
+                    .filter(|x| x.bank == r.bank.name())
+                    .cloned()
+                    .collect();
+                if !args.no_plots {
+                    grid_figure(
+                        &out_dir.join(format!("{}-grid-{}", m.name, r.bank.name())),
+                        &m.name,
+                        &r.bank.name(),
+                        &cells,
+                    )?;
+                    figures.push(format!("{}-grid-{}.png", m.name, r.bank.name()));
+                }
+                notes.push(best_cell_note(&m.name, &r.bank.name(), &cells));
+            }
         }
     }
     let config = serde_json::json!({
-        "bank": bank.dir.display().to_string(),
-        "bank_fingerprint": bank.fingerprint(),
-        "shots": bank.shots,
+        "banks": runs.iter().map(|r| serde_json::json!({
+            "name": r.bank.name(),
+            "dir": r.bank.dir.display().to_string(),
+            "fingerprint": r.bank.fingerprint(),
+            "shots": r.bank.shots,
+            "selection": if r.bank.val.is_some() { "best val epoch" } else { "final epoch" },
+        })).collect::<Vec<_>>(),
+        "bank": runs.first().map(|r| r.bank.name()),
         "methods": plan.methods,
         "seeds": args.seeds,
         "first_seed": args.seed,
         "tta": !args.no_tta,
         "shuffle": !args.no_shuffle,
-        "selection": if bank.val.is_some() { "best val epoch" } else { "final epoch" },
         "version": env!("CARGO_PKG_VERSION"),
+        "loma_definition": "LoMa_i = mean logit i over test samples of class i - mean logit i over the other test samples; loma_norm = LoMa / mean over classes; RSD_i = population std of logit i over samples of class i / LoMa_i",
     });
-    bank::write::write_atomic(&plan.out.join("config.json"), |tmp| {
+    bank::write::write_atomic(&out_dir.join("config.json"), |tmp| {
         std::fs::write(tmp, serde_json::to_string_pretty(&config)?)
     })?;
 
     let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "Top-1 accuracy (%) on {} test, mean ± std over {} seed(s); {}; {} runs ({} new) in {:.1} s",
-        bank.name(),
-        args.seeds,
-        if bank.val.is_some() {
-            "head selected on val"
-        } else {
-            "final epoch"
-        },
-        records.len(),
-        todo.len(),
-        wall
-    )?;
-    write!(out, "{}", render(&rows, &plan.swept))?;
-    if args.oracle {
+    for r in runs {
         writeln!(
             out,
-            "oracle (best test epoch; selection on test, for comparison with published numbers only):"
+            "Top-1 accuracy (%) on {} test, mean ± std over {} seed(s) (n = 1: deterministic rows); {}; {} runs ({} new) in {:.1} s",
+            r.bank.name(),
+            args.seeds,
+            if r.bank.val.is_some() {
+                "head selected on val"
+            } else {
+                "final epoch"
+            },
+            r.records.len(),
+            r.new_runs,
+            r.wall
         )?;
-        for r in &rows {
+        write!(out, "{}", render(&r.rows, swept))?;
+        if args.oracle {
             writeln!(
                 out,
-                "  {:<18} {:6.2}",
-                r.method,
-                r.oracle_all.unwrap_or(f64::NAN)
+                "oracle (best test epoch; selection on test, for comparison with published numbers only):"
             )?;
+            for row in &r.rows {
+                writeln!(
+                    out,
+                    "  {:<24} {:6.2}",
+                    row.label(swept),
+                    row.oracle_all.unwrap_or(f64::NAN)
+                )?;
+            }
         }
+    }
+    for n in notes {
+        writeln!(out, "{n}")?;
     }
     writeln!(
         out,
-        "wrote {}/table1.csv, runs.csv, per-class.csv, config.json (run records: records.jsonl)",
-        plan.out.display()
+        "wrote {}/: table1.csv, runs.csv, per-class.csv, loma.csv, loma-segments.csv, config.json{}{} (run records: records.jsonl)",
+        out_dir.display(),
+        if figures.is_empty() { "" } else { ", " },
+        figures.join(", ")
     )?;
     Ok(())
 }
 
+fn stack(acc: &mut Option<DataFrame>, df: DataFrame) -> anyhow::Result<()> {
+    match acc {
+        Some(a) => {
+            a.vstack_mut(&df)?;
+        }
+        None => *acc = Some(df),
+    }
+    Ok(())
+}
+
+/// Which grid cell to pick: on val when the bank has one, else the best test cell, labelled
+/// as an oracle.
+fn best_cell_note(method: &str, bank: &str, cells: &[Row]) -> String {
+    let by = |f: &dyn Fn(&Row) -> Option<f64>| {
+        cells
+            .iter()
+            .filter_map(|r| Some((f(r)?, r)))
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+    };
+    if let Some((v, r)) = by(&|r: &Row| r.val_all) {
+        format!(
+            "{method} on {bank}: best cell on val: lr={} wd={} (val {v:.2}, test {:.2})",
+            r.lr,
+            r.wd,
+            r.acc[0].0.unwrap_or(f64::NAN)
+        )
+    } else if let Some((v, r)) = by(&|r: &Row| r.acc[0].0) {
+        format!(
+            "{method} on {bank}: no val split; best test cell lr={} wd={} ({v:.2}) is an ORACLE (selected on test)",
+            r.lr, r.wd
+        )
+    } else {
+        format!("{method} on {bank}: no cell")
+    }
+}
+
+fn grid_frame(rows: &[Row]) -> PolarsResult<DataFrame> {
+    let f = |g: usize, std: bool| {
+        rows.iter()
+            .map(|r| if std { r.acc[g].1 } else { r.acc[g].0 }.map(r4))
+            .collect::<Vec<_>>()
+    };
+    DataFrame::new(
+        rows.len(),
+        vec![
+            Column::new(
+                "bank".into(),
+                rows.iter().map(|r| r.bank.clone()).collect::<Vec<_>>(),
+            ),
+            Column::new("lr".into(), rows.iter().map(|r| r.lr).collect::<Vec<_>>()),
+            Column::new("wd".into(), rows.iter().map(|r| r.wd).collect::<Vec<_>>()),
+            Column::new(
+                "n_seeds".into(),
+                rows.iter().map(|r| r.n_seeds as u32).collect::<Vec<_>>(),
+            ),
+            Column::new("all".into(), f(0, false)),
+            Column::new("all_std".into(), f(0, true)),
+            Column::new("many".into(), f(1, false)),
+            Column::new("medium".into(), f(2, false)),
+            Column::new("few".into(), f(3, false)),
+            Column::new(
+                "val_all".into(),
+                rows.iter().map(|r| r.val_all.map(r4)).collect::<Vec<_>>(),
+            ),
+        ],
+    )
+}
+
+fn r4(x: f64) -> f64 {
+    (x * 1e4).round() / 1e4
+}
+
 fn sweep_frame(
-    bank: &str,
     rows: &[crate::tables::Row],
     param: &str,
 ) -> polars::prelude::PolarsResult<polars::prelude::DataFrame> {
@@ -264,7 +440,10 @@ fn sweep_frame(
     DataFrame::new(
         rows.len(),
         vec![
-            Column::new("bank".into(), vec![bank.to_string(); rows.len()]),
+            Column::new(
+                "bank".into(),
+                rows.iter().map(|r| r.bank.clone()).collect::<Vec<_>>(),
+            ),
             Column::new(
                 param.into(),
                 rows.iter()

@@ -6,8 +6,9 @@
 use crate::eval::{Evaluation, evaluate};
 use crate::head::HeadState;
 use crate::linalg::Parallelism;
+use crate::logreg::{LogRegOptions, fit_balanced_logreg};
 use crate::loss::weights::log_priors;
-use crate::method::{Init, Method};
+use crate::method::{Init, Method, Solver};
 use crate::trainer::{TrainOptions, train};
 use bank::{Bank, ShotGroup};
 use rand::SeedableRng;
@@ -107,6 +108,34 @@ pub fn run_one(
     // selection on val (ties go to the later epoch, as the reference code does)
     let mut best_val: Option<(f64, usize, HeadState)> = None;
     let mut oracle: Option<(f64, usize)> = None;
+    if let Solver::Lbfgs { l2, max_iter } = m.solver {
+        let lr_opts = LogRegOptions {
+            l2: l2 as f64,
+            max_iter,
+            par,
+            ..Default::default()
+        };
+        let fit = fit_balanced_logreg(&bank.train, &bank.train_counts, &lr_opts);
+        let eval_head = fit.head.eval_head(m.posthoc, &lp);
+        let mut oracle = None;
+        let test = evaluate(&eval_head, &bank.test, groups, opts.tta, par);
+        if opts.oracle {
+            oracle = Some((test.top1, 0));
+        }
+        return RunRecord {
+            method: m.clone(),
+            seed: job.seed,
+            val: bank
+                .val
+                .as_ref()
+                .map(|v| evaluate(&eval_head, v, groups, opts.tta, par)),
+            test,
+            selected_epoch: None,
+            oracle,
+            final_train_loss: Some(fit.final_loss),
+            seconds: started.elapsed().as_secs_f64(),
+        };
+    }
     let outcome = train(
         &bank.train,
         &bank.train_counts,

@@ -26,6 +26,7 @@ pub fn mean_std(xs: &[f64]) -> (Option<f64>, Option<f64>) {
 /// One aggregated row: a configuration over its seeds.
 #[derive(Debug, Clone)]
 pub struct Row {
+    pub bank: String,
     pub method: String,
     pub delta: Option<f64>,
     pub tau: Option<f64>,
@@ -42,7 +43,27 @@ pub struct Row {
     /// LoMa coefficient of variation across classes (std/mean), mean over seeds.
     pub loma_cv: Option<f64>,
     pub oracle_all: Option<f64>,
+    /// Mean val top-1 (%) when the bank has a val split.
+    pub val_all: Option<f64>,
     pub selection: &'static str,
+}
+
+impl Row {
+    /// The method name with the parameters that vary in this table (`los δ=0.5`).
+    pub fn label(&self, swept: &[&str]) -> String {
+        let mut s = self.method.clone();
+        for p in swept {
+            let v = match *p {
+                "delta" => self.delta.map(|v| format!(" δ={v}")),
+                "tau" => self.tau.map(|v| format!(" τ={v}")),
+                "lr" => Some(format!(" lr={}", self.lr)),
+                "wd" => Some(format!(" wd={}", self.wd)),
+                _ => None,
+            };
+            s.push_str(&v.unwrap_or_default());
+        }
+        s
+    }
 }
 
 fn r4(x: f64) -> f64 {
@@ -79,8 +100,8 @@ pub fn loma_cv(e: &Evaluation) -> Option<f64> {
     Some(s? / m?.abs())
 }
 
-/// Aggregate records by configuration, in order of first appearance.
-pub fn aggregate(records: &[RunRecord]) -> Vec<Row> {
+/// Aggregate one bank's records by configuration, in order of first appearance.
+pub fn aggregate(bank: &str, records: &[RunRecord]) -> Vec<Row> {
     let mut order: Vec<String> = Vec::new();
     let mut by: std::collections::HashMap<String, Vec<&RunRecord>> = Default::default();
     for r in records {
@@ -107,6 +128,7 @@ pub fn aggregate(records: &[RunRecord]) -> Vec<Row> {
                 .map(|g| col(&|r: &RunRecord| group_acc(&r.test, g).map(|a| 100.0 * a)));
             let oracle = col(&|r: &RunRecord| r.oracle.map(|(a, _)| 100.0 * a)).0;
             Row {
+                bank: bank.to_string(),
                 method: m.name.clone(),
                 delta: m.delta().map(|d| d as f64),
                 tau: m.tau().map(|t| t as f64),
@@ -121,6 +143,7 @@ pub fn aggregate(records: &[RunRecord]) -> Vec<Row> {
                 nll: col(&|r: &RunRecord| Some(r.test.nll)),
                 loma_cv: col(&|r: &RunRecord| loma_cv(&r.test)).0,
                 oracle_all: oracle,
+                val_all: col(&|r: &RunRecord| r.val.as_ref().map(|v| 100.0 * v.top1)).0,
                 selection: if rs[0].selected_epoch.is_some() {
                     "val"
                 } else {
@@ -186,6 +209,13 @@ pub fn table_frame(rows: &[Row]) -> PolarsResult<DataFrame> {
                 .collect::<Vec<_>>(),
         ),
     ];
+    if rows.iter().any(|r| r.val_all.is_some()) {
+        cols.push(c("val_all", &|r| r.val_all));
+    }
+    cols.push(Column::new(
+        "bank".into(),
+        rows.iter().map(|r| r.bank.clone()).collect::<Vec<_>>(),
+    ));
     if rows.iter().any(|r| r.oracle_all.is_some()) {
         cols.push(c("oracle_all_best_test_epoch", &|r| r.oracle_all));
     }
@@ -355,8 +385,8 @@ pub fn render(rows: &[Row], swept: &[&str]) -> String {
     let extra: String = swept.iter().map(|p| format!(" {p:>6}")).collect();
     let _ = writeln!(
         s,
-        "{:<18}{extra} {:>3}  {:>13}  {:>13}  {:>13}  {:>13}  {:>6}",
-        "method", "n", "All", "Many", "Medium", "Few", "ECE"
+        "{:<18}{extra} {:>3}  {:>13}  {:>13}  {:>13}  {:>13}  {:>6}  {:>7}",
+        "method", "n", "All", "Many", "Medium", "Few", "ECE", "LoMa cv"
     );
     for r in rows {
         let mut e = String::new();
@@ -376,14 +406,15 @@ pub fn render(rows: &[Row], swept: &[&str]) -> String {
         }
         let _ = writeln!(
             s,
-            "{:<18}{e} {:>3}  {}  {}  {}  {}  {:>6}",
+            "{:<18}{e} {:>3}  {}  {}  {}  {}  {:>6}  {:>7}",
             r.method,
             r.n_seeds,
             cell(r.acc[0].0, r.acc[0].1),
             cell(r.acc[1].0, r.acc[1].1),
             cell(r.acc[2].0, r.acc[2].1),
             cell(r.acc[3].0, r.acc[3].1),
-            r.ece.0.map(|x| format!("{x:.3}")).unwrap_or_default()
+            r.ece.0.map(|x| format!("{x:.3}")).unwrap_or_default(),
+            r.loma_cv.map(|x| format!("{x:.3}")).unwrap_or_default()
         );
     }
     s

@@ -160,13 +160,88 @@ fn full_table_on_a_small_synthetic_bank() {
             .unwrap()
             .starts_with("method,n_seeds,all,all_std,many,medium,few")
     );
-    assert_eq!(lines.count(), 13);
+    // 12 methods + 2 reference rows (stage1, logreg-balanced)
+    assert_eq!(lines.count(), 14);
+    // the 4 deterministic rows (stage1, logreg-balanced, tau-norm, logit-adjust) run once:
+    // (10 × 2 + 4) runs × 4 groups (test only)
     let runs = std::fs::read_to_string(out.join("runs.csv")).unwrap();
-    // 13 methods × 2 seeds × 4 groups (test only)
-    assert_eq!(runs.lines().count(), 1 + 13 * 2 * 4);
+    assert_eq!(runs.lines().count(), 1 + 24 * 4);
     let per_class = std::fs::read_to_string(out.join("per-class.csv")).unwrap();
-    assert_eq!(per_class.lines().count(), 1 + 13 * 2 * 10);
+    assert_eq!(per_class.lines().count(), 1 + 24 * 10);
+    let loma = std::fs::read_to_string(out.join("loma.csv")).unwrap();
+    assert!(loma.starts_with("bank,method,seed,class,train_count,loma,loma_norm,rsd"));
+    assert_eq!(loma.lines().count(), 1 + 24 * 10);
     assert!(out.join("config.json").exists());
+    for f in [
+        "loma-bank.png",
+        "loma-bank.svg",
+        "rsd-bank.png",
+        "per-class-accuracy-bank.png",
+    ] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+}
+
+#[test]
+fn delta_sweep_grid_and_two_banks() {
+    let t = tmp();
+    let (a, b) = (t.path().join("ira"), t.path().join("irb"));
+    pytorch_bank(&a);
+    pytorch_bank(&b);
+    let out = t.path().join("res");
+    let banks = format!("{},{}", s(&a), s(&b));
+    let o = run(&[
+        "--bank",
+        &banks,
+        "--method",
+        "los",
+        "--sweep-delta",
+        "--deltas",
+        "0,0.5,0.9",
+        "--seeds",
+        "2",
+        "--epochs",
+        "2",
+        "--out",
+        s(&out),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sweep = std::fs::read_to_string(out.join("los-delta-sweep.csv")).unwrap();
+    let mut lines = sweep.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "bank,delta,n_seeds,all,all_std,many,medium,few"
+    );
+    assert_eq!(lines.count(), 6, "2 banks × 3 δ");
+    assert!(out.join("los-delta-sweep.png").exists() && out.join("los-delta-sweep.svg").exists());
+    let table = std::fs::read_to_string(out.join("table1.csv")).unwrap();
+    assert!(table.lines().next().unwrap().contains(",bank"));
+
+    let out = t.path().join("grid");
+    let o = run(&[
+        "--bank",
+        s(&a),
+        "--method",
+        "vanilla-fc",
+        "--grid",
+        "lr=0.001,0.01:wd=0,0.0005",
+        "--seeds",
+        "1",
+        "--epochs",
+        "2",
+        "--out",
+        s(&out),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let grid = std::fs::read_to_string(out.join("vanilla-fc-grid.csv")).unwrap();
+    assert_eq!(grid.lines().count(), 1 + 4);
+    assert!(out.join("vanilla-fc-grid-ira.png").exists());
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("ORACLE"),
+        "no val split: the best cell is labelled an oracle"
+    );
 }
 
 #[test]
