@@ -66,6 +66,11 @@ impl Row {
     }
 }
 
+/// An f32 parameter as the f64 a user typed (0.1f32 → 0.1, not 0.10000000149011612).
+pub fn wide(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(x as f64)
+}
+
 fn r4(x: f64) -> f64 {
     (x * 1e4).round() / 1e4
 }
@@ -130,10 +135,10 @@ pub fn aggregate(bank: &str, records: &[RunRecord]) -> Vec<Row> {
             Row {
                 bank: bank.to_string(),
                 method: m.name.clone(),
-                delta: m.delta().map(|d| d as f64),
-                tau: m.tau().map(|t| t as f64),
-                lr: m.hyper.lr as f64,
-                wd: m.hyper.wd as f64,
+                delta: m.delta().map(wide),
+                tau: m.tau().map(wide),
+                lr: wide(m.hyper.lr),
+                wd: wide(m.hyper.wd),
                 epochs: m.hyper.epochs,
                 batch_size: m.hyper.batch_size,
                 init: format!("{:?}", m.hyper.init).to_lowercase(),
@@ -259,11 +264,11 @@ pub fn runs_frame(bank: &Bank, records: &[RunRecord]) -> PolarsResult<DataFrame>
                 );
                 constraint.push(serde_json::to_string(&m.constraint).unwrap());
                 posthoc.push(serde_json::to_string(&m.posthoc).unwrap());
-                delta.push(m.delta().map(|d| d as f64));
-                tau.push(m.tau().map(|t| t as f64));
-                lr.push(m.hyper.lr as f64);
-                wd.push(m.hyper.wd as f64);
-                momentum.push(m.hyper.momentum as f64);
+                delta.push(m.delta().map(wide));
+                tau.push(m.tau().map(wide));
+                lr.push(wide(m.hyper.lr));
+                wd.push(wide(m.hyper.wd));
+                momentum.push(wide(m.hyper.momentum));
                 epochs.push(m.hyper.epochs as u32);
                 batch.push(m.hyper.batch_size as u32);
                 init.push(format!("{:?}", m.hyper.init).to_lowercase());
@@ -324,8 +329,8 @@ pub fn per_class_frame(
     for r in records {
         for c in 0..bank.num_classes {
             method.push(r.method.name.clone());
-            delta.push(r.method.delta().map(|d| d as f64));
-            tau.push(r.method.tau().map(|t| t as f64));
+            delta.push(r.method.delta().map(wide));
+            tau.push(r.method.tau().map(wide));
             seed.push(r.seed);
             class.push(c as u32);
             train_count.push(bank.train_counts[c] as u32);
