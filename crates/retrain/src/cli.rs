@@ -110,6 +110,15 @@ pub struct RunArgs {
     /// the best test cell is printed as a labelled oracle.
     #[arg(long, value_name = "lr=..:wd=..")]
     pub grid: Option<Grid>,
+    /// Tune lr and wd per method on a grid (--grid, default
+    /// lr=1e-4,5e-4,1e-3,5e-3,1e-2:wd=0,5e-4,5e-3), selecting on the bank's val split, or on a
+    /// held-out 20 % of train when it has none (every 5th row of each class with ≥ 5 rows);
+    /// then run the chosen cell on the full train split. Writes <out>/tune.csv.
+    #[arg(long)]
+    pub tune: bool,
+    /// Split that --tune selects on; `test` is an oracle and is labelled so everywhere.
+    #[arg(long, value_enum, default_value = "val")]
+    pub tune_on: TuneOn,
     /// Run each selected post-hoc method over τ = 0, 0.1, ..., 2 and print the curve.
     #[arg(long)]
     pub sweep_tau: bool,
@@ -153,6 +162,14 @@ pub struct RunArgs {
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TuneOn {
+    /// The bank's val split, or a held-out 20 % of train.
+    Val,
+    /// The test split (oracle).
+    Test,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

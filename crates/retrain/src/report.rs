@@ -3,7 +3,7 @@
 use crate::analysis::{
     delta_figure, grid_figure, loma_frame, segment_figures, segment_frame, segment_means,
 };
-use crate::cli::{Plan, RunArgs};
+use crate::cli::{Plan, RunArgs, TuneOn};
 use crate::head::HeadState;
 use crate::linalg::Parallelism;
 use crate::method::Head;
@@ -75,10 +75,37 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| "records.jsonl".into());
     let appender = Appender::open(&plan.out.join(file))?;
     let mut runs = Vec::new();
+    let mut tuned: Vec<(String, Row, String)> = Vec::new();
+    let mut tune_rows: Vec<(Row, bool, String)> = Vec::new();
     for bank in &plan.banks {
+        let jobs = if args.tune {
+            let (jobs, rows) = tune(args, &plan, bank, opts, &mut done, &appender, &log)?;
+            for (row, chosen, split) in &rows {
+                if *chosen {
+                    tuned.push((bank.name(), row.clone(), split.clone()));
+                }
+            }
+            tune_rows.extend(rows);
+            jobs
+        } else {
+            plan.jobs.clone()
+        };
         runs.push(run_bank(
-            args, &plan, bank, opts, &mut done, &appender, &log,
+            args, &plan, bank, &jobs, opts, &mut done, &appender, &log,
         )?);
+    }
+    for r in &mut runs {
+        for row in &mut r.rows {
+            if let Some((_, _, split)) = tuned
+                .iter()
+                .find(|(b, t, _)| *b == row.bank && t.method == row.method)
+            {
+                row.selection = format!("{}; lr, wd tuned on {split}", row.selection);
+            }
+        }
+    }
+    if !tune_rows.is_empty() && args.shard.is_none() {
+        write_csv(&plan.out.join("tune.csv"), &mut tune_frame(&tune_rows)?)?;
     }
     if let Some(s) = args.shard {
         let total: usize = runs.iter().map(|r| r.new_runs).sum();
@@ -91,10 +118,192 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     write_outputs(args, &plan, &runs)
 }
 
+/// `--tune`: run the lr × wd grid (`--grid`, or [`DEFAULT_TUNE_GRID`]) of every trainable
+/// method on the selection split — the bank's val split, else a held-out 20 % of train
+/// ([`held_out_bank`]), or test with `--tune-on test` (an oracle, labelled so) — and return
+/// the plan's jobs with each method's best cell, plus the grid rows (row, chosen, split).
+#[allow(clippy::type_complexity)]
+fn tune(
+    args: &RunArgs,
+    plan: &Plan,
+    bank: &Bank,
+    opts: RunOptions,
+    done: &mut HashMap<String, RunRecord>,
+    appender: &Appender,
+    log: &dyn Fn(&str),
+) -> anyhow::Result<(Vec<Job>, Vec<(Row, bool, String)>)> {
+    let grid = args
+        .grid
+        .clone()
+        .unwrap_or_else(|| DEFAULT_TUNE_GRID.parse().expect("default grid"));
+    let (select_bank, split) = match args.tune_on {
+        TuneOn::Test => (bank.clone(), "test (ORACLE: selected on test)".to_string()),
+        TuneOn::Val if bank.val.is_some() => (bank.clone(), "val".to_string()),
+        TuneOn::Val => (held_out_bank(bank), "a held-out 20 % of train".to_string()),
+    };
+    log(&format!(
+        "tuning lr × wd ({} cells) of each trainable method on {split} of {}",
+        grid.cells().len(),
+        bank.name()
+    ));
+    let tunable = |j: &Job| !j.method.seed_independent();
+    let grid_jobs: Vec<Job> = plan
+        .jobs
+        .iter()
+        .filter(|j| tunable(j))
+        .flat_map(|j| {
+            grid.cells().into_iter().map(move |(lr, wd)| {
+                let mut j = j.clone();
+                j.method.hyper.lr = lr;
+                j.method.hyper.wd = wd;
+                j
+            })
+        })
+        .collect();
+    let run = run_bank(
+        args,
+        plan,
+        &select_bank,
+        &grid_jobs,
+        opts,
+        done,
+        appender,
+        log,
+    )?;
+    let score = |r: &Row| match args.tune_on {
+        TuneOn::Test => r.acc[0].0,
+        TuneOn::Val => r.val_all,
+    };
+    let mut out = Vec::new();
+    let mut best: HashMap<String, (f32, f32)> = HashMap::new();
+    for m in plan.methods.iter().filter(|m| !m.seed_independent()) {
+        let cells: Vec<&Row> = run.rows.iter().filter(|r| r.method == m.name).collect();
+        let pick = cells
+            .iter()
+            .filter_map(|r| Some((score(r)?, *r)))
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, r)| r);
+        for r in &cells {
+            let chosen = pick.is_some_and(|p| std::ptr::eq(p, *r));
+            out.push(((*r).clone(), chosen, split.clone()));
+        }
+        if let Some(p) = pick {
+            best.insert(m.name.clone(), (p.lr as f32, p.wd as f32));
+        }
+    }
+    let jobs = plan
+        .jobs
+        .iter()
+        .map(|j| {
+            let mut j = j.clone();
+            if let Some(&(lr, wd)) = best.get(&j.method.name) {
+                j.method.hyper.lr = lr;
+                j.method.hyper.wd = wd;
+            }
+            j
+        })
+        .collect();
+    Ok((jobs, out))
+}
+
+/// The default `--tune` grid.
+pub const DEFAULT_TUNE_GRID: &str = "lr=1e-4,5e-4,1e-3,5e-3,1e-2:wd=0,5e-4,5e-3";
+
+/// A bank for tuning without a val split: every 5th training row of each class with at least
+/// 5 rows (positions 4, 9, 14, … within the class, in file order) becomes `val`; the rest is
+/// `train`. Deterministic; every class keeps ≥ 80 % of its rows.
+pub fn held_out_bank(bank: &Bank) -> Bank {
+    let (k, d) = (bank.num_classes, bank.dim);
+    let mut pos = vec![0usize; k];
+    let (mut tr, mut ho) = (Vec::new(), Vec::new());
+    for (i, &l) in bank.train.labels.iter().enumerate() {
+        let l = l as usize;
+        if bank.train_counts[l] >= 5 && pos[l] % 5 == 4 {
+            ho.push(i)
+        } else {
+            tr.push(i)
+        }
+        pos[l] += 1;
+    }
+    let x = bank.train.features();
+    let take = |rows: &[usize], name: &str| bank::Split {
+        path: bank.dir.join(format!("train.safetensors ({name})")),
+        rows: rows.len(),
+        dim: d,
+        features: bank::Features::Owned(
+            rows.iter()
+                .flat_map(|&i| x[i * d..(i + 1) * d].iter().copied())
+                .collect(),
+        ),
+        features_flip: None,
+        labels: rows.iter().map(|&i| bank.train.labels[i]).collect(),
+    };
+    let train = take(&tr, "tuning train");
+    let val = take(&ho, "held-out");
+    let mut meta = bank.meta.clone();
+    meta.dataset = Some(format!("{}-tune-holdout", bank.name()));
+    meta.train_counts = None;
+    Bank {
+        dir: bank.dir.clone(),
+        train_counts: train.class_counts(k),
+        train,
+        val: Some(val),
+        test: bank.test.clone(),
+        head: bank.head.clone(),
+        meta,
+        num_classes: k,
+        dim: d,
+        shots: bank.shots,
+    }
+}
+
+fn tune_frame(rows: &[(Row, bool, String)]) -> PolarsResult<DataFrame> {
+    let n = rows.len();
+    DataFrame::new(
+        n,
+        vec![
+            Column::new(
+                "bank".into(),
+                rows.iter().map(|r| r.0.bank.clone()).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "method".into(),
+                rows.iter().map(|r| r.0.method.clone()).collect::<Vec<_>>(),
+            ),
+            Column::new("lr".into(), rows.iter().map(|r| r.0.lr).collect::<Vec<_>>()),
+            Column::new("wd".into(), rows.iter().map(|r| r.0.wd).collect::<Vec<_>>()),
+            Column::new(
+                "n_seeds".into(),
+                rows.iter().map(|r| r.0.n_seeds as u32).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "selection_split".into(),
+                rows.iter().map(|r| r.2.clone()).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "val_all".into(),
+                rows.iter().map(|r| r.0.val_all.map(r4)).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "test_all".into(),
+                rows.iter()
+                    .map(|r| r.0.acc[0].0.map(r4))
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "chosen".into(),
+                rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+            ),
+        ],
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
 fn run_bank<'a>(
     args: &RunArgs,
     plan: &Plan,
     bank: &'a Bank,
+    jobs: &[Job],
     opts: RunOptions,
     done: &mut HashMap<String, RunRecord>,
     appender: &Appender,
@@ -130,14 +339,13 @@ fn run_bank<'a>(
     ));
     let started = std::time::Instant::now();
     let fingerprint = bank.fingerprint();
-    let keys: Vec<String> = plan
-        .jobs
+    let keys: Vec<String> = jobs
         .iter()
         .map(|j| job_key(&fingerprint, j, &opts))
         .collect();
     let owns = |i: &usize| args.shard.is_none_or(|s| s.owns(*i));
-    let owned = (0..plan.jobs.len()).filter(owns).count();
-    let todo: Vec<usize> = (0..plan.jobs.len())
+    let owned = (0..jobs.len()).filter(owns).count();
+    let todo: Vec<usize> = (0..jobs.len())
         .filter(owns)
         .filter(|&i| !done.contains_key(&keys[i]))
         .collect();
@@ -162,7 +370,7 @@ fn run_bank<'a>(
         .progress_chars("=> "),
     );
     let append_error = std::sync::Mutex::new(None);
-    let todo_jobs: Vec<Job> = todo.iter().map(|&i| plan.jobs[i].clone()).collect();
+    let todo_jobs: Vec<Job> = todo.iter().map(|&i| jobs[i].clone()).collect();
     let bank_name = bank.name();
     let fresh = run_jobs(bank, &groups, &stage1, &todo_jobs, opts, &|i, rec| {
         let line = Line {

@@ -45,7 +45,7 @@ pub struct Row {
     pub oracle_all: Option<f64>,
     /// Mean val top-1 (%) when the bank has a val split.
     pub val_all: Option<f64>,
-    pub selection: &'static str,
+    pub selection: String,
 }
 
 impl Row {
@@ -153,7 +153,8 @@ pub fn aggregate(bank: &str, records: &[RunRecord]) -> Vec<Row> {
                     "val"
                 } else {
                     "final"
-                },
+                }
+                .to_string(),
             }
         })
         .collect()

@@ -245,6 +245,68 @@ fn delta_sweep_grid_and_two_banks() {
 }
 
 #[test]
+fn tune_selects_on_a_held_out_slice_or_labels_test_as_oracle() {
+    let t = tmp();
+    let bank = t.path().join("pt");
+    pytorch_bank(&bank);
+    let out = t.path().join("tuned");
+    let o = run(&[
+        "--bank",
+        s(&bank),
+        "--method",
+        "vanilla-fc,los,logit-adjust",
+        "--tune",
+        "--grid",
+        "lr=0.001,0.1:wd=0",
+        "--seeds",
+        "2",
+        "--epochs",
+        "2",
+        "--out",
+        s(&out),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let tune = std::fs::read_to_string(out.join("tune.csv")).unwrap();
+    assert_eq!(
+        tune.lines().count(),
+        1 + 2 * 2,
+        "2 trainable methods × 2 cells:\n{tune}"
+    );
+    assert_eq!(
+        tune.lines().filter(|l| l.ends_with(",true")).count(),
+        2,
+        "one chosen cell per method:\n{tune}"
+    );
+    let table = std::fs::read_to_string(out.join("table1.csv")).unwrap();
+    assert!(
+        table.contains("tuned on a held-out 20 % of train"),
+        "{table}"
+    );
+    let o = run(&[
+        "--bank",
+        s(&bank),
+        "--method",
+        "vanilla-fc",
+        "--tune",
+        "--tune-on",
+        "test",
+        "--grid",
+        "lr=0.001,0.1:wd=0",
+        "--seeds",
+        "1",
+        "--epochs",
+        "2",
+        "--out",
+        s(&t.path().join("oracle")),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = std::fs::read_to_string(t.path().join("oracle/table1.csv")).unwrap();
+    assert!(table.contains("ORACLE"), "{table}");
+}
+
+#[test]
 fn a_bank_of_two_pytorch_files_loads_and_trains() {
     let t = tmp();
     let bank = t.path().join("pt");
