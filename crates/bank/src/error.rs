@@ -6,16 +6,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BankError {
-    #[error("{}: cannot read: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{}: cannot write: {source}", path.display())]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    // `err` is deliberately not a `source`: the message already carries it, and an error
+    // chain printed with `{:#}` would show it twice.
+    #[error("{}: cannot read: {err}", path.display())]
+    Io { path: PathBuf, err: std::io::Error },
+    #[error("{}: cannot write: {err}", path.display())]
+    Write { path: PathBuf, err: std::io::Error },
     #[error("{}: not a bank folder (missing {file})", dir.display())]
     MissingSplit { dir: PathBuf, file: &'static str },
     #[error("{}: not a valid safetensors file (truncated or corrupt header): {msg}", path.display())]

@@ -56,7 +56,7 @@ impl Bank {
         if !dir.is_dir() {
             return Err(BankError::Io {
                 path: dir.into(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such bank folder"),
+                err: std::io::Error::new(std::io::ErrorKind::NotFound, "no such bank folder"),
             });
         }
         let need = |file: &'static str| -> Result<PathBuf> {
@@ -142,6 +142,32 @@ impl Bank {
             .chain(Some(&test))
         {
             s.check_labels(num_classes)?;
+        }
+        // Every class needs a training row, so K ≤ train rows; checking this before counting
+        // keeps a wild K (a label of 4e9, num_classes = 1e18) from allocating per class.
+        if num_classes > train.rows {
+            if meta.num_classes == Some(num_classes) {
+                return Err(BankError::Meta {
+                    path: meta_path,
+                    field: "num_classes".into(),
+                    msg: format!(
+                        "is {num_classes}, more than the {} training rows (every class needs one)",
+                        train.rows
+                    ),
+                });
+            }
+            let mut seen: Vec<u32> = train.labels.clone();
+            seen.sort_unstable();
+            seen.dedup();
+            let class = seen
+                .iter()
+                .enumerate()
+                .find(|(i, c)| **c as usize != *i)
+                .map_or(seen.len(), |(i, _)| i);
+            return Err(BankError::EmptyClass {
+                path: train.path.clone(),
+                class,
+            });
         }
         let train_counts = train.class_counts(num_classes);
         if let Some(class) = train_counts.iter().position(|&n| n == 0) {

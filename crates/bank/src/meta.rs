@@ -37,7 +37,7 @@ impl Meta {
     pub fn read(path: &Path) -> Result<Meta> {
         let text = std::fs::read_to_string(path).map_err(|source| BankError::Io {
             path: path.into(),
-            source,
+            err: source,
         })?;
         serde_json::from_str(&text).map_err(|e| {
             // serde_json names the offending key in its message ("invalid type ... for key ..").

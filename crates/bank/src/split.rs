@@ -33,6 +33,12 @@ impl Split {
         if rows == 0 {
             return Err(BankError::EmptySplit { path: path.into() });
         }
+        if dim == 0 {
+            return Err(BankError::Invalid {
+                path: path.into(),
+                msg: "`features` has 0 columns (shape [N, 0])".into(),
+            });
+        }
         let features = file.floats("features")?;
         check_finite(path, "features", features.as_slice(), dim)?;
         let features_flip = if file.has("features_flip") {
@@ -56,13 +62,17 @@ impl Split {
         let mut labels = Vec::with_capacity(rows);
         for (row, &l) in raw.iter().enumerate() {
             if l < 0 || l > u32::MAX as i64 {
-                return Err(BankError::LabelOutOfRange {
+                let what = if l < 0 {
+                    "is negative"
+                } else {
+                    "is out of range"
+                };
+                return Err(BankError::Invalid {
                     path: path.into(),
-                    row,
-                    label: l,
-                    num_classes: 0,
-                })
-                .map_err(|e| with_k_unknown(e));
+                    msg: format!(
+                        "`labels`[{row}] = {l} {what} (labels must be class indices 0..K)"
+                    ),
+                });
             }
             labels.push(l as u32);
         }
@@ -112,20 +122,6 @@ impl Split {
             });
         }
         Ok(())
-    }
-}
-
-fn with_k_unknown(e: BankError) -> BankError {
-    match e {
-        BankError::LabelOutOfRange {
-            path, row, label, ..
-        } => BankError::Invalid {
-            path,
-            msg: format!(
-                "`labels`[{row}] = {label} is negative (labels must be class indices 0..K)"
-            ),
-        },
-        e => e,
     }
 }
 

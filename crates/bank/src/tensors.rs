@@ -51,12 +51,12 @@ impl File {
     pub fn open(path: &Path) -> Result<File> {
         let f = std::fs::File::open(path).map_err(|source| BankError::Io {
             path: path.into(),
-            source,
+            err: source,
         })?;
         // SAFETY: the usual memory-map caveat: the file must not be truncated while in use.
         let map = unsafe { Mmap::map(&f) }.map_err(|source| BankError::Io {
             path: path.into(),
-            source,
+            err: source,
         })?;
         let file = File {
             path: path.into(),

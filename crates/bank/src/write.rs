@@ -63,7 +63,7 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> std::io::Result<()
         let _ = std::fs::remove_file(&tmp);
         return Err(BankError::Write {
             path: path.into(),
-            source,
+            err: source,
         });
     }
     Ok(())
@@ -172,7 +172,7 @@ impl BankDir {
         let _ = std::fs::remove_dir_all(&partial);
         std::fs::create_dir_all(&partial).map_err(|source| BankError::Write {
             path: partial.clone(),
-            source,
+            err: source,
         })?;
         Ok(BankDir {
             target: dir.into(),
@@ -189,12 +189,12 @@ impl BankDir {
         if self.target.exists() {
             std::fs::remove_dir_all(&self.target).map_err(|source| BankError::Write {
                 path: self.target.clone(),
-                source,
+                err: source,
             })?;
         }
         std::fs::rename(&self.partial, &self.target).map_err(|source| BankError::Write {
             path: self.target.clone(),
-            source,
+            err: source,
         })?;
         Ok(self.target)
     }
