@@ -156,6 +156,11 @@ pub struct RunArgs {
     /// Worker threads [default: number of cores].
     #[arg(long)]
     pub jobs: Option<usize>,
+    /// Train the linear heads of all methods that share a batch sequence (same seed, sampler,
+    /// batch size and epochs) in one pass: one wider GEMM per step instead of one per method.
+    /// Same results as separate runs.
+    #[arg(long)]
+    pub one_pass: bool,
     /// Do not draw figures (PNG/SVG).
     #[arg(long)]
     pub no_plots: bool,

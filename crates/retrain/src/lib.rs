@@ -14,6 +14,7 @@ pub mod linalg;
 pub mod logreg;
 pub mod loss;
 pub mod method;
+pub mod multihead;
 pub mod optim;
 pub mod plots;
 pub mod records;

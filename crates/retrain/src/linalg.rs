@@ -140,3 +140,41 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod width_tests {
+    use super::*;
+
+    #[test]
+    #[ignore]
+    fn probe_width_independence() {
+        for (m, k, d, mult) in [
+            (32usize, 5usize, 24usize, 6usize),
+            (64, 100, 512, 6),
+            (64, 100, 512, 2),
+        ] {
+            let x: Vec<f32> = (0..m * d).map(|i| ((i as f32) * 0.731).sin()).collect();
+            let w: Vec<f32> = (0..k * mult * d)
+                .map(|i| ((i as f32) * 0.117).cos())
+                .collect();
+            let mut z1 = vec![0.0; m * k];
+            matmul_abt(&mut z1, &x, &w[..k * d], m, k, d, false, Parallelism::None);
+            let mut z2 = vec![0.0; m * k * mult];
+            matmul_abt(&mut z2, &x, &w, m, k * mult, d, false, Parallelism::None);
+            let fwd_same =
+                (0..m).all(|r| z1[r * k..(r + 1) * k] == z2[r * k * mult..r * k * mult + k]);
+            let g: Vec<f32> = z2.clone();
+            let g1: Vec<f32> = (0..m)
+                .flat_map(|r| g[r * k * mult..r * k * mult + k].to_vec())
+                .collect();
+            let mut d1 = vec![0.0; k * d];
+            matmul_atb(&mut d1, &g1, &x, m, k, d, Parallelism::None);
+            let mut d2 = vec![0.0; k * mult * d];
+            matmul_atb(&mut d2, &g, &x, m, k * mult, d, Parallelism::None);
+            let bwd_same = d1[..] == d2[..k * d];
+            eprintln!(
+                "m={m} k={k} d={d} mult={mult}: forward same {fwd_same}, backward same {bwd_same}"
+            );
+        }
+    }
+}

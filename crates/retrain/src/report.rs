@@ -62,6 +62,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         shuffle: !args.no_shuffle,
         oracle: args.oracle,
         tta: !args.no_tta,
+        one_pass: args.one_pass,
     };
     // resume: the runs already recorded in the output folder (all shards' files)
     let mut done = if args.rerun {

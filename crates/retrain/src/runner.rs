@@ -9,6 +9,7 @@ use crate::linalg::Parallelism;
 use crate::logreg::{LogRegOptions, fit_balanced_logreg};
 use crate::loss::weights::log_priors;
 use crate::method::{Init, Method, Solver};
+use crate::multihead::{pass_key, shareable, train_many};
 use crate::trainer::{TrainOptions, train};
 use bank::{Bank, ShotGroup};
 use rand::SeedableRng;
@@ -30,6 +31,8 @@ pub struct RunOptions {
     pub oracle: bool,
     /// Flip test-time augmentation when the split has `features_flip`.
     pub tta: bool,
+    /// Train the linear heads of jobs that share a batch sequence in one pass.
+    pub one_pass: bool,
 }
 
 /// What one run produced (one line of the records file).
@@ -57,7 +60,23 @@ pub fn run_jobs(
     on_done: &(dyn Fn(usize, &RunRecord) + Sync),
 ) -> Vec<RunRecord> {
     let threads = opts.threads.max(1);
-    let par = if jobs.len() >= threads || threads == 1 {
+    // tasks: one job each, or (with one_pass) every shareable job with the same batch
+    // sequence together
+    let mut tasks: Vec<Vec<usize>> = Vec::new();
+    let mut by_key: std::collections::HashMap<(u64, String, usize, usize), usize> =
+        Default::default();
+    for (i, job) in jobs.iter().enumerate() {
+        if opts.one_pass && shareable(&job.method) {
+            let key = pass_key(&job.method, job.seed);
+            if let Some(&t) = by_key.get(&key) {
+                tasks[t].push(i);
+                continue;
+            }
+            by_key.insert(key, tasks.len());
+        }
+        tasks.push(vec![i]);
+    }
+    let par = if tasks.len() >= threads || threads == 1 {
         Parallelism::None
     } else {
         Parallelism::Rayon(threads)
@@ -66,16 +85,182 @@ pub fn run_jobs(
         .num_threads(threads)
         .build()
         .expect("thread pool");
-    pool.install(|| {
-        jobs.par_iter()
-            .enumerate()
-            .map(|(i, job)| {
-                let r = run_one(bank, groups, stage1, job, opts, par);
-                on_done(i, &r);
-                r
+    let mut done: Vec<(usize, RunRecord)> = pool.install(|| {
+        tasks
+            .par_iter()
+            .flat_map_iter(|task| {
+                let out: Vec<(usize, RunRecord)> = if task.len() == 1 {
+                    vec![(
+                        task[0],
+                        run_one(bank, groups, stage1, &jobs[task[0]], opts, par),
+                    )]
+                } else {
+                    let group: Vec<&Job> = task.iter().map(|&i| &jobs[i]).collect();
+                    task.iter()
+                        .copied()
+                        .zip(run_one_pass(bank, groups, stage1, &group, opts, par))
+                        .collect()
+                };
+                for (i, r) in &out {
+                    on_done(*i, r);
+                }
+                out
             })
             .collect()
-    })
+    });
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Keeps the val-selected head and the oracle epoch of one run.
+struct Tracker<'a> {
+    bank: &'a Bank,
+    groups: &'a [ShotGroup],
+    method: &'a Method,
+    log_priors: Vec<f64>,
+    opts: RunOptions,
+    par: Parallelism,
+    best_val: Option<(f64, usize, HeadState)>,
+    oracle: Option<(f64, usize)>,
+}
+
+impl<'a> Tracker<'a> {
+    fn new(
+        bank: &'a Bank,
+        groups: &'a [ShotGroup],
+        method: &'a Method,
+        opts: RunOptions,
+        par: Parallelism,
+    ) -> Self {
+        Tracker {
+            bank,
+            groups,
+            method,
+            log_priors: log_priors(&bank.train_counts),
+            opts,
+            par,
+            best_val: None,
+            oracle: None,
+        }
+    }
+
+    /// After every epoch: selection on val (ties go to the later epoch, as the reference code
+    /// does) and the oracle.
+    fn on_epoch(&mut self, epoch: usize, head: &HeadState) {
+        let eval = |split| {
+            evaluate(
+                &head.eval_head(self.method.posthoc, &self.log_priors),
+                split,
+                self.groups,
+                self.opts.tta,
+                self.par,
+            )
+        };
+        if let Some(val) = &self.bank.val {
+            let e = eval(val);
+            if self.best_val.as_ref().is_none_or(|(b, _, _)| e.top1 >= *b) {
+                self.best_val = Some((e.top1, epoch, head.clone()));
+            }
+        }
+        if self.opts.oracle {
+            let e = eval(&self.bank.test);
+            if self.oracle.is_none_or(|(b, _)| e.top1 >= b) {
+                self.oracle = Some((e.top1, epoch));
+            }
+        }
+    }
+
+    fn finish(
+        self,
+        job: &Job,
+        last: HeadState,
+        final_train_loss: Option<f64>,
+        started: std::time::Instant,
+    ) -> RunRecord {
+        let (head, selected_epoch) = match self.best_val {
+            Some((_, e, h)) => (h, Some(e)),
+            None => (last, None),
+        };
+        let eval_head = head.eval_head(self.method.posthoc, &self.log_priors);
+        let test = evaluate(
+            &eval_head,
+            &self.bank.test,
+            self.groups,
+            self.opts.tta,
+            self.par,
+        );
+        let val = self
+            .bank
+            .val
+            .as_ref()
+            .map(|v| evaluate(&eval_head, v, self.groups, self.opts.tta, self.par));
+        let mut oracle = self.oracle;
+        if self.opts.oracle && !self.method.train {
+            oracle = Some((test.top1, 0));
+        }
+        RunRecord {
+            method: self.method.clone(),
+            seed: job.seed,
+            test,
+            val,
+            selected_epoch,
+            oracle,
+            final_train_loss,
+            seconds: started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+fn initial_head(bank: &Bank, stage1: &HeadState, job: &Job) -> HeadState {
+    let (k, d, m) = (bank.num_classes, bank.dim, &job.method);
+    match m.hyper.init {
+        Init::Stage1 => {
+            HeadState::from_linear(m.head, k, d, stage1.weight.clone(), stage1.bias.clone())
+        }
+        Init::Fresh => {
+            let mut rng = ChaCha8Rng::seed_from_u64(job.seed);
+            rng.set_stream(200);
+            HeadState::fresh(m.head, k, d, &mut rng)
+        }
+    }
+}
+
+/// Several shareable jobs (same seed, sampler, batch size, epochs) in one pass.
+fn run_one_pass(
+    bank: &Bank,
+    groups: &[ShotGroup],
+    stage1: &HeadState,
+    jobs: &[&Job],
+    opts: RunOptions,
+    par: Parallelism,
+) -> Vec<RunRecord> {
+    let started = std::time::Instant::now();
+    let methods: Vec<&Method> = jobs.iter().map(|j| &j.method).collect();
+    let heads: Vec<HeadState> = jobs.iter().map(|j| initial_head(bank, stage1, j)).collect();
+    let mut trackers: Vec<Tracker> = methods
+        .iter()
+        .map(|m| Tracker::new(bank, groups, m, opts, par))
+        .collect();
+    let topts = TrainOptions {
+        shuffle: opts.shuffle,
+        record_steps: false,
+        par,
+    };
+    let out = train_many(
+        &bank.train,
+        &bank.train_counts,
+        heads,
+        &methods,
+        jobs[0].seed,
+        &topts,
+        |m, e, h| trackers[m].on_epoch(e, h),
+    );
+    trackers
+        .into_iter()
+        .zip(out)
+        .zip(jobs)
+        .map(|((t, (head, losses)), job)| t.finish(job, head, losses.last().copied(), started))
+        .collect()
 }
 
 pub fn run_one(
@@ -88,26 +273,7 @@ pub fn run_one(
 ) -> RunRecord {
     let started = std::time::Instant::now();
     let m = &job.method;
-    let (k, d) = (bank.num_classes, bank.dim);
-    let init = match m.hyper.init {
-        Init::Stage1 => {
-            HeadState::from_linear(m.head, k, d, stage1.weight.clone(), stage1.bias.clone())
-        }
-        Init::Fresh => {
-            let mut rng = ChaCha8Rng::seed_from_u64(job.seed);
-            rng.set_stream(200);
-            HeadState::fresh(m.head, k, d, &mut rng)
-        }
-    };
-    let lp = log_priors(&bank.train_counts);
-    let topts = TrainOptions {
-        shuffle: opts.shuffle,
-        record_steps: false,
-        par,
-    };
-    // selection on val (ties go to the later epoch, as the reference code does)
-    let mut best_val: Option<(f64, usize, HeadState)> = None;
-    let mut oracle: Option<(f64, usize)> = None;
+    let mut tracker = Tracker::new(bank, groups, m, opts, par);
     if let Solver::Lbfgs { l2, max_iter } = m.solver {
         let lr_opts = LogRegOptions {
             l2: l2 as f64,
@@ -116,26 +282,17 @@ pub fn run_one(
             ..Default::default()
         };
         let fit = fit_balanced_logreg(&bank.train, &bank.train_counts, &lr_opts);
-        let eval_head = fit.head.eval_head(m.posthoc, &lp);
-        let mut oracle = None;
-        let test = evaluate(&eval_head, &bank.test, groups, opts.tta, par);
         if opts.oracle {
-            oracle = Some((test.top1, 0));
+            tracker.on_epoch(0, &fit.head);
         }
-        return RunRecord {
-            method: m.clone(),
-            seed: job.seed,
-            val: bank
-                .val
-                .as_ref()
-                .map(|v| evaluate(&eval_head, v, groups, opts.tta, par)),
-            test,
-            selected_epoch: None,
-            oracle,
-            final_train_loss: Some(fit.final_loss),
-            seconds: started.elapsed().as_secs_f64(),
-        };
+        return tracker.finish(job, fit.head, Some(fit.final_loss), started);
     }
+    let topts = TrainOptions {
+        shuffle: opts.shuffle,
+        record_steps: false,
+        par,
+    };
+    let init = initial_head(bank, stage1, job);
     let outcome = train(
         &bank.train,
         &bank.train_counts,
@@ -143,48 +300,12 @@ pub fn run_one(
         m,
         job.seed,
         &topts,
-        |epoch, head| {
-            if let Some(val) = &bank.val {
-                let e = evaluate(&head.eval_head(m.posthoc, &lp), val, groups, opts.tta, par);
-                if best_val.as_ref().is_none_or(|(b, _, _)| e.top1 >= *b) {
-                    best_val = Some((e.top1, epoch, head.clone()));
-                }
-            }
-            if opts.oracle {
-                let e = evaluate(
-                    &head.eval_head(m.posthoc, &lp),
-                    &bank.test,
-                    groups,
-                    opts.tta,
-                    par,
-                );
-                if oracle.is_none_or(|(b, _)| e.top1 >= b) {
-                    oracle = Some((e.top1, epoch));
-                }
-            }
-        },
+        |e, h| tracker.on_epoch(e, h),
     );
-    let (head, selected_epoch) = match best_val {
-        Some((_, e, h)) => (h, Some(e)),
-        None => (outcome.head, None),
-    };
-    let eval_head = head.eval_head(m.posthoc, &lp);
-    let test = evaluate(&eval_head, &bank.test, groups, opts.tta, par);
-    let val = bank
-        .val
-        .as_ref()
-        .map(|v| evaluate(&eval_head, v, groups, opts.tta, par));
-    if opts.oracle && !m.train {
-        oracle = Some((test.top1, 0));
-    }
-    RunRecord {
-        method: m.clone(),
-        seed: job.seed,
-        test,
-        val,
-        selected_epoch,
-        oracle,
-        final_train_loss: outcome.epoch_loss.last().copied(),
-        seconds: started.elapsed().as_secs_f64(),
-    }
+    tracker.finish(
+        job,
+        outcome.head,
+        outcome.epoch_loss.last().copied(),
+        started,
+    )
 }

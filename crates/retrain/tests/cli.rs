@@ -736,3 +736,51 @@ fn shards_merge_into_the_same_table_as_one_run() {
         );
     }
 }
+
+#[test]
+fn one_pass_gives_the_same_tables_as_separate_runs() {
+    let t = tmp();
+    let bank = t.path().join("bank");
+    let o = run(&[
+        "synth",
+        "--out",
+        s(&bank),
+        "--classes",
+        "100",
+        "--dim",
+        "64",
+        "--img-max",
+        "60",
+        "--ir",
+        "10",
+        "--test-per-class",
+        "5",
+        "--latent-dim",
+        "16",
+        "--stage1-epochs",
+        "3",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let go = |extra: &[&str], out: &str| {
+        let out = t.path().join(out);
+        let mut a = vec![
+            "--bank",
+            s(&bank),
+            "--seeds",
+            "2",
+            "--epochs",
+            "3",
+            "--out",
+            s(&out),
+            "-q",
+            "--no-plots",
+        ];
+        a.extend_from_slice(extra);
+        let o = run(&a);
+        assert!(o.status.success(), "{}", stderr(&o));
+        ["table1.csv", "per-class.csv"].map(|f| std::fs::read_to_string(out.join(f)).unwrap())
+    };
+    let single = go(&["--jobs", "1"], "single");
+    let one_pass = go(&["--one-pass", "--jobs", "2"], "one-pass");
+    assert_eq!(single, one_pass);
+}
