@@ -4,8 +4,9 @@
 use crate::backbones::Arch;
 use crate::device::{self, DeviceChoice};
 use crate::error::{ExtractError, Result};
-use crate::run::Plan;
+use crate::run::{Plan, Stage1Plan};
 use crate::source::{DatasetKind, SourceSpec};
+use crate::stage1::Recipe;
 use bank::FeatureDtype;
 use clap::Parser;
 use std::path::PathBuf;
@@ -82,6 +83,36 @@ pub struct Args {
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+
+    /// Stage 1 first: train --arch end to end on the train split (cross-entropy + weight decay,
+    /// SGD momentum, cosine lr, random crop + flip), save it to --checkpoint (default
+    /// features/checkpoints/<arch>-<bank>.safetensors), then extract with it.
+    #[arg(long, help_heading = "Stage 1")]
+    pub stage1: bool,
+    /// With --stage1: stop after writing the checkpoint (no bank).
+    #[arg(long, requires = "stage1", help_heading = "Stage 1")]
+    pub stage1_only: bool,
+    /// Continue an interrupted --stage1 run from its last finished epoch (same recipe).
+    #[arg(long, requires = "stage1", help_heading = "Stage 1")]
+    pub resume: bool,
+    /// Stage-1 epochs.
+    #[arg(long, default_value_t = 200, help_heading = "Stage 1")]
+    pub epochs: usize,
+    /// Stage-1 peak learning rate (cosine to 0, stepped after each epoch).
+    #[arg(long, default_value_t = 0.01, help_heading = "Stage 1")]
+    pub lr: f64,
+    /// Stage-1 batch size.
+    #[arg(long, default_value_t = 64, help_heading = "Stage 1")]
+    pub train_batch_size: usize,
+    /// Stage-1 weight decay (coupled, PyTorch SGD).
+    #[arg(long, default_value_t = 5e-3, help_heading = "Stage 1")]
+    pub weight_decay: f64,
+    /// Stage-1 SGD momentum.
+    #[arg(long, default_value_t = 0.9, help_heading = "Stage 1")]
+    pub momentum: f64,
+    /// Stage-1 zero padding of the random crop (default: 4, as LOS/LTWB on CIFAR).
+    #[arg(long, help_heading = "Stage 1")]
+    pub crop_padding: Option<usize>,
 }
 
 impl Args {
@@ -122,15 +153,42 @@ impl Args {
             skip_bad: self.skip_bad,
         };
         let (device, notice) = device::select(self.device)?;
-        let source = spec.resolve()?;
+        let mut source = spec.resolve()?;
+        if let Some(p) = self.crop_padding {
+            source.crop_padding = p;
+        }
         let out = self
             .out
             .clone()
             .unwrap_or_else(|| PathBuf::from("features").join(&source.name));
+        let arch = self.default_arch();
+        let stage1 = self.stage1.then(|| Stage1Plan {
+            recipe: Recipe {
+                epochs: self.epochs,
+                batch_size: self.train_batch_size,
+                lr: self.lr,
+                momentum: self.momentum,
+                weight_decay: self.weight_decay,
+                crop_padding: source.crop_padding,
+                seed: self.seed,
+            },
+            resume: self.resume,
+            only: self.stage1_only,
+        });
+        let checkpoint = match (&self.checkpoint, self.stage1) {
+            (Some(c), _) => Some(c.clone()),
+            (None, true) => Some(PathBuf::from("features/checkpoints").join(format!(
+                "{}-{}.safetensors",
+                arch.name(),
+                source.name
+            ))),
+            (None, false) => None,
+        };
         let plan = Plan {
             source,
-            arch: self.default_arch(),
-            checkpoint: self.checkpoint.clone(),
+            arch,
+            checkpoint,
+            stage1,
             seed: self.seed,
             batch_size: self.batch_size,
             views: self.views,

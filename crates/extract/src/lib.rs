@@ -18,4 +18,5 @@ pub mod datasets;
 pub mod device;
 pub mod run;
 pub mod source;
+pub mod stage1;
 pub mod transform;

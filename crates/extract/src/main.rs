@@ -4,6 +4,7 @@
 use clap::Parser;
 use extract::cli::Args;
 use extract::run::{Event, run};
+use extract::stage1::TrainEvent;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::process::ExitCode;
 
@@ -41,10 +42,55 @@ fn real_main(args: &Args) -> extract::Result<()> {
         ProgressStyle::with_template("{prefix:>5} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
             .expect("valid template")
             .progress_chars("=> ");
+    let train_style = ProgressStyle::with_template(
+        "{prefix:>13} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}",
+    )
+    .expect("valid template")
+    .progress_chars("=> ");
     let mut bar: Option<ProgressBar> = None;
     let quiet = args.quiet;
     let start = std::time::Instant::now();
     let summary = run(&plan, &mut |ev| match ev {
+        Event::Train(TrainEvent::EpochStart {
+            epoch,
+            epochs,
+            rows,
+        }) if !quiet => {
+            let b = ProgressBar::new(rows as u64)
+                .with_style(train_style.clone())
+                .with_prefix(format!("epoch {epoch}/{epochs}"));
+            bar = Some(b);
+        }
+        Event::Train(TrainEvent::Advance { done, loss }) => {
+            if let Some(b) = &bar {
+                b.set_position(done as u64);
+                b.set_message(format!("loss {loss:.4}"));
+            }
+        }
+        Event::Train(TrainEvent::EpochEnd(l)) => {
+            if let Some(b) = bar.take() {
+                b.finish_and_clear();
+            }
+            eprintln!(
+                "stage1: epoch {:>3}  lr {:.5}  loss {:.4}  train acc {:5.2}%  {:.1}s",
+                l.epoch, l.lr, l.loss, l.train_acc, l.secs
+            );
+        }
+        Event::Train(TrainEvent::Evaluating { rows }) if !quiet => {
+            eprintln!("stage1: evaluating on {rows} test images (BatchNorm in eval mode)");
+        }
+        Event::Stage1Done(r) => {
+            eprintln!(
+                "stage1: {} ({} params, {} epochs, {:.1}s training) -> {}: test top-1 {:.2}% ({:.2}% with flip TTA)",
+                r.arch,
+                r.parameters,
+                r.recipe.epochs,
+                r.train_secs,
+                r.checkpoint.display(),
+                r.test_top1,
+                r.test_top1_flip
+            );
+        }
         Event::Start { split, rows } if !quiet => {
             let b = ProgressBar::new(rows as u64)
                 .with_style(style.clone())
@@ -63,6 +109,9 @@ fn real_main(args: &Args) -> extract::Result<()> {
         }
         _ => {}
     })?;
+    if plan.stage1.as_ref().is_some_and(|s| s.only) {
+        return Ok(());
+    }
     let rows: Vec<String> = summary
         .rows
         .iter()

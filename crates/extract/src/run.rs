@@ -12,6 +12,7 @@ use crate::checkpoint::{build_checked, load_state_dict};
 use crate::datasets::{Images, Labeled, Normalize};
 use crate::error::{ExtractError, Result};
 use crate::source::Source;
+use crate::stage1::{Recipe, Stage1Report, TrainEvent};
 use crate::transform;
 use crate::weights::hash_rule_tensors;
 use bank::{BankDir, FeatureDtype, Meta};
@@ -28,7 +29,10 @@ pub struct Plan {
     pub source: Source,
     pub arch: Arch,
     /// A PyTorch / safetensors checkpoint; `None`: deterministic hash-rule weights from `seed`.
+    /// With `stage1`, where the trained backbone is written.
     pub checkpoint: Option<PathBuf>,
+    /// Train the backbone first (stage 1) and extract with it.
+    pub stage1: Option<Stage1Plan>,
     pub seed: u64,
     pub batch_size: usize,
     pub views: usize,
@@ -44,9 +48,21 @@ pub struct Plan {
     pub git_revision: Option<String>,
 }
 
+/// Stage-1 training before the extraction.
+#[derive(Debug, Clone)]
+pub struct Stage1Plan {
+    pub recipe: Recipe,
+    /// Continue from the checkpoint's resume state.
+    pub resume: bool,
+    /// Stop after the checkpoint (no bank).
+    pub only: bool,
+}
+
 /// Progress events for the caller's UI (the library never prints).
 #[derive(Debug, Clone)]
 pub enum Event<'a> {
+    Train(TrainEvent<'a>),
+    Stage1Done(&'a Stage1Report),
     Start { split: &'a str, rows: usize },
     Advance { split: &'a str, done: usize },
     Finish { split: &'a str },
@@ -59,6 +75,7 @@ pub struct Summary {
     pub skipped: usize,
     pub dim: usize,
     pub head_written: bool,
+    pub stage1: Option<Stage1Report>,
 }
 
 /// A loaded backbone, the checkpoint classifier's K, and a note when a classifier was left out.
@@ -89,6 +106,46 @@ pub fn load_backbone(
 
 pub fn run(plan: &Plan, progress: &mut dyn FnMut(Event)) -> Result<Summary> {
     let src = &plan.source;
+    let stage1 = match &plan.stage1 {
+        Some(s1) => {
+            if !s1.only && plan.out.exists() && !plan.overwrite {
+                return Err(ExtractError::Usage(format!(
+                    "{} already exists (pass --overwrite to replace it)",
+                    plan.out.display()
+                )));
+            }
+            let ckpt = plan
+                .checkpoint
+                .as_deref()
+                .ok_or_else(|| ExtractError::Usage("stage 1 needs a checkpoint path".into()))?;
+            let report = crate::stage1::train(
+                plan.arch,
+                src.num_classes,
+                &src.train,
+                &src.test,
+                &src.normalize,
+                &s1.recipe,
+                &plan.device,
+                ckpt,
+                s1.resume,
+                None,
+                &mut |e| progress(Event::Train(e)),
+            )?;
+            progress(Event::Stage1Done(&report));
+            if s1.only {
+                return Ok(Summary {
+                    out: ckpt.to_path_buf(),
+                    rows: Vec::new(),
+                    skipped: 0,
+                    dim: plan.arch.feature_dim(),
+                    head_written: false,
+                    stage1: Some(report),
+                });
+            }
+            Some(report)
+        }
+        None => None,
+    };
     let (model, head_k, mut head_note) = load_backbone(
         plan.arch,
         plan.checkpoint.as_deref(),
@@ -120,6 +177,7 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(Event)) -> Result<Summary> {
         skipped: src.skipped.len(),
         dim,
         head_written: false,
+        stage1: None,
     };
     let mut skipped_msgs: Vec<String> = src.skipped.clone();
     let mut train_counts = Vec::new();
@@ -227,6 +285,7 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(Event)) -> Result<Summary> {
             "transform": transform_json(src),
             "skipped": summary.skipped,
             "skipped_examples": skipped_msgs.iter().take(20).collect::<Vec<_>>(),
+            "stage1": stage1.as_ref().map(stage1_json),
         })),
         extra: src
             .long_tail
@@ -236,7 +295,37 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(Event)) -> Result<Summary> {
     };
     bank::write_meta(&bank.file("meta.json"), &meta)?;
     bank.finish()?;
+    summary.stage1 = stage1;
     Ok(summary)
+}
+
+/// The stage-1 record in meta.json provenance.
+fn stage1_json(r: &Stage1Report) -> serde_json::Value {
+    json!({
+        "recipe": "end-to-end cross-entropy + weight decay (LTWB): SGD momentum, coupled wd, cosine lr to 0 stepped after each epoch, random crop (zero padding) + horizontal flip, BatchNorm in train mode; final epoch, no selection",
+        "arch": r.arch,
+        "epochs": r.recipe.epochs,
+        "batch_size": r.recipe.batch_size,
+        "lr": r.recipe.lr,
+        "momentum": r.recipe.momentum,
+        "weight_decay": r.recipe.weight_decay,
+        "crop_padding": r.recipe.crop_padding,
+        "seed": r.recipe.seed,
+        "train_rows": r.train_rows,
+        "parameters": r.parameters,
+        "train_wall_s": (r.train_secs * 10.0).round() / 10.0,
+        "resumed_from_epoch": r.resumed_from,
+        "test_rows": r.test_rows,
+        "test_top1": (r.test_top1 * 100.0).round() / 100.0,
+        "test_top1_flip_tta": (r.test_top1_flip * 100.0).round() / 100.0,
+        "log": r.log.iter().map(|l| json!({
+            "epoch": l.epoch,
+            "lr": l.lr,
+            "loss": (l.loss * 1e4).round() / 1e4,
+            "train_acc": (l.train_acc * 100.0).round() / 100.0,
+            "secs": (l.secs * 10.0).round() / 10.0,
+        })).collect::<Vec<_>>(),
+    })
 }
 
 fn backbone_json(
@@ -287,7 +376,7 @@ struct SplitFeatures {
 
 /// Batch input for rows `rows` of `data` (view `None`: test view; `Some(v)`: random view `v`),
 /// and the rows that made it (others were skipped with a message).
-fn batch_input(
+pub(crate) fn batch_input(
     data: &Labeled,
     rows: &[usize],
     norm: &Normalize,

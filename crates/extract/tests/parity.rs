@@ -1,6 +1,7 @@
 //! Backbone parity with PyTorch: the fixtures in `tests/fixtures/backbones/` (a copy of
-//! `shared/fixtures/backbones/`, so a clean clone tests alone) hold PyTorch outputs (`features`, `logits`, `features_flip`) for weights defined by a hash rule (README
-//! there). We rebuild the weights by the rule, run the candle forward and compare to
+//! `shared/fixtures/backbones/`, so a clean clone tests alone) hold PyTorch outputs
+//! (`features`, `logits`, `features_flip`) for weights defined by a hash rule (README there).
+//! We rebuild the weights by the rule, run the candle forward and compare to
 //! 1e-4 × `feature_abs_max` (resp. `logit_abs_max`).
 //!
 //! The PyTorch side, per case:

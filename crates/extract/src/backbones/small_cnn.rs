@@ -4,7 +4,7 @@
 //! Convolutions carry no bias (BatchNorm follows). Trainable: every BN runs through `ModuleT`.
 
 use super::Backbone;
-use super::blocks::{bn, conv};
+use super::blocks::{bn, conv, conv_im2col};
 use candle_core::{D, Module, ModuleT, Result, Tensor};
 use candle_nn::{BatchNorm, Conv2d, Linear, VarBuilder};
 
@@ -36,7 +36,13 @@ impl Backbone for SmallCnn {
     fn features_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let mut x = x.clone();
         for (i, (c, b)) in self.convs.iter().enumerate() {
-            x = b.forward_t(&c.forward(&x)?, train)?.relu()?;
+            // Training: the same convolution as im2col + GEMM (fast gradients on the CPU).
+            let y = if train {
+                conv_im2col(&x, c.weight(), 1)?
+            } else {
+                c.forward(&x)?
+            };
+            x = b.forward_t(&y, train)?.relu()?;
             if i >= 1 {
                 x = x.max_pool2d(2)?;
             }
