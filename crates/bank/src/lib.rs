@@ -195,6 +195,16 @@ impl Bank {
             }
         }
         let shots = meta.shots.unwrap_or_default();
+        if shots.many_above + 1 < shots.few_below {
+            return Err(BankError::Meta {
+                path: meta_path,
+                field: "shots".into(),
+                msg: format!(
+                    "many (n > {}) and few (n < {}) overlap",
+                    shots.many_above, shots.few_below
+                ),
+            });
+        }
         Ok(Bank {
             dir: dir.into(),
             train,

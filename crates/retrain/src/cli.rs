@@ -442,6 +442,15 @@ impl RunArgs {
                     many_above: self.many_above.unwrap_or(bank.shots.many_above),
                     few_below: self.few_below.unwrap_or(bank.shots.few_below),
                 };
+                if bank.shots.many_above + 1 < bank.shots.few_below {
+                    bail!(
+                        "--many-above {} / --few-below {}: the many (n > {}) and few (n < {}) groups overlap",
+                        bank.shots.many_above,
+                        bank.shots.few_below,
+                        bank.shots.many_above,
+                        bank.shots.few_below
+                    );
+                }
             }
             if banks.iter().any(|b: &Bank| b.name() == bank.name()) {
                 bail!(
