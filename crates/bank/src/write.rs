@@ -152,9 +152,22 @@ pub fn write_meta(path: &Path, meta: &Meta) -> Result<()> {
 }
 
 /// Assembles a bank folder under `<dir>.partial/` and moves it to `dir` in [`BankDir::finish`].
+///
+/// Dropped without [`BankDir::finish`] (an error on the way), it removes `<dir>.partial`, so a
+/// failed writer leaves nothing behind; only a killed process can leave the `.partial`
+/// folder, which no reader accepts as a bank.
 pub struct BankDir {
     target: PathBuf,
     partial: PathBuf,
+    finished: bool,
+}
+
+impl Drop for BankDir {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = std::fs::remove_dir_all(&self.partial);
+        }
+    }
 }
 
 impl BankDir {
@@ -177,6 +190,7 @@ impl BankDir {
         Ok(BankDir {
             target: dir.into(),
             partial,
+            finished: false,
         })
     }
 
@@ -185,7 +199,7 @@ impl BankDir {
         self.partial.join(file)
     }
 
-    pub fn finish(self) -> Result<PathBuf> {
+    pub fn finish(mut self) -> Result<PathBuf> {
         if self.target.exists() {
             std::fs::remove_dir_all(&self.target).map_err(|source| BankError::Write {
                 path: self.target.clone(),
@@ -196,6 +210,28 @@ impl BankDir {
             path: self.target.clone(),
             err: source,
         })?;
-        Ok(self.target)
+        self.finished = true;
+        Ok(self.target.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unfinished_bank_dir_leaves_nothing_behind() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("bank");
+        {
+            let w = BankDir::create(&target, false).unwrap();
+            std::fs::write(w.file("train.safetensors"), b"half").unwrap();
+            assert!(d.path().join("bank.partial").exists());
+        } // dropped without finish: an error on the way
+        assert!(!d.path().join("bank.partial").exists() && !target.exists());
+        let w = BankDir::create(&target, false).unwrap();
+        std::fs::write(w.file("meta.json"), b"{}").unwrap();
+        assert_eq!(w.finish().unwrap(), target);
+        assert!(target.join("meta.json").exists() && !d.path().join("bank.partial").exists());
     }
 }

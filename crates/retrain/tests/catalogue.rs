@@ -1453,13 +1453,13 @@ fn bug_bank_zero_dim_features_panic_in_retrain() {
 }
 
 #[test]
-#[ignore = "bug: a missing image in a list file leaves <out>.partial behind (extract --dataset list, train.txt `img/missing.png 1`)"]
+// fixed: bank::BankDir removes <dir>.partial when dropped unfinished
 fn bug_list_missing_image_leaves_partial() {
     run_bug("list_missing_image_file");
 }
 
 #[test]
-#[ignore = "bug: an undecodable image in a list file leaves <out>.partial behind"]
+// fixed: bank::BankDir removes <dir>.partial when dropped unfinished
 fn bug_list_corrupt_image_leaves_partial() {
     run_bug("list_corrupt_image");
 }
