@@ -51,6 +51,25 @@ mod nan_as_null {
     }
 }
 
+impl Evaluation {
+    /// Mean of the per-class accuracies (classes present in the split): equal to top-1 on a
+    /// balanced split, and the selection criterion on an imbalanced one (a held-out slice of
+    /// a long-tailed train split would otherwise reward head-biased heads).
+    pub fn balanced(&self) -> f64 {
+        let v: Vec<f64> = self
+            .per_class
+            .iter()
+            .copied()
+            .filter(|a| a.is_finite())
+            .collect();
+        if v.is_empty() {
+            0.0
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
+    }
+}
+
 /// Sums from which every metric is computed; filled chunk by chunk.
 #[derive(Debug, Clone)]
 pub struct Tally {

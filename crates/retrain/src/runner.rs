@@ -144,8 +144,8 @@ impl<'a> Tracker<'a> {
         }
     }
 
-    /// After every epoch: selection on val (ties go to the later epoch, as the reference code
-    /// does) and the oracle.
+    /// After every epoch: selection on val by mean per-class accuracy (ties go to the later
+    /// epoch, as the reference code does) and the oracle.
     fn on_epoch(&mut self, epoch: usize, head: &HeadState) {
         let eval = |split| {
             evaluate(
@@ -157,9 +157,9 @@ impl<'a> Tracker<'a> {
             )
         };
         if let Some(val) = &self.bank.val {
-            let e = eval(val);
-            if self.best_val.as_ref().is_none_or(|(b, _, _)| e.top1 >= *b) {
-                self.best_val = Some((e.top1, epoch, head.clone()));
+            let score = eval(val).balanced();
+            if self.best_val.as_ref().is_none_or(|(b, _, _)| score >= *b) {
+                self.best_val = Some((score, epoch, head.clone()));
             }
         }
         if self.opts.oracle {

@@ -45,6 +45,8 @@ pub struct Row {
     pub oracle_all: Option<f64>,
     /// Mean val top-1 (%) when the bank has a val split.
     pub val_all: Option<f64>,
+    /// Mean val mean-per-class accuracy (%): what selection on val maximises.
+    pub val_balanced: Option<f64>,
     pub selection: String,
 }
 
@@ -149,6 +151,7 @@ pub fn aggregate(bank: &str, records: &[RunRecord]) -> Vec<Row> {
                 loma_cv: col(&|r: &RunRecord| loma_cv(&r.test)).0,
                 oracle_all: oracle,
                 val_all: col(&|r: &RunRecord| r.val.as_ref().map(|v| 100.0 * v.top1)).0,
+                val_balanced: col(&|r: &RunRecord| r.val.as_ref().map(|v| 100.0 * v.balanced())).0,
                 selection: if rs[0].selected_epoch.is_some() {
                     "val"
                 } else {
@@ -217,6 +220,7 @@ pub fn table_frame(rows: &[Row]) -> PolarsResult<DataFrame> {
     ];
     if rows.iter().any(|r| r.val_all.is_some()) {
         cols.push(c("val_all", &|r| r.val_all));
+        cols.push(c("val_balanced", &|r| r.val_balanced));
     }
     cols.push(Column::new(
         "bank".into(),
