@@ -111,9 +111,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "lr=..:wd=..")]
     pub grid: Option<Grid>,
     /// Tune lr and wd per method on a grid (--grid, default
-    /// lr=1e-4,5e-4,1e-3,5e-3,1e-2:wd=0,5e-4,5e-3), selecting on the bank's val split, or on a
-    /// held-out 20 % of train when it has none (every 5th row of each class with ≥ 5 rows);
-    /// then run the chosen cell on the full train split. Writes <out>/tune.csv.
+    /// lr=1e-4,5e-4,1e-3,5e-3,1e-2:wd=0,5e-4,5e-3), scoring each cell's final-epoch head by
+    /// mean per-class accuracy on the bank's val split, or on a held-out 20 % of train when it
+    /// has none (every 5th row of each class with ≥ 5 rows; those rows were seen by the
+    /// backbone and the stage-1 head, so their scores are optimistic: only the ranking of
+    /// cells is used); then run the chosen cell on the full train split. Writes
+    /// <out>/tune.csv.
     #[arg(long)]
     pub tune: bool,
     /// Split that --tune selects on; `test` is an oracle and is labelled so everywhere.

@@ -33,6 +33,7 @@ pub fn job_key(bank_fingerprint: &str, job: &Job, opts: &RunOptions) -> String {
         "tta": opts.tta,
         "shuffle": opts.shuffle,
         "oracle": opts.oracle,
+        "select_on_val": opts.select_on_val,
         "version": env!("CARGO_PKG_VERSION"),
     });
     let mut h = bank::Fnv::default();

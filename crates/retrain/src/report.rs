@@ -63,6 +63,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         oracle: args.oracle,
         tta: !args.no_tta,
         one_pass: args.one_pass,
+        select_on_val: true,
     };
     // resume: the runs already recorded in the output folder (all shards' files)
     let mut done = if args.rerun {

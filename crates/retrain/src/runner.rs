@@ -33,6 +33,9 @@ pub struct RunOptions {
     pub tta: bool,
     /// Train the linear heads of jobs that share a batch sequence in one pass.
     pub one_pass: bool,
+    /// Pick the epoch with the best val score when the bank has a val split (otherwise, and
+    /// when false, the final epoch is used; val is still evaluated).
+    pub select_on_val: bool,
 }
 
 /// What one run produced (one line of the records file).
@@ -156,7 +159,7 @@ impl<'a> Tracker<'a> {
                 self.par,
             )
         };
-        if let Some(val) = &self.bank.val {
+        if let (Some(val), true) = (&self.bank.val, self.opts.select_on_val) {
             let score = eval(val).balanced();
             if self.best_val.as_ref().is_none_or(|(b, _, _)| score >= *b) {
                 self.best_val = Some((score, epoch, head.clone()));
