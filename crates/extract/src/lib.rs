@@ -4,7 +4,9 @@
 //! Flow: a [`datasets`] loader yields labelled images; [`transform`] turns them into
 //! normalised tensors (test view, its left-right flip, optional random train views); a
 //! [`backbones::Backbone`] built from a checked [`checkpoint`] maps them to features; [`run`]
-//! writes the bank atomically through `bank::BankDir`.
+//! writes the bank atomically through `bank::BankDir`. [`stage1`] trains a backbone end to end
+//! first (`--stage1`: cross-entropy + weight decay), which is how the committed default bank
+//! `features/fmnist-lt-ir100/` is made.
 
 pub mod backbones;
 pub mod checkpoint;

@@ -154,10 +154,7 @@ fn init_weights(vars: &[(String, Var)], seed: u64, head: &str) -> Result<()> {
     Ok(())
 }
 
-fn write_atomic(
-    tensors: &HashMap<String, Tensor>,
-    path: &Path,
-) -> std::result::Result<(), ExtractError> {
+fn write_atomic(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
     let tmp = PathBuf::from(format!("{}.tmp", path.display()));
     candle_core::safetensors::save(tensors, &tmp)?;
     std::fs::rename(&tmp, path).map_err(|e| ExtractError::io(path, e))

@@ -201,13 +201,11 @@ pub fn conv_im2col(x: &Tensor, weight: &Tensor, padding: usize) -> Result<Tensor
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{DType, Device};
+    use candle_core::Device;
 
     #[test]
     fn im2col_convolution_matches_candle_conv2d() {
         let dev = Device::Cpu;
-        let vb = VarBuilder::zeros(DType::F32, &dev);
-        let _ = vb;
         let x = Tensor::randn(0f32, 1.0, (2, 3, 7, 6), &dev).unwrap();
         let w = Tensor::randn(0f32, 1.0, (5, 3, 3, 3), &dev).unwrap();
         let c = Conv2d::new(
