@@ -162,7 +162,7 @@ impl Args {
             .clone()
             .unwrap_or_else(|| PathBuf::from("features").join(&source.name));
         let arch = self.default_arch();
-        let stage1 = self.stage1.then(|| Stage1Plan {
+        let stage1 = self.stage1.then_some(Stage1Plan {
             recipe: Recipe {
                 epochs: self.epochs,
                 batch_size: self.train_batch_size,
