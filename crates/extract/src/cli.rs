@@ -131,6 +131,27 @@ impl Args {
         command: String,
         git_revision: Option<String>,
     ) -> Result<(Plan, Option<String>)> {
+        if !(self.ir.is_finite() && self.ir >= 1.0) {
+            return Err(ExtractError::Usage(format!(
+                "--ir must be a finite number ≥ 1, got {}",
+                self.ir
+            )));
+        }
+        if let Some(m) = self.img_max {
+            if !(m.is_finite() && (1.0..=1e9).contains(&m)) {
+                return Err(ExtractError::Usage(format!(
+                    "--img-max must be between 1 and 1e9, got {m}"
+                )));
+            }
+        }
+        if self.limit == Some(0) {
+            return Err(ExtractError::Usage(
+                "--limit must be ≥ 1 (rows kept per split)".into(),
+            ));
+        }
+        if self.batch_size == 0 {
+            return Err(ExtractError::Usage("--batch-size must be ≥ 1".into()));
+        }
         let root = match (&self.root, self.dataset) {
             (Some(r), _) => r.clone(),
             (None, DatasetKind::FmnistLt) => PathBuf::from(crate::datasets::fmnist::DEFAULT_ROOT),

@@ -165,6 +165,14 @@ impl SourceSpec {
             )));
         }
         let counts = bank::profile::exponential_counts(img_max, k, self.imb_ratio);
+        if let Some(c) = counts.iter().position(|&n| n == 0) {
+            return Err(ExtractError::Usage(format!(
+                "--ir {} with --img-max {img_max} leaves class {c} with 0 training images (int({img_max} · (1/{})^({c}/{})) = 0): lower --ir or raise --img-max",
+                self.imb_ratio,
+                self.imb_ratio,
+                k - 1
+            )));
+        }
         let idx =
             long_tail::first_n_per_class(&train.labels, &counts).map_err(|(c, have, want)| {
                 ExtractError::format(

@@ -1465,13 +1465,13 @@ fn bug_list_corrupt_image_leaves_partial() {
 }
 
 #[test]
-#[ignore = "bug: extract --limit 0 says `split train: every image was skipped` (no file, no flag; nothing was skipped) and leaves <out>.partial"]
+// fixed (was a bug found by this catalogue)
 fn bug_extract_limit_0_vague_and_leaves_partial() {
     run_bug("extract_limit_0");
 }
 
 #[test]
-#[ignore = "bug: extract --ir inf exits 0 and writes a bank that Bank::open rejects (classes 1..9 have no training sample)"]
+// fixed (was a bug found by this catalogue)
 fn bug_extract_ir_inf_writes_an_invalid_bank() {
     run_bug("extract_ir_inf");
 }
