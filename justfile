@@ -3,7 +3,7 @@
 
 set positional-arguments := false
 
-# Table 1 (every method + the stage-1 reference row, 3 seeds) on the default bank.
+# Table 1 (every method + the stage1 and logreg-balanced reference rows, 3 seeds) on the default bank.
 table1 *ARGS:
     cargo run -p retrain -- --method all --seeds 3 {{ARGS}}
 
@@ -55,9 +55,12 @@ extract DATASET *ARGS:
 bench-extract:
     cargo run -p extract --example throughput -- --arch resnet50 --batch 32 --batches 3
 
-# CUDA build of extract (no GPU needed to build; ~17 min cold on 2 cores; not in CI).
-# Needs the toolkit tree of shared/cuda-build.md in CUDA_HOME.
+# CUDA build of extract (no GPU needed to build; 9.6 min cold on 2 cores here; not in CI).
+# CUDA_HOME: the toolkit tree of shared/cuda-build.md, made by crates/extract/scripts/cuda-tree.sh.
+# Running it here needs LD_LIBRARY_PATH=$CUDA_HOME/lib64:$CUDA_HOME/lib64/stubs (then
+# `--device cuda` says there is no GPU; `--device auto` falls back to the CPU).
 build-cuda:
+    test -x "$CUDA_HOME/bin/nvcc" || { echo "set CUDA_HOME (crates/extract/scripts/cuda-tree.sh)"; exit 2; }
     CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90} CUDAFORGE_THREADS=2 \
     PATH="$CUDA_HOME/bin:$PATH" LIBRARY_PATH="$CUDA_HOME/lib64:$CUDA_HOME/lib64/stubs" \
     CARGO_TARGET_DIR=${CUDA_TARGET_DIR:-target-cuda} \
