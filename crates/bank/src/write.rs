@@ -16,11 +16,16 @@ pub enum FeatureDtype {
     F16,
 }
 
-struct Raw {
-    dtype: Dtype,
-    shape: Vec<usize>,
-    bytes: Vec<u8>,
+/// A tensor as raw little-endian bytes of any safetensors dtype (also what tests use to write
+/// deliberately broken files).
+#[derive(Debug, Clone)]
+pub struct RawTensor {
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub bytes: Vec<u8>,
 }
+
+type Raw = RawTensor;
 
 impl View for &Raw {
     fn dtype(&self) -> Dtype {
@@ -75,7 +80,8 @@ fn tmp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-fn save(path: &Path, tensors: Vec<(&str, Raw)>) -> Result<()> {
+/// Write named tensors to a safetensors file, atomically.
+pub fn save_tensors(path: &Path, tensors: Vec<(&str, RawTensor)>) -> Result<()> {
     write_atomic(path, |tmp| {
         let views: Vec<(&str, &Raw)> = tensors.iter().map(|(n, r)| (*n, r)).collect();
         safetensors::serialize_to_file(views, None, tmp).map_err(std::io::Error::other)
@@ -116,7 +122,7 @@ pub fn write_split(
     if let Some(f) = features_flip {
         t.push(("features_flip", floats(f, vec![rows, dim], dtype)));
     }
-    save(path, t)
+    save_tensors(path, t)
 }
 
 /// Write `head.safetensors` (`weight` [K, D], `bias` [K], nn.Linear layout, f32).
@@ -133,7 +139,7 @@ pub fn write_head(
             msg: format!("head is not {num_classes}x{dim}"),
         });
     }
-    save(
+    save_tensors(
         path,
         vec![
             (

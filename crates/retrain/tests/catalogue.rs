@@ -17,8 +17,7 @@
 //! `extract` is found next to `retrain` in the target folder; when it is not built yet it is
 //! built once with `cargo build -p extract`.
 
-use safetensors::{Dtype, View};
-use std::borrow::Cow;
+use safetensors::Dtype;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -26,25 +25,7 @@ use std::sync::OnceLock;
 // ---- writing tensors -----------------------------------------------------------------------
 
 /// A raw tensor for writing test files with any dtype.
-struct T {
-    dtype: Dtype,
-    shape: Vec<usize>,
-    bytes: Vec<u8>,
-}
-impl View for &T {
-    fn dtype(&self) -> Dtype {
-        self.dtype
-    }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(&self.bytes)
-    }
-    fn data_len(&self) -> usize {
-        self.bytes.len()
-    }
-}
+use bank::write::RawTensor as T;
 fn f32s(shape: &[usize], v: &[f32]) -> T {
     assert_eq!(shape.iter().product::<usize>(), v.len());
     T {
@@ -65,8 +46,7 @@ fn zeros(shape: &[usize]) -> T {
     f32s(shape, &vec![0.0; shape.iter().product()])
 }
 fn save(path: &Path, tensors: Vec<(&str, T)>) {
-    let views: Vec<(&str, &T)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
-    safetensors::serialize_to_file(views, None, path).unwrap();
+    bank::write::save_tensors(path, tensors).unwrap();
 }
 
 // ---- the base bank ---------------------------------------------------------------------------

@@ -2,8 +2,7 @@
 //! written the way a PyTorch user writes one, determinism, and every bad input the bank
 //! contract names (one line naming the file and field, exit code 2, no table written).
 
-use safetensors::{Dtype, View};
-use std::borrow::Cow;
+use safetensors::Dtype;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -21,25 +20,7 @@ fn stderr(o: &Output) -> String {
 }
 
 /// A raw tensor for writing test files with any dtype.
-struct T {
-    dtype: Dtype,
-    shape: Vec<usize>,
-    bytes: Vec<u8>,
-}
-impl View for &T {
-    fn dtype(&self) -> Dtype {
-        self.dtype
-    }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(&self.bytes)
-    }
-    fn data_len(&self) -> usize {
-        self.bytes.len()
-    }
-}
+use bank::write::RawTensor as T;
 fn f32s(shape: &[usize], v: &[f32]) -> T {
     T {
         dtype: Dtype::F32,
@@ -55,8 +36,7 @@ fn i64s(v: &[i64]) -> T {
     }
 }
 fn save(path: &Path, tensors: Vec<(&str, T)>) {
-    let views: Vec<(&str, &T)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
-    safetensors::serialize_to_file(views, None, path).unwrap();
+    bank::write::save_tensors(path, tensors).unwrap();
 }
 
 /// A tiny separable bank as PyTorch would save it: K = 3, D = 4, counts 30/12/4.
