@@ -18,9 +18,17 @@ pub const DEFAULT_DELTAS: [f32; 11] = [0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0
 /// Re-train classifier heads on a cached feature bank with every LOS Table 1 method.
 ///
 /// Runs each selected method for each seed (in parallel), evaluates on test (final epoch, or
-/// the best val epoch when the bank has a val split), and writes results/table1.csv (mean ±
-/// std over seeds), results/runs.csv (long format), results/per-class.csv (accuracy, LoMa,
-/// RSD per class) and results/config.json.
+/// the epoch with the best val mean per-class accuracy when the bank has a val split), and
+/// writes into --out: table1.csv (mean ± std over seeds), runs.csv (long format),
+/// per-class.csv, loma.csv, loma-segments.csv, config.json, figures (PNG + SVG) and
+/// records.jsonl (finished runs; a rerun resumes).
+///
+/// Definitions: All = micro top-1; Many/Medium/Few = mean per-class accuracy over the classes
+/// with > many-above / in between / < few-below training rows; ECE = expected calibration
+/// error over 15 equal-width confidence bins; LoMa_i = mean of logit i over the test samples
+/// of class i − mean of logit i over the other test samples; loma_norm = LoMa_i / mean_j
+/// LoMa_j; RSD_i = population std of logit i over the test samples of class i / LoMa_i;
+/// loma_cv = std/mean of LoMa across classes.
 #[derive(Debug, Parser)]
 #[command(name = "retrain", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
