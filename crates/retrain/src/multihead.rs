@@ -11,7 +11,7 @@ use crate::head::HeadState;
 use crate::linalg::{matmul_abt, matmul_atb};
 use crate::loss::LossFn;
 use crate::method::{Constraint, Head, Method, ProjectEvery, Schedule, Solver};
-use crate::optim::{cosine_lr, sgd_step};
+use crate::optim::{cosine_lr, sgd_step, sgd_step_par};
 use crate::sampler::EpochSampler;
 use crate::trainer::{TrainOptions, project_rows};
 use bank::Split;
@@ -102,7 +102,8 @@ pub fn train_many(
                     zm[r * k..(r + 1) * k]
                         .copy_from_slice(&z[r * nk + mi * k..r * nk + (mi + 1) * k]);
                 }
-                sums[mi] += loss.loss_and_grad(&zm[..nb * k], &yb[..nb], &mut gm[..nb * k]);
+                sums[mi] +=
+                    loss.loss_and_grad_par(&zm[..nb * k], &yb[..nb], &mut gm[..nb * k], opts.par);
                 for r in 0..nb {
                     g[r * nk + mi * k..r * nk + (mi + 1) * k]
                         .copy_from_slice(&gm[r * k..(r + 1) * k]);
@@ -121,13 +122,14 @@ pub fn train_many(
                     Schedule::Constant => hp.lr,
                 };
                 let (rw, rb) = (mi * k * d..(mi + 1) * k * d, mi * k..(mi + 1) * k);
-                sgd_step(
+                sgd_step_par(
                     &mut w[rw.clone()],
                     &dw[rw.clone()],
                     &mut mw[rw.clone()],
                     lr,
                     hp.momentum,
                     hp.wd,
+                    opts.par,
                 );
                 sgd_step(
                     &mut b[rb.clone()],

@@ -3,12 +3,39 @@
 //! `g = ∂ + wd·p; buf = μ·buf + g (buf = g at the first step); p −= lr·buf` — the update order
 //! of `torch.optim.SGD` (dampening 0, no Nesterov); the bias is decayed too.
 
+use crate::linalg::Parallelism;
+
 /// One parameter tensor's SGD step; `buf` starts at zeros, which makes the first step `buf = g`.
 pub fn sgd_step(param: &mut [f32], grad: &[f32], buf: &mut [f32], lr: f32, momentum: f32, wd: f32) {
     for ((p, g), m) in param.iter_mut().zip(grad).zip(buf.iter_mut()) {
         let g = g + wd * *p;
         *m = momentum * *m + g;
         *p -= lr * *m;
+    }
+}
+
+/// [`sgd_step`] split over threads when `par` has several and the tensor is large
+/// (elementwise, so the result is the same).
+pub fn sgd_step_par(
+    param: &mut [f32],
+    grad: &[f32],
+    buf: &mut [f32],
+    lr: f32,
+    momentum: f32,
+    wd: f32,
+    par: Parallelism,
+) {
+    const CHUNK: usize = 1 << 15;
+    match par {
+        Parallelism::Rayon(n) if n != 1 && param.len() > 4 * CHUNK => {
+            use rayon::prelude::*;
+            param
+                .par_chunks_mut(CHUNK)
+                .zip(grad.par_chunks(CHUNK))
+                .zip(buf.par_chunks_mut(CHUNK))
+                .for_each(|((p, g), m)| sgd_step(p, g, m, lr, momentum, wd));
+        }
+        _ => sgd_step(param, grad, buf, lr, momentum, wd),
     }
 }
 

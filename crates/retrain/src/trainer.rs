@@ -9,7 +9,7 @@ use crate::head::{HeadState, StepBuffers, backward, forward};
 use crate::linalg::Parallelism;
 use crate::loss::LossFn;
 use crate::method::{Constraint, Head, Method, ProjectEvery, Schedule};
-use crate::optim::{cosine_lr, sgd_step};
+use crate::optim::{cosine_lr, sgd_step, sgd_step_par};
 use crate::sampler::EpochSampler;
 use bank::Split;
 
@@ -100,17 +100,36 @@ impl<'a> Trainer<'a> {
             buf.yb[j] = self.labels[i];
         }
         forward(head, buf, b, self.par);
-        let l = self
-            .loss
-            .loss_and_grad(&buf.z[..b * k], &buf.yb[..b], &mut buf.g[..b * k]);
+        let l = self.loss.loss_and_grad_par(
+            &buf.z[..b * k],
+            &buf.yb[..b],
+            &mut buf.g[..b * k],
+            self.par,
+        );
         backward(head, buf, b, self.par);
         let [mw, mb, mc] = &mut self.momentum;
         match head.kind {
             Head::Linear => {
-                sgd_step(&mut head.weight, &buf.dw, mw, lr, hp.momentum, hp.wd);
+                sgd_step_par(
+                    &mut head.weight,
+                    &buf.dw,
+                    mw,
+                    lr,
+                    hp.momentum,
+                    hp.wd,
+                    self.par,
+                );
                 sgd_step(&mut head.bias, &buf.db, mb, lr, hp.momentum, hp.wd);
             }
-            Head::Cosine { .. } => sgd_step(&mut head.weight, &buf.dw, mw, lr, hp.momentum, hp.wd),
+            Head::Cosine { .. } => sgd_step_par(
+                &mut head.weight,
+                &buf.dw,
+                mw,
+                lr,
+                hp.momentum,
+                hp.wd,
+                self.par,
+            ),
             Head::Lws => sgd_step(&mut head.scales, &buf.dc, mc, lr, hp.momentum, hp.wd),
         }
         if let Some((t, ProjectEvery::Step)) = self.maxnorm {

@@ -3,11 +3,15 @@
 //!
 //! Gradient: `∂L_i/∂z_ic = (p_ic − 1{c = y_i}) · [(1 − p_i)^γ + γ p_i (1 − p_i)^(γ−1) CE_i]`.
 //!
+//! `batch` is the size of the whole minibatch (the mean's denominator); `z`/`y` may hold a
+//! chunk of its rows.
+//!
 //! # Shapes
 //! `z`, `grad`: [B, K] row-major; `y`: [B].
 
-pub fn focal(z: &[f32], y: &[u32], k: usize, gamma: f64, grad: &mut [f32]) -> f64 {
-    let b = y.len();
+pub fn focal(z: &[f32], y: &[u32], k: usize, gamma: f64, grad: &mut [f32], batch: usize) -> f64 {
+    // the rows may be a chunk of the batch: normalise by the whole batch
+    let b = batch;
     let inv_b = 1.0 / b as f64;
     let mut total = 0.0f64;
     for (i, &yi) in y.iter().enumerate() {

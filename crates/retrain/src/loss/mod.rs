@@ -12,7 +12,12 @@ pub use sigmoid_bce::sigmoid_bce;
 pub use softmax_bce::softmax_bce;
 pub use softmax_ce::{CeTerms, softmax_ce};
 
+use crate::linalg::Parallelism;
 use crate::method::{CbForm, Head, Loss};
+use rayon::prelude::*;
+
+/// Rows per chunk of the loss computation (see [`LossFn::loss_and_grad_par`]).
+pub const LOSS_CHUNK_ROWS: usize = 64;
 
 /// A loss bound to a bank's class counts (and the head's logit scale, for LDAM).
 #[derive(Debug, Clone)]
@@ -54,6 +59,40 @@ impl LossFn {
 
     /// Batch-mean loss of logits `z` [B, K] for labels `y` [B]; writes ∂L/∂z into `grad`.
     pub fn loss_and_grad(&self, z: &[f32], y: &[u32], grad: &mut [f32]) -> f64 {
+        self.loss_and_grad_par(z, y, grad, Parallelism::None)
+    }
+
+    /// [`LossFn::loss_and_grad`], with the rows split over threads when `par` has several.
+    /// Rows are processed in fixed chunks of [`LOSS_CHUNK_ROWS`] whose partial losses are
+    /// summed in order, so the result does not depend on the number of threads.
+    pub fn loss_and_grad_par(
+        &self,
+        z: &[f32],
+        y: &[u32],
+        grad: &mut [f32],
+        par: Parallelism,
+    ) -> f64 {
+        let (b, k) = (y.len(), self.num_classes);
+        let rows = LOSS_CHUNK_ROWS;
+        let parts: Vec<f64> = match par {
+            Parallelism::Rayon(n) if n != 1 && b > rows => grad[..b * k]
+                .par_chunks_mut(rows * k)
+                .zip(z[..b * k].par_chunks(rows * k))
+                .zip(y.par_chunks(rows))
+                .map(|((g, z), y)| self.chunk(z, y, g, b))
+                .collect(),
+            _ => grad[..b * k]
+                .chunks_mut(rows * k)
+                .zip(z[..b * k].chunks(rows * k))
+                .zip(y.chunks(rows))
+                .map(|((g, z), y)| self.chunk(z, y, g, b))
+                .collect(),
+        };
+        parts.iter().sum()
+    }
+
+    /// The rows `y` (a chunk of a batch of `batch` rows): their share of the batch-mean loss.
+    fn chunk(&self, z: &[f32], y: &[u32], grad: &mut [f32], batch: usize) -> f64 {
         let k = self.num_classes;
         let t = &self.class_terms;
         match self.loss {
@@ -66,6 +105,7 @@ impl LossFn {
                     ..Default::default()
                 },
                 grad,
+                batch,
             ),
             Loss::BalancedSoftmax => softmax_ce(
                 z,
@@ -76,6 +116,7 @@ impl LossFn {
                     ..Default::default()
                 },
                 grad,
+                batch,
             ),
             Loss::Ldam { .. } => softmax_ce(
                 z,
@@ -86,6 +127,7 @@ impl LossFn {
                     ..Default::default()
                 },
                 grad,
+                batch,
             ),
             Loss::ClassBalanced {
                 form: CbForm::Softmax,
@@ -99,16 +141,17 @@ impl LossFn {
                     ..Default::default()
                 },
                 grad,
+                batch,
             ),
             Loss::ClassBalanced {
                 form: CbForm::Sigmoid,
                 ..
-            } => sigmoid_bce(z, y, k, t, grad),
+            } => sigmoid_bce(z, y, k, t, grad, batch),
             Loss::ClassBalanced {
                 form: CbForm::SoftmaxBce,
                 ..
-            } => softmax_bce(z, y, k, t, grad),
-            Loss::Focal { gamma } => focal(z, y, k, gamma as f64, grad),
+            } => softmax_bce(z, y, k, t, grad, batch),
+            Loss::Focal { gamma } => focal(z, y, k, gamma as f64, grad, batch),
         }
     }
 }
@@ -177,6 +220,35 @@ mod tests {
         check_gradient(Loss::Focal { gamma: 1.0 }, Head::Linear);
         check_gradient(Loss::Focal { gamma: 2.0 }, Head::Linear);
         check_gradient(Loss::Focal { gamma: 0.5 }, Head::Linear);
+    }
+
+    #[test]
+    fn threads_do_not_change_loss_or_gradient() {
+        let (b, k) = (300, 50);
+        let counts: Vec<usize> = (1..=k).collect();
+        let z: Vec<f32> = (0..b * k)
+            .map(|i| ((i as f32) * 0.37).sin() * 3.0)
+            .collect();
+        let y: Vec<u32> = (0..b).map(|i| (i * 7 % k) as u32).collect();
+        for loss in [
+            Loss::Ce { smoothing: 0.98 },
+            Loss::Focal { gamma: 1.0 },
+            Loss::ClassBalanced {
+                beta: 0.99,
+                form: CbForm::SoftmaxBce,
+            },
+        ] {
+            let f = LossFn::new(loss, Head::Linear, &counts);
+            let (mut g1, mut g2) = (vec![0.0; b * k], vec![0.0; b * k]);
+            let l1 = f.loss_and_grad_par(&z, &y, &mut g1, Parallelism::None);
+            let l2 = rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .build()
+                .unwrap()
+                .install(|| f.loss_and_grad_par(&z, &y, &mut g2, Parallelism::Rayon(2)));
+            assert_eq!(l1, l2, "{loss:?}");
+            assert_eq!(g1, g2, "{loss:?}");
+        }
     }
 
     #[test]

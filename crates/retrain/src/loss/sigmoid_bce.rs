@@ -4,11 +4,22 @@
 //!
 //! Gradient: `∂L/∂z_ic = w_{y_i} (σ(z_ic) − 1{c = y_i}) / B`.
 //!
+//! `batch` is the size of the whole minibatch (the mean's denominator); `z`/`y` may hold a
+//! chunk of its rows.
+//!
 //! # Shapes
 //! `z`, `grad`: [B, K]; `y`: [B]; `weight`: [K].
 
-pub fn sigmoid_bce(z: &[f32], y: &[u32], k: usize, weight: &[f32], grad: &mut [f32]) -> f64 {
-    let b = y.len();
+pub fn sigmoid_bce(
+    z: &[f32],
+    y: &[u32],
+    k: usize,
+    weight: &[f32],
+    grad: &mut [f32],
+    batch: usize,
+) -> f64 {
+    // the rows may be a chunk of the batch: normalise by the whole batch
+    let b = batch;
     let inv_b = 1.0 / b as f32;
     let mut total = 0.0f64;
     for (i, &yi) in y.iter().enumerate() {

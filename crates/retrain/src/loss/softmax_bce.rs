@@ -7,11 +7,22 @@
 //! Gradient (PyTorch's BCE backward, then softmax): with
 //! `a_c = w (p_c − t_c) / max(p_c (1 − p_c), 1e-12) / (B K)`, `∂L/∂z_k = p_k (a_k − Σ_c a_c p_c)`.
 //!
+//! `batch` is the size of the whole minibatch (the mean's denominator); `z`/`y` may hold a
+//! chunk of its rows.
+//!
 //! # Shapes
 //! `z`, `grad`: [B, K]; `y`: [B]; `weight`: [K].
 
-pub fn softmax_bce(z: &[f32], y: &[u32], k: usize, weight: &[f32], grad: &mut [f32]) -> f64 {
-    let b = y.len();
+pub fn softmax_bce(
+    z: &[f32],
+    y: &[u32],
+    k: usize,
+    weight: &[f32],
+    grad: &mut [f32],
+    batch: usize,
+) -> f64 {
+    // the rows may be a chunk of the batch: normalise by the whole batch
+    let b = batch;
     let norm = 1.0 / (b * k) as f64;
     let mut total = 0.0f64;
     let mut p = vec![0.0f64; k];

@@ -7,6 +7,9 @@
 //!
 //! Gradient: `∂L/∂z_ic = r_i (p_ic − q_ic) / B`.
 //!
+//! `batch` is the size of the whole minibatch (the mean's denominator); `z`/`y` may hold a
+//! chunk of its rows.
+//!
 //! # Shapes
 //! `z`, `grad`: [B, K] row-major; `y`: [B]; `offset`, `weight`, `margin`: [K].
 
@@ -21,8 +24,16 @@ pub struct CeTerms<'a> {
 }
 
 /// Returns the batch-mean loss and writes `∂L/∂z` into `grad`.
-pub fn softmax_ce(z: &[f32], y: &[u32], k: usize, t: CeTerms<'_>, grad: &mut [f32]) -> f64 {
-    let b = y.len();
+pub fn softmax_ce(
+    z: &[f32],
+    y: &[u32],
+    k: usize,
+    t: CeTerms<'_>,
+    grad: &mut [f32],
+    batch: usize,
+) -> f64 {
+    // the rows may be a chunk of the batch: normalise by the whole batch
+    let b = batch;
     let (q_true, q_other) = smoothed_targets(k, t.smoothing);
     let (q_true, q_other) = (q_true as f32, q_other as f32);
     let inv_b = 1.0 / b as f32;
