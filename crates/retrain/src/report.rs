@@ -10,7 +10,9 @@ use crate::method::Head;
 use crate::records::{self, Appender, Line, job_key};
 use crate::runner::{Job, RunOptions, RunRecord, run_jobs};
 use crate::stage1::fit_stage1_head;
-use crate::tables::{Row, aggregate, per_class_frame, render, runs_frame, table_frame, write_csv};
+use crate::tables::{
+    Row, aggregate, per_class_frame, record_label, render, runs_frame, table_frame, write_csv,
+};
 use bank::{Bank, ShotGroup};
 use indicatif::{ProgressBar, ProgressStyle};
 use polars::prelude::{Column, DataFrame, PolarsResult};
@@ -430,10 +432,7 @@ fn write_outputs(args: &RunArgs, plan: &Plan, runs: &[BankRun]) -> anyhow::Resul
     let mut figures = Vec::new();
     let swept = &plan.swept;
     for r in runs {
-        let label = |rec: &RunRecord| {
-            let row = aggregate(&r.bank.name(), std::slice::from_ref(rec));
-            row[0].label(swept)
-        };
+        let label = |rec: &RunRecord| record_label(rec, swept);
         stack(&mut runs_df, runs_frame(r.bank, &r.records)?)?;
         stack(
             &mut class_df,

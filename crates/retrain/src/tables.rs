@@ -53,19 +53,43 @@ pub struct Row {
 impl Row {
     /// The method name with the parameters that vary in this table (`los δ=0.5`).
     pub fn label(&self, swept: &[&str]) -> String {
-        let mut s = self.method.clone();
-        for p in swept {
-            let v = match *p {
-                "delta" => self.delta.map(|v| format!(" δ={v}")),
-                "tau" => self.tau.map(|v| format!(" τ={v}")),
-                "lr" => Some(format!(" lr={}", self.lr)),
-                "wd" => Some(format!(" wd={}", self.wd)),
-                _ => None,
-            };
-            s.push_str(&v.unwrap_or_default());
-        }
-        s
+        label(&self.method, self.delta, self.tau, self.lr, self.wd, swept)
     }
+}
+
+/// The label of a run's method, as [`Row::label`] gives it for its row.
+pub fn record_label(r: &RunRecord, swept: &[&str]) -> String {
+    let m = &r.method;
+    label(
+        &m.name,
+        m.delta().map(wide),
+        m.tau().map(wide),
+        wide(m.hyper.lr),
+        wide(m.hyper.wd),
+        swept,
+    )
+}
+
+fn label(
+    method: &str,
+    delta: Option<f64>,
+    tau: Option<f64>,
+    lr: f64,
+    wd: f64,
+    swept: &[&str],
+) -> String {
+    let mut s = method.to_string();
+    for p in swept {
+        let v = match *p {
+            "delta" => delta.map(|v| format!(" δ={v}")),
+            "tau" => tau.map(|v| format!(" τ={v}")),
+            "lr" => Some(format!(" lr={lr}")),
+            "wd" => Some(format!(" wd={wd}")),
+            _ => None,
+        };
+        s.push_str(&v.unwrap_or_default());
+    }
+    s
 }
 
 /// An f32 parameter as the f64 a user typed (0.1f32 → 0.1, not 0.10000000149011612).
