@@ -172,6 +172,10 @@ pub struct RunArgs {
     /// Same results as separate runs.
     #[arg(long)]
     pub one_pass: bool,
+    /// Where the heads train: `cpu` (the hand-written engine), `cuda` (GPU 0; a binary built
+    /// with `just build-cuda`), `auto` (CUDA when available).
+    #[arg(long, value_enum, default_value_t = crate::device::DeviceChoice::Cpu)]
+    pub device: crate::device::DeviceChoice,
     /// Do not draw figures (PNG/SVG).
     #[arg(long)]
     pub no_plots: bool,
@@ -201,6 +205,8 @@ pub struct Plan {
     pub methods: Vec<Method>,
     pub out: PathBuf,
     pub threads: usize,
+    /// The GPU of `--device` (`None`: the CPU engine).
+    pub device: Option<candle_core::Device>,
     pub swept: Vec<&'static str>,
     pub sweep_delta: bool,
     pub sweep_tau: bool,
@@ -493,17 +499,25 @@ impl RunArgs {
                 })
             })
             .collect();
+        let (device, notice) = crate::device::select(self.device)?;
+        if let Some(n) = notice {
+            log(&format!("--device auto: {n}"));
+        }
         let threads = self.jobs.unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1)
         });
+        if self.one_pass && device.is_some() {
+            bail!("--one-pass is an option of the CPU engine; leave it out with --device cuda");
+        }
         Ok(Plan {
             banks,
             jobs,
             methods,
             out: self.out.clone(),
             threads,
+            device,
             swept,
             sweep_delta: self.sweep_delta,
             sweep_tau: self.sweep_tau,

@@ -8,6 +8,7 @@ pub mod analysis;
 pub mod cli;
 pub mod compare;
 pub mod config;
+pub mod device;
 pub mod eval;
 pub mod head;
 pub mod linalg;

@@ -26,7 +26,7 @@ pub struct Line {
 
 /// The key of a job: FNV-1a over a canonical JSON of its inputs.
 pub fn job_key(bank_fingerprint: &str, job: &Job, opts: &RunOptions) -> String {
-    let canon = serde_json::json!({
+    let mut canon = serde_json::json!({
         "bank": bank_fingerprint,
         "method": job.method,
         "seed": job.seed,
@@ -36,6 +36,10 @@ pub fn job_key(bank_fingerprint: &str, job: &Job, opts: &RunOptions) -> String {
         "select_on_val": opts.select_on_val,
         "version": env!("CARGO_PKG_VERSION"),
     });
+    if opts.on_device {
+        // device numbers differ from the CPU engine's in the last bits: separate records
+        canon["device"] = "cuda".into();
+    }
     let mut h = bank::Fnv::default();
     h.write(canon.to_string().as_bytes());
     format!("{:016x}", h.0)

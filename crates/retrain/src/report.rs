@@ -4,6 +4,7 @@ use crate::analysis::{
     delta_figure, grid_figure, loma_frame, segment_figures, segment_frame, segment_means,
 };
 use crate::cli::{Plan, RunArgs, TuneOn};
+use crate::device::DeviceBank;
 use crate::head::HeadState;
 use crate::linalg::Parallelism;
 use crate::method::Head;
@@ -66,6 +67,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         tta: !args.no_tta,
         one_pass: args.one_pass,
         select_on_val: true,
+        on_device: plan.device.is_some(),
     };
     // resume: the runs already recorded in the output folder (all shards' files)
     let mut done = if args.rerun {
@@ -384,21 +386,41 @@ fn run_bank<'a>(
     let append_error = std::sync::Mutex::new(None);
     let todo_jobs: Vec<Job> = todo.iter().map(|&i| jobs[i].clone()).collect();
     let bank_name = bank.name();
-    let fresh = run_jobs(bank, &groups, &stage1, &todo_jobs, opts, &|i, rec| {
-        let line = Line {
-            key: keys[todo[i]].clone(),
-            bank: bank_name.clone(),
-            record: rec.clone(),
-        };
-        if let Err(e) = appender.append(&line) {
-            append_error.lock().unwrap().get_or_insert(e);
-        }
-        bar.inc(1);
-    });
+    let dev_bank = match (&plan.device, todo.is_empty()) {
+        (Some(d), false) => Some(DeviceBank::upload(bank, d).map_err(|e| {
+            anyhow::anyhow!(
+                "--device: could not upload bank {} to the GPU: {}",
+                bank.dir.display(),
+                e.to_string().lines().next().unwrap_or("")
+            )
+        })?),
+        _ => None,
+    };
+    let fresh = run_jobs(
+        bank,
+        &groups,
+        &stage1,
+        &todo_jobs,
+        opts,
+        dev_bank.as_ref(),
+        &|i, rec| {
+            let line = Line {
+                key: keys[todo[i]].clone(),
+                bank: bank_name.clone(),
+                record: rec.clone(),
+            };
+            if let Err(e) = appender.append(&line) {
+                append_error.lock().unwrap().get_or_insert(e);
+            }
+            bar.inc(1);
+        },
+    );
+    drop(dev_bank);
     bar.finish_and_clear();
     if let Some(e) = append_error.into_inner().unwrap() {
         return Err(e);
     }
+    let fresh = fresh?;
     for (&i, rec) in todo.iter().zip(fresh) {
         done.insert(keys[i].clone(), rec);
     }

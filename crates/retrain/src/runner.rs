@@ -3,8 +3,9 @@
 //! Threads: with at least as many jobs as threads, each job runs single-threaded, one per
 //! core; with fewer jobs, the matmuls get the threads. Never more threads than `threads`.
 
+use crate::device::{DeviceBank, SplitId, evaluate_on_device, train_on_device};
 use crate::eval::{Evaluation, evaluate};
-use crate::head::HeadState;
+use crate::head::{EvalHead, HeadState};
 use crate::linalg::Parallelism;
 use crate::logreg::{LogRegOptions, fit_balanced_logreg};
 use crate::loss::weights::log_priors;
@@ -36,6 +37,8 @@ pub struct RunOptions {
     /// Pick the epoch with the best val score when the bank has a val split (otherwise, and
     /// when false, the final epoch is used; val is still evaluated).
     pub select_on_val: bool,
+    /// Training and evaluation run on a device (`--device cuda`); part of the record key.
+    pub on_device: bool,
 }
 
 /// What one run produced (one line of the records file).
@@ -54,14 +57,17 @@ pub struct RunRecord {
 }
 
 /// Run every job; `on_done(i, record)` is called as job i finishes (records file, progress).
+/// With `dev`, the SGD runs and every evaluation run on that device (the bank already
+/// uploaded there); the L-BFGS reference row stays on the CPU.
 pub fn run_jobs(
     bank: &Bank,
     groups: &[ShotGroup],
     stage1: &HeadState,
     jobs: &[Job],
     opts: RunOptions,
+    dev: Option<&DeviceBank>,
     on_done: &(dyn Fn(usize, &RunRecord) + Sync),
-) -> Vec<RunRecord> {
+) -> anyhow::Result<Vec<RunRecord>> {
     let threads = opts.threads.max(1);
     // tasks: one job each, or (with one_pass) every shareable job with the same batch
     // sequence together
@@ -69,7 +75,7 @@ pub fn run_jobs(
     let mut by_key: std::collections::HashMap<(u64, String, usize, usize), usize> =
         Default::default();
     for (i, job) in jobs.iter().enumerate() {
-        if opts.one_pass && shareable(&job.method) {
+        if opts.one_pass && dev.is_none() && shareable(&job.method) {
             let key = pass_key(&job.method, job.seed);
             if let Some(&t) = by_key.get(&key) {
                 tasks[t].push(i);
@@ -88,14 +94,14 @@ pub fn run_jobs(
         .num_threads(threads)
         .build()
         .expect("thread pool");
-    let mut done: Vec<(usize, RunRecord)> = pool.install(|| {
+    let done: anyhow::Result<Vec<Vec<(usize, RunRecord)>>> = pool.install(|| {
         tasks
             .par_iter()
-            .flat_map_iter(|task| {
+            .map(|task| {
                 let out: Vec<(usize, RunRecord)> = if task.len() == 1 {
                     vec![(
                         task[0],
-                        run_one(bank, groups, stage1, &jobs[task[0]], opts, par),
+                        run_one(bank, groups, stage1, &jobs[task[0]], opts, par, dev)?,
                     )]
                 } else {
                     let group: Vec<&Job> = task.iter().map(|&i| &jobs[i]).collect();
@@ -107,12 +113,13 @@ pub fn run_jobs(
                 for (i, r) in &out {
                     on_done(*i, r);
                 }
-                out
+                Ok(out)
             })
             .collect()
     });
+    let mut done: Vec<(usize, RunRecord)> = done?.into_iter().flatten().collect();
     done.sort_by_key(|(i, _)| *i);
-    done.into_iter().map(|(_, r)| r).collect()
+    Ok(done.into_iter().map(|(_, r)| r).collect())
 }
 
 /// Keeps the val-selected head and the oracle epoch of one run.
@@ -123,8 +130,11 @@ struct Tracker<'a> {
     log_priors: Vec<f64>,
     opts: RunOptions,
     par: Parallelism,
+    dev: Option<&'a DeviceBank>,
     best_val: Option<(f64, usize, HeadState)>,
     oracle: Option<(f64, usize)>,
+    /// The first device error of an evaluation (reported when the run finishes).
+    error: Option<candle_core::Error>,
 }
 
 impl<'a> Tracker<'a> {
@@ -134,6 +144,7 @@ impl<'a> Tracker<'a> {
         method: &'a Method,
         opts: RunOptions,
         par: Parallelism,
+        dev: Option<&'a DeviceBank>,
     ) -> Self {
         Tracker {
             bank,
@@ -142,66 +153,79 @@ impl<'a> Tracker<'a> {
             log_priors: log_priors(&bank.train_counts),
             opts,
             par,
+            dev,
             best_val: None,
             oracle: None,
+            error: None,
+        }
+    }
+
+    /// `head` on a split, on the device when there is one.
+    fn evaluate(&self, head: &EvalHead, id: SplitId) -> candle_core::Result<Evaluation> {
+        let split = match id {
+            SplitId::Val => self.bank.val.as_ref().expect("val split"),
+            SplitId::Test => &self.bank.test,
+            SplitId::Train => &self.bank.train,
+        };
+        match self.dev {
+            Some(db) => evaluate_on_device(db, id, split, head, self.groups, self.opts.tta),
+            None => Ok(evaluate(head, split, self.groups, self.opts.tta, self.par)),
         }
     }
 
     /// After every epoch: selection on val by mean per-class accuracy (ties go to the later
     /// epoch, as the reference code does) and the oracle.
     fn on_epoch(&mut self, epoch: usize, head: &HeadState) {
-        let eval = |split| {
-            evaluate(
-                &head.eval_head(self.method.posthoc, &self.log_priors),
-                split,
-                self.groups,
-                self.opts.tta,
-                self.par,
-            )
-        };
-        if let (Some(val), true) = (&self.bank.val, self.opts.select_on_val) {
-            let score = eval(val).balanced();
+        if let Err(e) = self.try_on_epoch(epoch, head) {
+            self.error.get_or_insert(e);
+        }
+    }
+
+    fn try_on_epoch(&mut self, epoch: usize, head: &HeadState) -> candle_core::Result<()> {
+        if self.error.is_some() {
+            return Ok(());
+        }
+        let eval_head = head.eval_head(self.method.posthoc, &self.log_priors);
+        if let (Some(_), true) = (&self.bank.val, self.opts.select_on_val) {
+            let score = self.evaluate(&eval_head, SplitId::Val)?.balanced();
             if self.best_val.as_ref().is_none_or(|(b, _, _)| score >= *b) {
                 self.best_val = Some((score, epoch, head.clone()));
             }
         }
         if self.opts.oracle {
-            let e = eval(&self.bank.test);
+            let e = self.evaluate(&eval_head, SplitId::Test)?;
             if self.oracle.is_none_or(|(b, _)| e.top1 >= b) {
                 self.oracle = Some((e.top1, epoch));
             }
         }
+        Ok(())
     }
 
     fn finish(
-        self,
+        mut self,
         job: &Job,
         last: HeadState,
         final_train_loss: Option<f64>,
         started: std::time::Instant,
-    ) -> RunRecord {
-        let (head, selected_epoch) = match self.best_val {
+    ) -> candle_core::Result<RunRecord> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        let (head, selected_epoch) = match self.best_val.take() {
             Some((_, e, h)) => (h, Some(e)),
             None => (last, None),
         };
         let eval_head = head.eval_head(self.method.posthoc, &self.log_priors);
-        let test = evaluate(
-            &eval_head,
-            &self.bank.test,
-            self.groups,
-            self.opts.tta,
-            self.par,
-        );
-        let val = self
-            .bank
-            .val
-            .as_ref()
-            .map(|v| evaluate(&eval_head, v, self.groups, self.opts.tta, self.par));
+        let test = self.evaluate(&eval_head, SplitId::Test)?;
+        let val = match self.bank.val {
+            Some(_) => Some(self.evaluate(&eval_head, SplitId::Val)?),
+            None => None,
+        };
         let mut oracle = self.oracle;
         if self.opts.oracle && !self.method.train {
             oracle = Some((test.top1, 0));
         }
-        RunRecord {
+        Ok(RunRecord {
             method: self.method.clone(),
             seed: job.seed,
             test,
@@ -210,7 +234,7 @@ impl<'a> Tracker<'a> {
             oracle,
             final_train_loss,
             seconds: started.elapsed().as_secs_f64(),
-        }
+        })
     }
 }
 
@@ -242,7 +266,7 @@ fn run_one_pass(
     let heads: Vec<HeadState> = jobs.iter().map(|j| initial_head(bank, stage1, j)).collect();
     let mut trackers: Vec<Tracker> = methods
         .iter()
-        .map(|m| Tracker::new(bank, groups, m, opts, par))
+        .map(|m| Tracker::new(bank, groups, m, opts, par, None))
         .collect();
     let topts = TrainOptions {
         shuffle: opts.shuffle,
@@ -262,7 +286,10 @@ fn run_one_pass(
         .into_iter()
         .zip(out)
         .zip(jobs)
-        .map(|((t, (head, losses)), job)| t.finish(job, head, losses.last().copied(), started))
+        .map(|((t, (head, losses)), job)| {
+            t.finish(job, head, losses.last().copied(), started)
+                .expect("host evaluation does not fail")
+        })
         .collect()
 }
 
@@ -273,10 +300,19 @@ pub fn run_one(
     job: &Job,
     opts: RunOptions,
     par: Parallelism,
-) -> RunRecord {
+    dev: Option<&DeviceBank>,
+) -> anyhow::Result<RunRecord> {
+    let device_error = |e: candle_core::Error| {
+        anyhow::anyhow!(
+            "--device: {} (seed {}) failed on the device: {}",
+            job.method.name,
+            job.seed,
+            e.to_string().lines().next().unwrap_or("")
+        )
+    };
     let started = std::time::Instant::now();
     let m = &job.method;
-    let mut tracker = Tracker::new(bank, groups, m, opts, par);
+    let mut tracker = Tracker::new(bank, groups, m, opts, par, dev);
     if let Solver::Lbfgs { l2, max_iter } = m.solver {
         let lr_opts = LogRegOptions {
             l2: l2 as f64,
@@ -288,7 +324,9 @@ pub fn run_one(
         if opts.oracle {
             tracker.on_epoch(0, &fit.head);
         }
-        return tracker.finish(job, fit.head, Some(fit.final_loss), started);
+        return tracker
+            .finish(job, fit.head, Some(fit.final_loss), started)
+            .map_err(device_error);
     }
     let topts = TrainOptions {
         shuffle: opts.shuffle,
@@ -296,19 +334,34 @@ pub fn run_one(
         par,
     };
     let init = initial_head(bank, stage1, job);
-    let outcome = train(
-        &bank.train,
-        &bank.train_counts,
-        init,
-        m,
-        job.seed,
-        &topts,
-        |e, h| tracker.on_epoch(e, h),
-    );
-    tracker.finish(
-        job,
-        outcome.head,
-        outcome.epoch_loss.last().copied(),
-        started,
-    )
+    let outcome = match dev {
+        Some(db) => train_on_device(
+            db,
+            &bank.train.labels,
+            &bank.train_counts,
+            init,
+            m,
+            job.seed,
+            &topts,
+            |e, h| tracker.on_epoch(e, h),
+        )
+        .map_err(device_error)?,
+        None => train(
+            &bank.train,
+            &bank.train_counts,
+            init,
+            m,
+            job.seed,
+            &topts,
+            |e, h| tracker.on_epoch(e, h),
+        ),
+    };
+    tracker
+        .finish(
+            job,
+            outcome.head,
+            outcome.epoch_loss.last().copied(),
+            started,
+        )
+        .map_err(device_error)
 }

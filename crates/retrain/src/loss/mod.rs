@@ -57,6 +57,12 @@ impl LossFn {
         }
     }
 
+    /// The per-class terms: log n_c (balanced softmax), s·m_c (LDAM), w_c (class-balanced);
+    /// empty for the other losses.
+    pub fn class_terms(&self) -> &[f32] {
+        &self.class_terms
+    }
+
     /// Batch-mean loss of logits `z` [B, K] for labels `y` [B]; writes ∂L/∂z into `grad`.
     pub fn loss_and_grad(&self, z: &[f32], y: &[u32], grad: &mut [f32]) -> f64 {
         self.loss_and_grad_par(z, y, grad, Parallelism::None)

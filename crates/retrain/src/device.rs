@@ -1,0 +1,552 @@
+//! Re-training and evaluation on a candle [`Device`]: a CUDA GPU when the crate is built with
+//! the `cuda` feature (`retrain --device cuda`). The same loop, formulas and update order as
+//! [`crate::trainer`], [`crate::head`] and [`crate::loss`], written in candle tensor ops and
+//! kept on the device: the bank is uploaded once ([`DeviceBank`]) and shared by every run; a
+//! step gathers its rows with `index_select`, runs the forward GEMM, the loss gradient
+//! `∂L/∂z`, the two gradient GEMMs (no gradient for the features) and the SGD update without
+//! leaving the device; the epoch loss is read back once per epoch and the head once per epoch
+//! (for selection on val).
+//!
+//! On `Device::Cpu` the same code runs through candle's CPU backend: that is how the tests
+//! check this path against the hand-written engine on machines without a GPU.
+//!
+//! Not on the device: the L-BFGS reference row (`logreg-balanced`) and `--one-pass`; the
+//! minibatch order is drawn on the host by the same [`EpochSampler`] (identical batches).
+
+use crate::eval::{Evaluation, Tally};
+use crate::head::{EvalHead, HeadState};
+use crate::loss::LossFn;
+use crate::method::{CbForm, Constraint, Head, Loss, Method, ProjectEvery, Schedule};
+use crate::optim::cosine_lr;
+use crate::sampler::EpochSampler;
+use crate::trainer::{TrainOptions, TrainOutcome};
+use bank::{Bank, ShotGroup, Split};
+use candle_core::{DType, Device, Result, Tensor};
+
+/// F.normalize's epsilon (as in [`crate::head`]).
+const NORM_EPS: f64 = 1e-12;
+/// Rows per evaluation chunk.
+const EVAL_CHUNK: usize = 16384;
+
+/// `--device`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DeviceChoice {
+    /// The hand-written CPU engine.
+    #[default]
+    Cpu,
+    /// GPU 0 (a binary built with `--features cuda`).
+    Cuda,
+    /// CUDA when available, else the CPU engine (with a notice).
+    Auto,
+}
+
+/// The CUDA device for `choice` (`None`: the CPU engine), and a one-line notice when `auto`
+/// fell back to the CPU.
+pub fn select(choice: DeviceChoice) -> anyhow::Result<(Option<Device>, Option<String>)> {
+    match choice {
+        DeviceChoice::Cpu => Ok((None, None)),
+        DeviceChoice::Cuda => cuda().map(|d| (Some(d), None)),
+        DeviceChoice::Auto => match cuda() {
+            Ok(d) => Ok((Some(d), None)),
+            Err(e) => Ok((None, Some(format!("{e}; using the CPU")))),
+        },
+    }
+}
+
+fn cuda() -> anyhow::Result<Device> {
+    if !candle_core::utils::cuda_is_available() {
+        anyhow::bail!(
+            "--device cuda: this binary was built without CUDA (build it with `just build-cuda`)"
+        );
+    }
+    Device::new_cuda(0).map_err(|e| {
+        anyhow::anyhow!(
+            "--device cuda: no usable GPU: {}",
+            e.to_string().lines().next().unwrap_or("")
+        )
+    })
+}
+
+/// A split's features on the device.
+struct DeviceSplit {
+    x: Tensor,
+    flip: Option<Tensor>,
+}
+
+impl DeviceSplit {
+    fn upload(split: &Split, device: &Device) -> Result<DeviceSplit> {
+        let shape = (split.rows, split.dim);
+        Ok(DeviceSplit {
+            x: Tensor::from_slice(split.features(), shape, device)?,
+            flip: match &split.features_flip {
+                Some(f) => Some(Tensor::from_slice(f.as_slice(), shape, device)?),
+                None => None,
+            },
+        })
+    }
+}
+
+/// Which split of a [`DeviceBank`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SplitId {
+    Train,
+    Val,
+    Test,
+}
+
+/// A bank's splits uploaded once (f32), shared by all runs on the device.
+pub struct DeviceBank {
+    pub device: Device,
+    train: DeviceSplit,
+    train_labels: Tensor,
+    val: Option<DeviceSplit>,
+    test: DeviceSplit,
+}
+
+impl DeviceBank {
+    pub fn upload(bank: &Bank, device: &Device) -> Result<DeviceBank> {
+        Ok(DeviceBank {
+            device: device.clone(),
+            train: DeviceSplit::upload(&bank.train, device)?,
+            train_labels: Tensor::from_slice(&bank.train.labels, bank.train.rows, device)?,
+            val: match &bank.val {
+                Some(v) => Some(DeviceSplit::upload(v, device)?),
+                None => None,
+            },
+            test: DeviceSplit::upload(&bank.test, device)?,
+        })
+    }
+
+    fn split(&self, id: SplitId) -> &DeviceSplit {
+        match id {
+            SplitId::Train => &self.train,
+            SplitId::Val => self.val.as_ref().expect("the bank has a val split"),
+            SplitId::Test => &self.test,
+        }
+    }
+}
+
+/// Rows scaled to unit L2 norm (F.normalize).
+fn normalize_rows(x: &Tensor) -> Result<Tensor> {
+    let n = x.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(NORM_EPS)?;
+    x.broadcast_div(&n)
+}
+
+/// One-hot rows [B, K] (f32) of labels `y` [B].
+fn one_hot(y: &Tensor, classes: &Tensor) -> Result<Tensor> {
+    classes.broadcast_eq(&y.unsqueeze(1)?)?.to_dtype(DType::F32)
+}
+
+/// A [`LossFn`] on the device: the batch-mean loss (a scalar tensor) and `∂L/∂z`.
+struct DeviceLoss {
+    loss: Loss,
+    k: usize,
+    /// The loss's per-class terms [K] (log n_c, s·m_c or w_c), when it has some.
+    terms: Option<Tensor>,
+    /// 0..K as u32 [K] (for one-hot rows).
+    classes: Tensor,
+}
+
+impl DeviceLoss {
+    fn new(f: &LossFn, device: &Device) -> Result<DeviceLoss> {
+        let k = f.num_classes;
+        let terms = if f.class_terms().is_empty() {
+            None
+        } else {
+            Some(Tensor::from_slice(f.class_terms(), k, device)?)
+        };
+        Ok(DeviceLoss {
+            loss: f.loss,
+            k,
+            terms,
+            classes: Tensor::arange(0u32, k as u32, device)?,
+        })
+    }
+
+    fn terms(&self) -> &Tensor {
+        self.terms.as_ref().expect("this loss has per-class terms")
+    }
+
+    /// w_{y_i} as a column [B, 1].
+    fn row_weights(&self, y: &Tensor) -> Result<Tensor> {
+        self.terms().index_select(y, 0)?.unsqueeze(1)
+    }
+
+    fn loss_and_grad(&self, z: &Tensor, y: &Tensor) -> Result<(Tensor, Tensor)> {
+        let b = z.dim(0)?;
+        let inv_b = 1.0 / b as f64;
+        let t = one_hot(y, &self.classes)?;
+        // shifted logits s = a − max, e = exp(s), p = e / Σe
+        let softmax_parts = |a: &Tensor| -> Result<(Tensor, Tensor, Tensor)> {
+            let s = a.broadcast_sub(&a.max_keepdim(1)?)?;
+            let e = s.exp()?;
+            let sum = e.sum_keepdim(1)?;
+            let p = e.broadcast_div(&sum)?;
+            Ok((s, sum, p))
+        };
+        match self.loss {
+            Loss::Ce { .. } | Loss::BalancedSoftmax | Loss::Ldam { .. } => {
+                let smoothing = match self.loss {
+                    Loss::Ce { smoothing } => smoothing as f64,
+                    _ => 0.0,
+                };
+                self.softmax_ce(z, &t, smoothing, None, inv_b, softmax_parts)
+            }
+            Loss::ClassBalanced {
+                form: CbForm::Softmax,
+                ..
+            } => {
+                let r = self.row_weights(y)?;
+                self.softmax_ce(z, &t, 0.0, Some(&r), inv_b, softmax_parts)
+            }
+            Loss::Focal { gamma } => {
+                let gamma = gamma as f64;
+                let (s, sum, p) = softmax_parts(z)?;
+                // CE_i = log Σe − s_y
+                let ce = (sum.log()? - (&t * &s)?.sum_keepdim(1)?)?;
+                let pt = ce.neg()?.exp()?;
+                let one_minus = pt.affine(-1.0, 1.0)?;
+                let modulator = one_minus.powf(gamma)?;
+                let loss = ((&modulator * &ce)?.sum_all()? * inv_b)?;
+                let factor = if gamma == 0.0 {
+                    modulator
+                } else {
+                    // γ p (1 − p)^(γ−1) CE, 0 where 1 − p = 0 (as the host loss)
+                    let extra = ((one_minus.maximum(1e-30)?.powf(gamma - 1.0)? * &pt)? * &ce)?
+                        .affine(gamma, 0.0)?;
+                    let zeros = extra.zeros_like()?;
+                    let extra = one_minus.gt(0.0)?.where_cond(&extra, &zeros)?;
+                    (modulator + extra)?
+                };
+                let g = (p - &t)?.broadcast_mul(&factor.affine(inv_b, 0.0)?)?;
+                Ok((loss, g))
+            }
+            Loss::ClassBalanced {
+                form: CbForm::Sigmoid,
+                ..
+            } => {
+                let w = self.row_weights(y)?;
+                // max(z, 0) − z t + log(1 + e^(−|z|))
+                let bce =
+                    ((z.relu()? - (z * &t)?)? + z.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?)?;
+                let loss = ((bce.sum_keepdim(1)? * &w)?.sum_all()? * inv_b)?;
+                let sig = z.neg()?.exp()?.affine(1.0, 1.0)?.recip()?;
+                let g = (sig - &t)?.broadcast_mul(&w.affine(inv_b, 0.0)?)?;
+                Ok((loss, g))
+            }
+            Loss::ClassBalanced {
+                form: CbForm::SoftmaxBce,
+                ..
+            } => {
+                let norm = inv_b / self.k as f64;
+                let w = self.row_weights(y)?;
+                let (_, _, p) = softmax_parts(z)?;
+                let log_p = p.log()?.maximum(-100.0)?;
+                let log_q = p.affine(-1.0, 1.0)?.log()?.maximum(-100.0)?;
+                let l = t.to_dtype(DType::U8)?.where_cond(&log_p, &log_q)?;
+                let loss = ((l.sum_keepdim(1)? * &w)?.sum_all()? * (-norm))?;
+                let var = (&p * p.affine(-1.0, 1.0)?)?.maximum(1e-12)?;
+                let a = ((&p - &t)? / var)?.broadcast_mul(&w.affine(norm, 0.0)?)?;
+                let dot = (&a * &p)?.sum_keepdim(1)?;
+                let g = (p * a.broadcast_sub(&dot)?)?;
+                Ok((loss, g))
+            }
+        }
+    }
+
+    /// Softmax CE with label smoothing δ, per-class offset (balanced softmax), true-class
+    /// margin (LDAM) and row weights r (class-balanced softmax form); see `loss/softmax_ce.rs`.
+    fn softmax_ce(
+        &self,
+        z: &Tensor,
+        t: &Tensor,
+        smoothing: f64,
+        r: Option<&Tensor>,
+        inv_b: f64,
+        softmax_parts: impl Fn(&Tensor) -> Result<(Tensor, Tensor, Tensor)>,
+    ) -> Result<(Tensor, Tensor)> {
+        let a = match self.loss {
+            Loss::BalancedSoftmax => z.broadcast_add(self.terms())?,
+            Loss::Ldam { .. } => (z - t.broadcast_mul(self.terms())?)?,
+            _ => z.clone(),
+        };
+        let (s, sum, p) = softmax_parts(&a)?;
+        let k = self.k as f64;
+        let q = t.affine(1.0 - smoothing, smoothing / k)?;
+        // −Σ q log p = log Σe − Σ q s
+        let row = (sum.log()? - (&q * &s)?.sum_keepdim(1)?)?;
+        let (row, g) = match r {
+            Some(r) => ((row * r)?, (p - q)?.broadcast_mul(&r.affine(inv_b, 0.0)?)?),
+            None => (row, ((p - q)? * inv_b)?),
+        };
+        Ok(((row.sum_all()? * inv_b)?, g))
+    }
+}
+
+/// A head's parameters and momentum buffers on the device.
+struct DeviceHead {
+    kind: Head,
+    weight: Tensor,
+    bias: Tensor,
+    scales: Tensor,
+    m_weight: Tensor,
+    m_bias: Tensor,
+    m_scales: Tensor,
+}
+
+/// What the forward pass keeps for the backward pass.
+struct Forward {
+    /// The GEMM's input (normalised rows for cosine heads).
+    x: Tensor,
+    z: Tensor,
+    /// LWS: pre-scale logits; cosine: s·Ŵ and s/‖w_i‖.
+    u: Option<Tensor>,
+    what: Option<(Tensor, Tensor)>,
+}
+
+impl DeviceHead {
+    fn upload(h: &HeadState, device: &Device) -> Result<DeviceHead> {
+        let (k, d) = (h.num_classes, h.dim);
+        let scales = if h.scales.is_empty() {
+            Tensor::ones(k, DType::F32, device)?
+        } else {
+            Tensor::from_slice(&h.scales, k, device)?
+        };
+        Ok(DeviceHead {
+            kind: h.kind,
+            weight: Tensor::from_slice(&h.weight, (k, d), device)?,
+            bias: Tensor::from_slice(&h.bias, k, device)?,
+            scales,
+            m_weight: Tensor::zeros((k, d), DType::F32, device)?,
+            m_bias: Tensor::zeros(k, DType::F32, device)?,
+            m_scales: Tensor::zeros(k, DType::F32, device)?,
+        })
+    }
+
+    fn download(&self, like: &HeadState) -> Result<HeadState> {
+        let mut h = like.clone();
+        h.weight = self.weight.flatten_all()?.to_vec1()?;
+        h.bias = self.bias.to_vec1()?;
+        if !h.scales.is_empty() {
+            h.scales = self.scales.to_vec1()?;
+        }
+        Ok(h)
+    }
+
+    fn forward(&self, xb: &Tensor) -> Result<Forward> {
+        match self.kind {
+            Head::Linear => Ok(Forward {
+                z: xb.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)?,
+                x: xb.clone(),
+                u: None,
+                what: None,
+            }),
+            Head::Cosine { scale } => {
+                let x = normalize_rows(xb)?;
+                let norms = self
+                    .weight
+                    .sqr()?
+                    .sum_keepdim(1)?
+                    .sqrt()?
+                    .maximum(NORM_EPS)?;
+                let f = norms.recip()?.affine(scale as f64, 0.0)?;
+                let what = self.weight.broadcast_mul(&f)?;
+                Ok(Forward {
+                    z: x.matmul(&what.t()?)?,
+                    x,
+                    u: None,
+                    what: Some((what, f)),
+                })
+            }
+            Head::Lws => {
+                let u = xb.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)?;
+                Ok(Forward {
+                    z: u.broadcast_mul(&self.scales)?,
+                    x: xb.clone(),
+                    u: Some(u),
+                    what: None,
+                })
+            }
+        }
+    }
+
+    /// Gradients from `g` = ∂L/∂z, then the SGD step (PyTorch order, see [`crate::optim`]).
+    fn backward_and_step(
+        &mut self,
+        fwd: &Forward,
+        g: &Tensor,
+        lr: f64,
+        mu: f64,
+        wd: f64,
+    ) -> Result<()> {
+        fn sgd(
+            p: &Tensor,
+            grad: &Tensor,
+            m: &Tensor,
+            lr: f64,
+            mu: f64,
+            wd: f64,
+        ) -> Result<(Tensor, Tensor)> {
+            let grad = if wd == 0.0 {
+                grad.clone()
+            } else {
+                (grad + p.affine(wd, 0.0)?)?
+            };
+            let m = (m.affine(mu, 0.0)? + grad)?;
+            let p = (p - m.affine(lr, 0.0)?)?;
+            Ok((p, m))
+        }
+        match self.kind {
+            Head::Linear => {
+                let dw = g.t()?.matmul(&fwd.x)?;
+                let db = g.sum(0)?;
+                (self.weight, self.m_weight) = sgd(&self.weight, &dw, &self.m_weight, lr, mu, wd)?;
+                (self.bias, self.m_bias) = sgd(&self.bias, &db, &self.m_bias, lr, mu, wd)?;
+            }
+            Head::Cosine { scale } => {
+                let (what, f) = fwd.what.as_ref().expect("cosine forward");
+                // A = Gᵀ x̂ = ∂L/∂(s ŵ); ∂w = (s/‖w‖) (A − (A·ŵ) ŵ)
+                let a = g.t()?.matmul(&fwd.x)?;
+                let dot = (&a * what)?
+                    .sum_keepdim(1)?
+                    .affine(1.0 / (scale as f64 * scale as f64), 0.0)?;
+                let dw = (a - what.broadcast_mul(&dot)?)?.broadcast_mul(f)?;
+                (self.weight, self.m_weight) = sgd(&self.weight, &dw, &self.m_weight, lr, mu, wd)?;
+            }
+            Head::Lws => {
+                let u = fwd.u.as_ref().expect("lws forward");
+                let dc = (g * u)?.sum(0)?;
+                (self.scales, self.m_scales) = sgd(&self.scales, &dc, &self.m_scales, lr, mu, wd)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// MaxNorm: rows with ‖w_i‖ > t rescaled to norm t.
+    fn project_rows(&mut self, t: f32) -> Result<()> {
+        let n = self.weight.sqr()?.sum_keepdim(1)?.sqrt()?;
+        let f = n.recip()?.affine(t as f64, 0.0)?.minimum(1.0)?;
+        self.weight = self.weight.broadcast_mul(&f)?;
+        Ok(())
+    }
+}
+
+/// [`crate::trainer::train`] on the device: the same batches (the host sampler), the same
+/// formulas; `labels` are the train split's labels on the host (for the sampler).
+#[allow(clippy::too_many_arguments)]
+pub fn train_on_device(
+    db: &DeviceBank,
+    labels: &[u32],
+    train_counts: &[usize],
+    head: HeadState,
+    method: &Method,
+    seed: u64,
+    opts: &TrainOptions,
+    mut on_epoch: impl FnMut(usize, &HeadState),
+) -> Result<TrainOutcome> {
+    if !method.train {
+        return Ok(TrainOutcome {
+            head,
+            epoch_loss: Vec::new(),
+            step_loss: Vec::new(),
+        });
+    }
+    let dev = &db.device;
+    let hp = method.hyper;
+    let rows = labels.len();
+    let loss = DeviceLoss::new(&LossFn::new(method.loss, method.head, train_counts), dev)?;
+    let maxnorm = match method.constraint {
+        Constraint::MaxNorm { thresh, every } => {
+            let norms = head.row_norms();
+            let lo = norms.iter().cloned().fold(f32::INFINITY, f32::min);
+            let hi = norms.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            Some((lo + thresh * (hi - lo), every))
+        }
+        Constraint::None => None,
+    };
+    let mut sampler =
+        EpochSampler::new(method.sampler, labels, head.num_classes, seed, opts.shuffle);
+    let mut dh = DeviceHead::upload(&head, dev)?;
+    let bsz = hp.batch_size.min(rows);
+    let steps_per_epoch = rows.div_ceil(bsz);
+    let total_steps = steps_per_epoch * hp.epochs;
+    let mut order = Vec::with_capacity(rows);
+    let (mut epoch_loss, mut step_loss) = (Vec::with_capacity(hp.epochs), Vec::new());
+    let mut step = 0usize;
+    let mut current = head;
+    for epoch in 0..hp.epochs {
+        sampler.next_epoch(&mut order);
+        let order_t = Tensor::from_slice(&order, order.len(), dev)?;
+        let mut epoch_sum = Tensor::zeros((), DType::F32, dev)?;
+        for start in (0..order.len()).step_by(bsz) {
+            let b = bsz.min(order.len() - start);
+            let lr = match hp.schedule {
+                Schedule::CosineEpoch => cosine_lr(hp.lr, epoch, hp.epochs),
+                Schedule::CosineStep => cosine_lr(hp.lr, step, total_steps),
+                Schedule::Constant => hp.lr,
+            };
+            let idx = order_t.narrow(0, start, b)?;
+            let xb = db.train.x.index_select(&idx, 0)?;
+            let yb = db.train_labels.index_select(&idx, 0)?;
+            let fwd = dh.forward(&xb)?;
+            let (l, g) = loss.loss_and_grad(&fwd.z, &yb)?;
+            dh.backward_and_step(&fwd, &g, lr as f64, hp.momentum as f64, hp.wd as f64)?;
+            if let Some((t, ProjectEvery::Step)) = maxnorm {
+                dh.project_rows(t)?;
+            }
+            if opts.record_steps {
+                step_loss.push(l.to_scalar::<f32>()? as f64);
+            }
+            epoch_sum = (epoch_sum + l)?;
+            step += 1;
+        }
+        if let Some((t, ProjectEvery::Epoch)) = maxnorm {
+            dh.project_rows(t)?;
+        }
+        epoch_loss.push(epoch_sum.to_scalar::<f32>()? as f64 / steps_per_epoch as f64);
+        current = dh.download(&current)?;
+        on_epoch(epoch, &current);
+    }
+    Ok(TrainOutcome {
+        head: current,
+        epoch_loss,
+        step_loss,
+    })
+}
+
+/// [`crate::eval::evaluate`] with the logits computed on the device (`host` is the same split
+/// on the host, for its labels).
+pub fn evaluate_on_device(
+    db: &DeviceBank,
+    id: SplitId,
+    host: &Split,
+    head: &EvalHead,
+    groups: &[ShotGroup],
+    tta: bool,
+) -> Result<Evaluation> {
+    let dev = &db.device;
+    let split = db.split(id);
+    let (k, d) = (head.num_classes, head.dim);
+    let w = Tensor::from_slice(&head.weight, (k, d), dev)?;
+    let wt = w.t()?;
+    let b = Tensor::from_slice(&head.bias, k, dev)?;
+    let logits = |x: &Tensor| -> Result<Tensor> {
+        let x = if head.normalize_input {
+            normalize_rows(x)?
+        } else {
+            x.clone()
+        };
+        x.matmul(&wt)?.broadcast_add(&b)
+    };
+    let mut tally = Tally::new(k);
+    for start in (0..host.rows).step_by(EVAL_CHUNK) {
+        let rows = EVAL_CHUNK.min(host.rows - start);
+        let mut z = logits(&split.x.narrow(0, start, rows)?)?;
+        if let (true, Some(f)) = (tta, &split.flip) {
+            z = ((z + logits(&f.narrow(0, start, rows)?)?)? * 0.5)?;
+        }
+        let z: Vec<f32> = z.flatten_all()?.to_vec1()?;
+        tally.add(&z, &host.labels[start..start + rows]);
+    }
+    Ok(tally.finish(groups))
+}
