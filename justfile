@@ -55,13 +55,19 @@ extract DATASET *ARGS:
 bench-extract:
     cargo run -p extract --example throughput -- --arch resnet50 --batch 32 --batches 3
 
-# CUDA build of extract (no GPU needed to build; 9.6 min cold on 2 cores here; not in CI).
+# CUDA build of extract and retrain (+ the device_bench example; no GPU needed to build;
+# ~10 min cold on 2 cores here; not in CI). Binaries in ${CUDA_TARGET_DIR:-target-cuda}/release/.
 # CUDA_HOME: the toolkit tree of shared/cuda-build.md, made by crates/extract/scripts/cuda-tree.sh.
-# Running it here needs LD_LIBRARY_PATH=$CUDA_HOME/lib64:$CUDA_HOME/lib64/stubs (then
+# Running them here needs LD_LIBRARY_PATH=$CUDA_HOME/lib64:$CUDA_HOME/lib64/stubs (then
 # `--device cuda` says there is no GPU; `--device auto` falls back to the CPU).
 build-cuda:
     test -x "$CUDA_HOME/bin/nvcc" || { echo "set CUDA_HOME (crates/extract/scripts/cuda-tree.sh)"; exit 2; }
     CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90} CUDAFORGE_THREADS=2 \
     PATH="$CUDA_HOME/bin:$PATH" LIBRARY_PATH="$CUDA_HOME/lib64:$CUDA_HOME/lib64/stubs" \
     CARGO_TARGET_DIR=${CUDA_TARGET_DIR:-target-cuda} \
-    cargo build --release -j 2 -p extract --features cuda
+    cargo build --release -j 2 -p extract -p retrain --features extract/cuda,retrain/cuda --bins --example device_bench
+
+# On a GPU machine, from the repo root: the retrain GPU check (bench, CPU-vs-GPU table,
+# ImageNet-LT-scale Table 1) with the `build-cuda` binaries copied into BIN (default .gpu/).
+gpu-check:
+    bash crates/retrain/scripts/gpu-check.sh

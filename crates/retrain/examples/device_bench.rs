@@ -55,7 +55,9 @@ fn main() -> anyhow::Result<()> {
         Ok(t.elapsed().as_secs_f64())
     };
     gemm_epoch()?; // warm-up (cuBLAS handles, allocator)
-    let g = (0..3).map(|_| gemm_epoch()).collect::<candle_core::Result<Vec<_>>>()?;
+    let g = (0..3)
+        .map(|_| gemm_epoch())
+        .collect::<candle_core::Result<Vec<_>>>()?;
     let g = g.iter().cloned().fold(f64::INFINITY, f64::min);
     println!(
         "pure GEMM, one epoch ({steps} steps): {:.3} s = {:.0} GFLOP/s",
@@ -71,13 +73,7 @@ fn main() -> anyhow::Result<()> {
         let mut m = spec.check(&defaults)?;
         m.hyper.epochs = 1;
         m.hyper.batch_size = batch;
-        let init = HeadState::from_linear(
-            m.head,
-            k,
-            d,
-            head.weight.clone(),
-            head.bias.clone(),
-        );
+        let init = HeadState::from_linear(m.head, k, d, head.weight.clone(), head.bias.clone());
         let mut best = f64::INFINITY;
         for rep in 0..3 {
             device.synchronize()?;

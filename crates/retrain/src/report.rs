@@ -542,6 +542,7 @@ fn write_outputs(args: &RunArgs, plan: &Plan, runs: &[BankRun]) -> anyhow::Resul
         "first_seed": args.seed,
         "tta": !args.no_tta,
         "shuffle": !args.no_shuffle,
+        "device": if plan.device.is_some() { "cuda:0" } else { "cpu" },
         "version": env!("CARGO_PKG_VERSION"),
         "loma_definition": "LoMa_i = mean logit i over test samples of class i - mean logit i over the other test samples; loma_norm = LoMa / mean over classes; RSD_i = population std of logit i over samples of class i / LoMa_i",
     });

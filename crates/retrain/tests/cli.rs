@@ -764,3 +764,48 @@ fn one_pass_gives_the_same_tables_as_separate_runs() {
     let one_pass = go(&["--one-pass", "--jobs", "2"], "one-pass");
     assert_eq!(single, one_pass);
 }
+
+#[test]
+fn device_cuda_without_a_cuda_build_is_one_line_and_auto_falls_back_to_the_same_numbers() {
+    if candle_core::utils::cuda_is_available() {
+        return; // a CUDA build: the GPU run covers it
+    }
+    let (t, bank) = broken(|_| {});
+    expect_error(
+        &bank,
+        &["--device", "cuda"],
+        &["--device cuda", "built without CUDA"],
+    );
+    let go = |extra: &[&str], out: &str| {
+        let out = t.path().join(out);
+        let mut args = vec![
+            "--bank",
+            s(&bank),
+            "--method",
+            "all",
+            "--seeds",
+            "1",
+            "--epochs",
+            "2",
+            "--out",
+            s(&out),
+            "-q",
+        ];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let runs = std::fs::read_to_string(out.join("runs.csv"))
+            .unwrap()
+            .lines()
+            .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+            .collect::<Vec<_>>();
+        (runs, stderr(&o))
+    };
+    let (cpu, _) = go(&[], "cpu");
+    let (auto, log) = go(&["--device", "auto"], "auto");
+    assert!(
+        log.contains("--device auto") && log.contains("using the CPU"),
+        "{log}"
+    );
+    assert_eq!(cpu, auto);
+}
