@@ -21,7 +21,9 @@ fn main() -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("usage: device_bench BANK_DIR [cuda|cpu] [BATCH]"))?;
     let device = match args.get(1).map(String::as_str).unwrap_or("cuda") {
         "cpu" => Device::Cpu,
-        _ => Device::new_cuda(0)?,
+        _ => retrain::device::select(retrain::device::DeviceChoice::Cuda)?
+            .0
+            .expect("a CUDA device"),
     };
     let batch: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(512);
     let bank = bank::Bank::open(std::path::Path::new(dir))?;

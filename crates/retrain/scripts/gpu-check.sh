@@ -20,7 +20,12 @@ SP=$(python3 -c 'import site; print(site.getsitepackages()[0])' 2>/dev/null)
 export LD_LIBRARY_PATH=$(ls -d "$SP"/nvidia/*/lib "$SP"/nvidia/cu13/lib 2>/dev/null | paste -sd:):${LD_LIBRARY_PATH:-}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 echo "cores: $(nproc)"
-ldd "$BIN"/retrain | grep -E "not found|cublas|cuda" || true
+export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:/usr/local/cuda/lib64
+for lib in $(ldd "$BIN"/retrain | awk '/not found/ {print $1}'); do
+  d=$(find /opt /usr/local /usr/lib -name "$lib*" 2>/dev/null | head -n 1)
+  [ -n "$d" ] && export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$(dirname "$d")
+done
+ldd "$BIN"/retrain | grep -E "not found|cublas|cudart|curand|libcuda" || true
 t() { local s=$(date +%s.%N); "$@"; local rc=$?; echo "[$(awk "BEGIN{printf \"%.2f\", $(date +%s.%N) - $s}") s, rc $rc] $*" | cut -c1-200; return $rc; }
 (while sleep 0.5; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits; done) > "$OUT/gpu-mem.txt" 2>/dev/null &
 MEM=$!
