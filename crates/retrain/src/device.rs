@@ -16,10 +16,9 @@
 use crate::eval::{Evaluation, Tally};
 use crate::head::{EvalHead, HeadState};
 use crate::loss::LossFn;
-use crate::method::{CbForm, Constraint, Head, Loss, Method, ProjectEvery, Schedule};
-use crate::optim::cosine_lr;
+use crate::method::{CbForm, Head, Loss, Method, ProjectEvery};
 use crate::sampler::EpochSampler;
-use crate::trainer::{TrainOptions, TrainOutcome};
+use crate::trainer::{TrainOptions, TrainOutcome, lr_at, maxnorm_limit};
 use bank::{Bank, ShotGroup, Split};
 use candle_core::{DType, Device, Result, Tensor};
 
@@ -469,15 +468,7 @@ pub fn train_on_device(
     let hp = method.hyper;
     let rows = labels.len();
     let loss = DeviceLoss::new(&LossFn::new(method.loss, method.head, train_counts), dev)?;
-    let maxnorm = match method.constraint {
-        Constraint::MaxNorm { thresh, every } => {
-            let norms = head.row_norms();
-            let lo = norms.iter().cloned().fold(f32::INFINITY, f32::min);
-            let hi = norms.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-            Some((lo + thresh * (hi - lo), every))
-        }
-        Constraint::None => None,
-    };
+    let maxnorm = maxnorm_limit(&head, method.constraint);
     let mut sampler =
         EpochSampler::new(method.sampler, labels, head.num_classes, seed, opts.shuffle);
     let mut dh = DeviceHead::upload(&head, dev)?;
@@ -494,11 +485,7 @@ pub fn train_on_device(
         let mut epoch_sum = Tensor::zeros((), DType::F32, dev)?;
         for start in (0..order.len()).step_by(bsz) {
             let b = bsz.min(order.len() - start);
-            let lr = match hp.schedule {
-                Schedule::CosineEpoch => cosine_lr(hp.lr, epoch, hp.epochs),
-                Schedule::CosineStep => cosine_lr(hp.lr, step, total_steps),
-                Schedule::Constant => hp.lr,
-            };
+            let lr = lr_at(&hp, epoch, step, total_steps);
             let idx = order_t.narrow(0, start, b)?;
             let xb = db.train.x.index_select(&idx, 0)?;
             let yb = db.train_labels.index_select(&idx, 0)?;

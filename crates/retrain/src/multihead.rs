@@ -10,10 +10,10 @@
 use crate::head::HeadState;
 use crate::linalg::{matmul_abt, matmul_atb};
 use crate::loss::LossFn;
-use crate::method::{Constraint, Head, Method, ProjectEvery, Schedule, Solver};
-use crate::optim::{cosine_lr, sgd_step, sgd_step_par};
+use crate::method::{Head, Method, ProjectEvery, Solver};
+use crate::optim::{sgd_step, sgd_step_par};
 use crate::sampler::EpochSampler;
-use crate::trainer::{TrainOptions, project_rows};
+use crate::trainer::{TrainOptions, lr_at, maxnorm_limit, project_rows};
 use bank::Split;
 
 /// Whether `method` can share a pass: a linear head trained by SGD.
@@ -61,15 +61,7 @@ pub fn train_many(
     let maxnorm: Vec<Option<(f32, ProjectEvery)>> = methods
         .iter()
         .zip(&heads)
-        .map(|(m, h)| match m.constraint {
-            Constraint::MaxNorm { thresh, every } => {
-                let norms = h.row_norms();
-                let lo = norms.iter().cloned().fold(f32::INFINITY, f32::min);
-                let hi = norms.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-                Some((lo + thresh * (hi - lo), every))
-            }
-            Constraint::None => None,
-        })
+        .map(|(m, h)| maxnorm_limit(h, m.constraint))
         .collect();
     let bsz = hp0.batch_size.min(split.rows);
     let mut sampler = EpochSampler::new(methods[0].sampler, &split.labels, k, seed, opts.shuffle);
@@ -116,11 +108,7 @@ pub fn train_many(
             }
             for (mi, m) in methods.iter().enumerate() {
                 let hp = m.hyper;
-                let lr = match hp.schedule {
-                    Schedule::CosineEpoch => cosine_lr(hp.lr, epoch, hp.epochs),
-                    Schedule::CosineStep => cosine_lr(hp.lr, step, steps_per_epoch * hp.epochs),
-                    Schedule::Constant => hp.lr,
-                };
+                let lr = lr_at(&hp, epoch, step, steps_per_epoch * hp.epochs);
                 let (rw, rb) = (mi * k * d..(mi + 1) * k * d, mi * k..(mi + 1) * k);
                 sgd_step_par(
                     &mut w[rw.clone()],
@@ -178,7 +166,7 @@ pub fn train_many(
 mod tests {
     use super::*;
     use crate::linalg::Parallelism;
-    use crate::method::{Hyper, Init, MethodSpec};
+    use crate::method::{Hyper, Init, MethodSpec, Schedule};
     use crate::trainer::train;
     use bank::Features;
     use rand::{Rng, SeedableRng};

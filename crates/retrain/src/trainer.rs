@@ -8,7 +8,7 @@
 use crate::head::{HeadState, StepBuffers, backward, forward};
 use crate::linalg::Parallelism;
 use crate::loss::LossFn;
-use crate::method::{Constraint, Head, Method, ProjectEvery, Schedule};
+use crate::method::{Constraint, Head, Hyper, Method, ProjectEvery, Schedule};
 use crate::optim::{cosine_lr, sgd_step, sgd_step_par};
 use crate::sampler::EpochSampler;
 use bank::Split;
@@ -66,15 +66,7 @@ impl<'a> Trainer<'a> {
     ) -> Trainer<'a> {
         let (k, d) = (head.num_classes, head.dim);
         let bsz = method.hyper.batch_size.min(split.rows);
-        let maxnorm = match method.constraint {
-            Constraint::MaxNorm { thresh, every } => {
-                let norms = head.row_norms();
-                let lo = norms.iter().cloned().fold(f32::INFINITY, f32::min);
-                let hi = norms.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-                Some((lo + thresh * (hi - lo), every))
-            }
-            Constraint::None => None,
-        };
+        let maxnorm = maxnorm_limit(&head, method.constraint);
         Trainer {
             loss: LossFn::new(method.loss, method.head, train_counts),
             buf: StepBuffers::new(bsz, k, d),
@@ -183,11 +175,7 @@ pub fn train(
         sampler.next_epoch(&mut order);
         let mut epoch_sum = 0.0;
         for batch in order.chunks(bsz) {
-            let lr = match hp.schedule {
-                Schedule::CosineEpoch => cosine_lr(hp.lr, epoch, hp.epochs),
-                Schedule::CosineStep => cosine_lr(hp.lr, step, total_steps),
-                Schedule::Constant => hp.lr,
-            };
+            let lr = lr_at(&hp, epoch, step, total_steps);
             let l = trainer.step(batch, lr);
             epoch_sum += l;
             if opts.record_steps {
@@ -203,6 +191,29 @@ pub fn train(
         head: trainer.head,
         epoch_loss,
         step_loss,
+    }
+}
+
+/// The learning rate of the step `step` (0-based, of `total_steps`) in epoch `epoch`.
+pub fn lr_at(hp: &Hyper, epoch: usize, step: usize, total_steps: usize) -> f32 {
+    match hp.schedule {
+        Schedule::CosineEpoch => cosine_lr(hp.lr, epoch, hp.epochs),
+        Schedule::CosineStep => cosine_lr(hp.lr, step, total_steps),
+        Schedule::Constant => hp.lr,
+    }
+}
+
+/// The MaxNorm row-norm limit of a run starting from `head` (LTWB's per-layer threshold:
+/// min + thresh·(max − min) of the initial row norms) and when it applies.
+pub fn maxnorm_limit(head: &HeadState, constraint: Constraint) -> Option<(f32, ProjectEvery)> {
+    match constraint {
+        Constraint::MaxNorm { thresh, every } => {
+            let norms = head.row_norms();
+            let lo = norms.iter().cloned().fold(f32::INFINITY, f32::min);
+            let hi = norms.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            Some((lo + thresh * (hi - lo), every))
+        }
+        Constraint::None => None,
     }
 }
 
