@@ -9,7 +9,7 @@
 //! # Shapes
 //! `weight` [K, D] (nn.Linear layout), `bias` [K], `scales` [K]; minibatches [B, D].
 
-use crate::linalg::{Parallelism, matmul_abt, matmul_atb};
+use crate::linalg::{Parallelism, dot, matmul_abt, matmul_atb, norm};
 use crate::method::{Head, PostHoc};
 use rand::Rng;
 
@@ -75,7 +75,7 @@ impl HeadState {
     pub fn row_norms(&self) -> Vec<f32> {
         self.weight
             .chunks_exact(self.dim)
-            .map(|r| r.iter().map(|v| v * v).sum::<f32>().sqrt())
+            .map(|r| norm(r))
             .collect()
     }
 
@@ -91,7 +91,7 @@ impl HeadState {
             Head::Cosine { scale } => {
                 normalize_input = true;
                 for row in weight.chunks_exact_mut(d) {
-                    let n = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(NORM_EPS);
+                    let n = norm(row).max(NORM_EPS);
                     row.iter_mut().for_each(|v| *v *= scale / n);
                 }
             }
@@ -106,7 +106,7 @@ impl HeadState {
             PostHoc::None => {}
             PostHoc::TauNorm { tau } => {
                 for row in weight.chunks_exact_mut(d) {
-                    let n = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(NORM_EPS);
+                    let n = norm(row).max(NORM_EPS);
                     let f = n.powf(-tau);
                     row.iter_mut().for_each(|v| *v *= f);
                 }
@@ -168,7 +168,7 @@ impl EvalHead {
 /// Scale each row of `x` [_, d] to unit L2 norm (F.normalize, eps 1e-12).
 pub fn normalize_rows(x: &mut [f32], d: usize) {
     for row in x.chunks_exact_mut(d) {
-        let n = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(NORM_EPS);
+        let n = norm(row).max(NORM_EPS);
         row.iter_mut().for_each(|v| *v /= n);
     }
 }
@@ -228,7 +228,7 @@ pub fn forward(head: &HeadState, buf: &mut StepBuffers, b: usize, par: Paralleli
                 .zip(buf.what.chunks_exact_mut(d))
                 .zip(buf.norms.iter_mut())
             {
-                *n = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(NORM_EPS);
+                *n = norm(row).max(NORM_EPS);
                 let f = scale / *n;
                 out.iter_mut().zip(row).for_each(|(o, w)| *o = w * f);
             }
@@ -272,8 +272,7 @@ pub fn backward(head: &HeadState, buf: &mut StepBuffers, b: usize, par: Parallel
                 .zip(&buf.norms)
             {
                 // what row = s ŵ; dwr = Gᵀx̂ row = ∂z/∂(s ŵ)
-                let dot: f32 =
-                    dwr.iter().zip(whr).map(|(a, w)| a * w).sum::<f32>() / (scale * scale);
+                let dot: f32 = dot(dwr, whr) / (scale * scale);
                 let f = scale / n;
                 dwr.iter_mut()
                     .zip(whr)

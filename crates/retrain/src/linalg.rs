@@ -104,9 +104,104 @@ pub fn matmul_atb(
     }
 }
 
+/// `Σ a_i b_i` with 16 independent partial sums (so that the compiler vectorises it; a plain
+/// `.sum()` over f32 is one serial chain of additions), added in a fixed order: the same
+/// result on every call.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const L: usize = 16;
+    debug_assert_eq!(a.len(), b.len());
+    let mut acc = [0.0f32; L];
+    let (ca, cb) = (a.chunks_exact(L), b.chunks_exact(L));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..L {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut tail = 0.0f32;
+    for (x, y) in ra.iter().zip(rb) {
+        tail += x * y;
+    }
+    // pairwise over the lanes
+    let mut w = L;
+    while w > 1 {
+        w /= 2;
+        for i in 0..w {
+            acc[i] += acc[i + w];
+        }
+    }
+    acc[0] + tail
+}
+
+/// `Σ a_i` with 16 partial sums in a fixed order (see [`dot`]).
+#[inline]
+pub fn sum(a: &[f32]) -> f32 {
+    const L: usize = 16;
+    let mut acc = [0.0f32; L];
+    let c = a.chunks_exact(L);
+    let tail: f32 = c.remainder().iter().sum();
+    for x in c {
+        for i in 0..L {
+            acc[i] += x[i];
+        }
+    }
+    let mut w = L;
+    while w > 1 {
+        w /= 2;
+        for i in 0..w {
+            acc[i] += acc[i + w];
+        }
+    }
+    acc[0] + tail
+}
+
+/// `max_i a_i` (−∞ for an empty slice), vectorised like [`dot`].
+#[inline]
+pub fn max(a: &[f32]) -> f32 {
+    const L: usize = 16;
+    let mut acc = [f32::NEG_INFINITY; L];
+    let c = a.chunks_exact(L);
+    let tail = c
+        .remainder()
+        .iter()
+        .cloned()
+        .fold(f32::NEG_INFINITY, f32::max);
+    for x in c {
+        for i in 0..L {
+            acc[i] = acc[i].max(x[i]);
+        }
+    }
+    acc.iter().cloned().fold(tail, f32::max)
+}
+
+/// `‖a‖₂` (see [`dot`]).
+#[inline]
+pub fn norm(a: &[f32]) -> f32 {
+    dot(a, a).sqrt()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dot_matches_the_f64_sum() {
+        for n in [0usize, 1, 15, 16, 17, 100, 512, 1000] {
+            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
+            let want: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
+            assert!(
+                (dot(&a, &b) as f64 - want).abs() < 1e-5 * (1.0 + want.abs()),
+                "n = {n}"
+            );
+        }
+        assert_eq!(norm(&[3.0, 4.0]), 5.0);
+        let v: Vec<f32> = (0..37).map(|i| ((i * 7) % 37) as f32 - 3.0).collect();
+        assert_eq!(sum(&v), v.iter().map(|&x| x as f64).sum::<f64>() as f32);
+        assert_eq!(max(&v), 33.0);
+        assert_eq!(max(&[]), f32::NEG_INFINITY);
+    }
 
     fn naive_abt(x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
         let mut z = vec![0.0; m * n];

@@ -220,7 +220,7 @@ pub fn maxnorm_limit(head: &HeadState, constraint: Constraint) -> Option<(f32, P
 /// MaxNorm projection: rows with ‖w_i‖ > t are rescaled to norm t.
 pub fn project_rows(weight: &mut [f32], d: usize, t: f32) {
     for row in weight.chunks_exact_mut(d) {
-        let n = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+        let n = crate::linalg::norm(row);
         if n > t {
             let f = t / n;
             row.iter_mut().for_each(|v| *v *= f);

@@ -14,6 +14,7 @@
 //! `z`, `grad`: [B, K] row-major; `y`: [B]; `offset`, `weight`, `margin`: [K].
 
 use super::weights::smoothed_targets;
+use crate::linalg;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CeTerms<'a> {
@@ -52,15 +53,12 @@ pub fn softmax_ce(
         if let Some(m) = t.margin {
             g[yi] -= m[yi];
         }
-        let max = g.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0f32;
-        let mut dot_qa = 0.0f32; // Σ_c q_c (a_c − max)
-        for (c, a) in g.iter_mut().enumerate() {
-            let s = *a - max;
-            dot_qa += if c == yi { q_true } else { q_other } * s;
-            *a = s.exp();
-            sum += *a;
-        }
+        let max = linalg::max(g);
+        g.iter_mut().for_each(|a| *a -= max);
+        // Σ_c q_c (a_c − max), q = q_other everywhere but q_true at y
+        let dot_qa = q_other * linalg::sum(g) + (q_true - q_other) * g[yi];
+        g.iter_mut().for_each(|a| *a = a.exp());
+        let sum = linalg::sum(g);
         let log_sum = sum.ln();
         // −Σ q log p = −Σ q (s − log Σ) = log Σ − Σ q s   (Σ q = 1)
         let r = t.weight.map_or(1.0, |w| w[yi]);
