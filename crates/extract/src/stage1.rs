@@ -200,6 +200,38 @@ pub fn train(
     stop_after: Option<usize>,
     progress: &mut dyn FnMut(TrainEvent),
 ) -> Result<Stage1Report> {
+    train_with(
+        arch,
+        num_classes,
+        train,
+        test,
+        norm,
+        recipe,
+        device,
+        ckpt,
+        resume,
+        stop_after,
+        true,
+        progress,
+    )
+}
+
+/// [`train`]; `cpu_pass: false` keeps the small CNN on candle's autograd (tests compare the two).
+#[allow(clippy::too_many_arguments)]
+fn train_with(
+    arch: Arch,
+    num_classes: usize,
+    train: &Labeled,
+    test: &Labeled,
+    norm: &Normalize,
+    recipe: &Recipe,
+    device: &Device,
+    ckpt: &Path,
+    resume: bool,
+    stop_after: Option<usize>,
+    cpu_pass: bool,
+    progress: &mut dyn FnMut(TrainEvent),
+) -> Result<Stage1Report> {
     if recipe.batch_size < 2 {
         return Err(ExtractError::Usage(
             "stage 1 needs --train-batch-size >= 2 (BatchNorm batch statistics)".into(),
@@ -300,18 +332,17 @@ pub fn train(
     // The small CNN on the CPU trains through the hand-written pass (the same function and
     // gradients, ~25× faster than candle's autograd there); the variables are synced after
     // every epoch, so checkpoints, resume and evaluation do not depend on the path taken.
-    let mut fast = if arch == Arch::SmallCnn && device.is_cpu() && h % 4 == 0 && w % 4 == 0 {
+    let small_cnn_cpu = arch == Arch::SmallCnn && device.is_cpu() && h % 4 == 0 && w % 4 == 0;
+    let mut fast = if cpu_pass && small_cnn_cpu {
         let mut f = SmallCnnCpu::new(c, num_classes);
         for (k, v) in &vars {
-            f.set(k, &v.as_tensor().flatten_all()?.to_vec1::<f32>()?)
-                .map_err(ExtractError::Usage)?;
+            f.set(k, &v.as_tensor().flatten_all()?.to_vec1::<f32>()?)?;
         }
         for (j, &i) in trainable.iter().enumerate() {
             f.set(
                 &format!("momentum.{}", vars[i].0),
                 &momentum[j].flatten_all()?.to_vec1::<f32>()?,
-            )
-            .map_err(ExtractError::Usage)?;
+            )?;
         }
         Some(f)
     } else {
@@ -347,7 +378,7 @@ pub fn train(
             let y_host: Vec<u32> = rows.iter().map(|&i| train.labels[i]).collect();
             let (l, pred) = match fast.as_mut() {
                 Some(f) => {
-                    let pass = f.forward_backward(&buf, h, w, &y_host);
+                    let pass = f.forward_backward(&buf, h, w, &y_host)?;
                     f.sgd_step(&pass.grads, lr, recipe.momentum, recipe.weight_decay);
                     let pred: Vec<u32> = pass
                         .logits
@@ -607,6 +638,47 @@ mod tests {
             let d = (&raw[key] - &b[key]).unwrap().abs().unwrap();
             let d = d.flatten_all().unwrap().max(0).unwrap();
             assert_eq!(d.to_scalar::<f32>().unwrap(), 0.0, "{key}");
+        }
+        // candle's autograd (with the max-pool fix) trains the same weights as the CPU pass.
+        let slow = dir.path().join("slow.safetensors");
+        let rs = train_with(
+            Arch::SmallCnn,
+            2,
+            &tr,
+            &te,
+            &norm,
+            &recipe(2),
+            &dev,
+            &slow,
+            false,
+            None,
+            false,
+            &mut |_| {},
+        )
+        .unwrap();
+        assert!((rs.log[1].loss - r.log[1].loss).abs() < 1e-4 * r.log[1].loss.max(1.0));
+        let c = candle_core::safetensors::load(&slow, &Device::Cpu).unwrap();
+        for key in [
+            "conv1.weight",
+            "conv3.weight",
+            "bn2.weight",
+            "bn3.running_var",
+            "fc.weight",
+        ] {
+            let d = (&raw[key] - &c[key]).unwrap().abs().unwrap();
+            let d = d.flatten_all().unwrap().max(0).unwrap();
+            let scale = raw[key]
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap();
+            let (d, scale) = (
+                d.to_scalar::<f32>().unwrap(),
+                scale.to_scalar::<f32>().unwrap(),
+            );
+            assert!(d <= 1e-3 * scale, "{key}: {d} (scale {scale})");
         }
         // A different recipe does not resume.
         let mut other = recipe(3);

@@ -15,6 +15,7 @@
 //! and exchanged as flat row-major `f32` slices.
 
 use crate::backbones::small_cnn::FEATURE_DIM;
+use crate::error::{ExtractError, Result};
 use rayon::prelude::*;
 
 /// Output channels of conv1..conv3.
@@ -133,20 +134,22 @@ impl SmallCnnCpu {
     }
 
     /// Set a parameter, running statistic or momentum buffer (`momentum.<name>`).
-    pub fn set(&mut self, key: &str, data: &[f32]) -> Result<(), String> {
+    pub fn set(&mut self, key: &str, data: &[f32]) -> Result<()> {
         let slot = match self.locate(key) {
             Some(Slot::Param(i)) => &mut self.params[i],
             Some(Slot::Momentum(i)) => &mut self.momentum[i],
             Some(Slot::RunningMean(l)) => &mut self.running[l].0,
             Some(Slot::RunningVar(l)) => &mut self.running[l].1,
-            None => return Err(format!("small CNN: no tensor `{key}`")),
+            None => {
+                return Err(ExtractError::Usage(format!("small CNN: no tensor `{key}`")));
+            }
         };
         if slot.len() != data.len() {
-            return Err(format!(
+            return Err(ExtractError::Usage(format!(
                 "small CNN: `{key}` has {} elements, got {}",
                 slot.len(),
                 data.len()
-            ));
+            )));
         }
         slot.copy_from_slice(data);
         Ok(())
@@ -162,15 +165,25 @@ impl SmallCnnCpu {
         })
     }
 
-    /// Forward (train mode) and backward of a batch `x` [B, C, H, W] (H, W divisible by 4)
-    /// with labels `y`; updates the BatchNorm running statistics as PyTorch's train-mode
-    /// forward does.
-    pub fn forward_backward(&mut self, x: &[f32], h: usize, w: usize, y: &[u32]) -> Pass {
-        let b = y.len();
-        assert!(b >= 2, "BatchNorm needs at least 2 images");
-        assert_eq!(x.len(), b * self.in_channels * h * w, "input size");
-        assert!(h % 4 == 0 && w % 4 == 0, "H and W must be multiples of 4");
-        let k = self.classes;
+    /// Forward (train mode) and backward of a batch `x` [B, C, H, W] (H, W multiples of 4,
+    /// B ≥ 2) with labels `y` [B] in 0..K; updates the BatchNorm running statistics as
+    /// PyTorch's train-mode forward does.
+    pub fn forward_backward(&mut self, x: &[f32], h: usize, w: usize, y: &[u32]) -> Result<Pass> {
+        let (b, k) = (y.len(), self.classes);
+        let bad = |msg: String| Err(ExtractError::Usage(format!("small CNN step: {msg}")));
+        if b < 2 {
+            return bad(format!("BatchNorm needs at least 2 images, got {b}"));
+        }
+        if x.len() != b * self.in_channels * h * w || h % 4 != 0 || w % 4 != 0 || h * w == 0 {
+            return bad(format!(
+                "input of {} values is not [{b}, {}, {h}, {w}] with H, W positive multiples of 4",
+                x.len(),
+                self.in_channels
+            ));
+        }
+        if let Some(l) = y.iter().find(|&&l| l as usize >= k) {
+            return bad(format!("label {l} is not in 0..{k}"));
+        }
 
         // Forward.
         let mut layers: Vec<Layer> = Vec::with_capacity(WIDTHS.len());
@@ -252,7 +265,6 @@ impl SmallCnnCpu {
             let se: f64 = row.iter().map(|&v| (v as f64 - mx).exp()).sum();
             let lse = mx + se.ln();
             let yi = y[i] as usize;
-            assert!(yi < k, "label {yi} is not in 0..{k}");
             loss += lse - row[yi] as f64;
             for j in 0..k {
                 let p = (row[j] as f64 - lse).exp();
@@ -368,11 +380,11 @@ impl SmallCnnCpu {
             grads[3 * l] = dw;
             dcur = dx;
         }
-        Pass {
+        Ok(Pass {
             loss,
             logits,
             grads,
-        }
+        })
     }
 
     /// SGD with momentum and coupled weight decay, PyTorch's order:
@@ -683,6 +695,8 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        let mut vars = vars;
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
         for (key, var) in &vars {
             let v: Vec<f32> = (0..var.elem_count())
                 .map(|_| {
@@ -702,7 +716,7 @@ mod tests {
             .collect();
         let y: Vec<u32> = (0..b as u32).map(|i| i % k as u32).collect();
 
-        let pass = fast.forward_backward(&x, h, w, &y);
+        let pass = fast.forward_backward(&x, h, w, &y).unwrap();
 
         let xt = Tensor::from_slice(&x, (b, 1, h, w), &dev).unwrap();
         let yt = Tensor::from_slice(&y, b, &dev).unwrap();
@@ -767,7 +781,7 @@ mod tests {
             .map(|_| rng.random_range(-2.0..2.0))
             .collect();
         let y = vec![0, 1, 2, 1];
-        let pass = net.clone().forward_backward(&x, h, w, &y);
+        let pass = net.clone().forward_backward(&x, h, w, &y).unwrap();
         let eps = 1e-3f32;
         for (pi, (name, _)) in net.param_names().iter().enumerate() {
             for t in 0..3 {
@@ -776,8 +790,8 @@ mod tests {
                 plus.params[pi][j] += eps;
                 let mut minus = net.clone();
                 minus.params[pi][j] -= eps;
-                let fd = (plus.forward_backward(&x, h, w, &y).loss
-                    - minus.forward_backward(&x, h, w, &y).loss)
+                let fd = (plus.forward_backward(&x, h, w, &y).unwrap().loss
+                    - minus.forward_backward(&x, h, w, &y).unwrap().loss)
                     / (2.0 * eps as f64);
                 let an = pass.grads[pi][j] as f64;
                 assert!(
@@ -786,6 +800,38 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Fixed-order reductions: one thread and three threads give bit-identical results.
+    #[test]
+    fn a_step_does_not_depend_on_the_thread_count() {
+        let (b, h, w, k) = (19, 8, 12, 5);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let mut net = SmallCnnCpu::new(1, k);
+        for (name, shape) in net.param_names() {
+            let n: usize = shape.iter().product();
+            let v: Vec<f32> = (0..n).map(|_| rng.random_range(-0.5..0.5)).collect();
+            net.set(&name, &v).unwrap();
+        }
+        let x: Vec<f32> = (0..b * h * w)
+            .map(|_| rng.random_range(-2.0..2.0))
+            .collect();
+        let y: Vec<u32> = (0..b as u32).map(|i| (i * 3) % k as u32).collect();
+        let run = |threads: usize| {
+            let mut n = net.clone();
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| {
+                    let p = n.forward_backward(&x, h, w, &y).unwrap();
+                    n.sgd_step(&p.grads, 0.1, 0.9, 5e-3);
+                    (p.loss, p.grads, n.params, n.running)
+                })
+        };
+        let (a, b3) = (run(1), run(3));
+        assert_eq!(a.0.to_bits(), b3.0.to_bits());
+        assert!(a.1 == b3.1 && a.2 == b3.2 && a.3 == b3.3);
     }
 
     #[test]
@@ -814,7 +860,7 @@ mod tests {
     }
 
     #[test]
-    fn set_rejects_unknown_names_and_wrong_sizes() {
+    fn rejects_unknown_names_wrong_sizes_and_bad_batches() {
         let mut net = SmallCnnCpu::new(1, 2);
         assert!(net.set("conv9.weight", &[0.0]).is_err());
         assert!(net.set("bn1.running_mean", &[0.0; 3]).is_err());
@@ -822,5 +868,12 @@ mod tests {
         assert_eq!(net.get("bn1.running_mean").unwrap()[0], 0.5);
         assert_eq!(net.get("bn3.running_var").unwrap().len(), 128);
         assert!(net.get("momentum.fc.bias").is_some());
+        let x = vec![0.0; 2 * 16];
+        let e = net.forward_backward(&x, 4, 4, &[0, 2]).unwrap_err();
+        assert!(e.to_string().contains("label 2 is not in 0..2"), "{e}");
+        let e = net.forward_backward(&x, 4, 4, &[0]).unwrap_err();
+        assert!(e.to_string().contains("at least 2 images"), "{e}");
+        let e = net.forward_backward(&x[..30], 4, 4, &[0, 1]).unwrap_err();
+        assert!(e.to_string().contains("is not [2, 1, 4, 4]"), "{e}");
     }
 }

@@ -32,17 +32,27 @@ impl SmallCnn {
     }
 }
 
-/// 2×2 max-pool (stride 2) as a reshape and two `max` reductions: the same values as
-/// `max_pool2d(2)`, but a correct gradient. candle 0.11.1's `max_pool2d` backward multiplies
-/// the gradient by (number of maxima in the window) / 4, so a unique maximum gets a quarter of
-/// it: every layer below a pool learns 4× (16× under two pools) too slowly.
+/// 2×2 max-pool (stride 2) with PyTorch's gradient: the same values as `max_pool2d(2)`, and
+/// each output's gradient goes whole to the first maximum of its window (row-major order).
+/// candle 0.11.1's `max_pool2d` backward instead multiplies the gradient by (number of maxima
+/// in the window) / 4, so a unique maximum gets a quarter of it: every layer below a pool
+/// learned 4× (16× under two pools) too slowly. (A plain reshape + `max` is no fix either: it
+/// gives the full gradient to *every* tied maximum, and ties are common on the uniform
+/// backgrounds of Fashion-MNIST.)
 pub fn max_pool2x2(x: &Tensor) -> Result<Tensor> {
     let (b, c, h, w) = x.dims4()?;
-    x.narrow(2, 0, h / 2 * 2)?
-        .narrow(3, 0, w / 2 * 2)?
-        .reshape((b, c, h / 2, 2, w / 2, 2))?
-        .max(5)?
-        .max(3)
+    let (oh, ow) = (h / 2, w / 2);
+    // [B, C, OH, OW, 4], window positions in row-major order.
+    let win = x
+        .narrow(2, 0, 2 * oh)?
+        .narrow(3, 0, 2 * ow)?
+        .reshape((b, c, oh, 2, ow, 2))?
+        .permute((0, 1, 2, 4, 3, 5))?
+        .reshape((b, c, oh, ow, 4))?;
+    let max = win.detach().max_keepdim(D::Minus1)?;
+    let is_max = win.detach().broadcast_eq(&max)?.to_dtype(x.dtype())?;
+    let first = (&is_max * is_max.cumsum(D::Minus1)?.eq(1f64)?.to_dtype(x.dtype())?)?;
+    (win * first.detach())?.sum(D::Minus1)
 }
 
 impl Backbone for SmallCnn {
@@ -105,5 +115,30 @@ mod tests {
         // Random normal input: one maximum per window, which gets gradient 1.
         assert_eq!(g.iter().filter(|&&v| v == 1.0).count(), 2 * 3 * 3 * 2);
         assert_eq!(g.iter().filter(|&&v| v == 0.0).count(), 3 * 2 * 3 * 3 * 2);
+    }
+
+    /// Ties: the first maximum in row-major window order takes the whole gradient (PyTorch).
+    #[test]
+    fn max_pool2x2_gives_a_tie_to_the_first_maximum() {
+        let dev = Device::Cpu;
+        let v = [[0f32, 2.0, 5.0, 1.0], [2.0, 2.0, 5.0, 5.0]];
+        let x = Var::from_tensor(&Tensor::new(&[[v]], &dev).unwrap()).unwrap();
+        let p = max_pool2x2(x.as_tensor()).unwrap();
+        let vals: Vec<f32> = p.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(vals, vec![2.0, 5.0]);
+        let g = (p * Tensor::new(&[[[[1f32, 10.0]]]], &dev).unwrap())
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g: Vec<f32> = g
+            .get(x.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(g, vec![0.0, 1.0, 10.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
     }
 }
