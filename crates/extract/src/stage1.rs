@@ -330,7 +330,7 @@ fn train_with(
     let n = train.len();
     let last = stop_after.unwrap_or(recipe.epochs).min(recipe.epochs);
     // The small CNN on the CPU trains through the hand-written pass (the same function and
-    // gradients, ~25× faster than candle's autograd there); the variables are synced after
+    // gradients, ~16× faster than candle's autograd there); the variables are synced after
     // every epoch, so checkpoints, resume and evaluation do not depend on the path taken.
     let small_cnn_cpu = arch == Arch::SmallCnn && device.is_cpu() && h % 4 == 0 && w % 4 == 0;
     let mut fast = if cpu_pass && small_cnn_cpu {

@@ -8,8 +8,8 @@
 //! exact gradients (checked against candle's autograd in the tests), PyTorch's BatchNorm
 //! conventions included (biased batch variance to normalise, unbiased in the running variance,
 //! momentum 0.1, eps 1e-5), and the SGD update of [`crate::stage1`] (coupled weight decay,
-//! `buf = m·buf + g`, `w -= lr·buf`). candle's autograd path costs ~25 ms per image on two
-//! cores for this net; this one ~1 ms.
+//! `buf = m·buf + g`, `w -= lr·buf`). An epoch of Fashion-MNIST-LT IR=100 (14 886 images,
+//! batch 128) takes ~20 s on two cores, against ~5.5 min through candle's autograd.
 //!
 //! Tensors are named as in the checkpoint (`conv1.weight`, `bn1.running_var`, `fc.bias`, ...)
 //! and exchanged as flat row-major `f32` slices.
