@@ -332,7 +332,8 @@ fn train_with(
     // The small CNN on the CPU trains through the hand-written pass (the same function and
     // gradients, ~16× faster than candle's autograd there); the variables are synced after
     // every epoch, so checkpoints, resume and evaluation do not depend on the path taken.
-    let small_cnn_cpu = arch == Arch::SmallCnn && device.is_cpu() && h % 4 == 0 && w % 4 == 0;
+    let small_cnn_cpu =
+        arch == Arch::SmallCnn && device.is_cpu() && h.is_multiple_of(4) && w.is_multiple_of(4);
     let mut fast = if cpu_pass && small_cnn_cpu {
         let mut f = SmallCnnCpu::new(c, num_classes);
         for (k, v) in &vars {

@@ -174,7 +174,11 @@ impl SmallCnnCpu {
         if b < 2 {
             return bad(format!("BatchNorm needs at least 2 images, got {b}"));
         }
-        if x.len() != b * self.in_channels * h * w || h % 4 != 0 || w % 4 != 0 || h * w == 0 {
+        if x.len() != b * self.in_channels * h * w
+            || !h.is_multiple_of(4)
+            || !w.is_multiple_of(4)
+            || h * w == 0
+        {
             return bad(format!(
                 "input of {} values is not [{b}, {}, {h}, {w}] with H, W positive multiples of 4",
                 x.len(),
