@@ -46,10 +46,10 @@ bench: synth
 #   just extract cifar100-lt --root data --checkpoint ckpt.pth --ir 100
 #   just extract imagenet-lt --root /data/imagenet --lists data/ImageNet_LT --checkpoint final_model_checkpoint.pth
 # Every flag: `cargo run -p extract -- --help`.
-#   fmnist-lt retrains its backbone first (stage 1, ~20 min on 2 cores) and rebuilds the committed
+#   fmnist-lt retrains its backbone first (stage 1 + feature dump, ~12 min on 2 cores) and rebuilds the committed
 #   default bank features/fmnist-lt-ir100/ + features/checkpoints/small-cnn-fmnist-lt-ir100.safetensors.
 extract DATASET *ARGS:
-    cargo run -p extract -- --dataset {{DATASET}} --overwrite {{ if DATASET == "fmnist-lt" { "--stage1 --epochs 3 --lr 0.05 --train-batch-size 128 --crop-padding 2 --dtype f16" } else { "" } }} {{ARGS}}
+    cargo run -p extract -- --dataset {{DATASET}} --overwrite {{ if DATASET == "fmnist-lt" { "--stage1 --epochs 30 --lr 0.05 --train-batch-size 128 --crop-padding 2 --dtype f16" } else { "" } }} {{ARGS}}
 
 # ResNet-50 feature-extraction throughput on the CPU (224x224, batch 32).
 bench-extract:

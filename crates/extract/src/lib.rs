@@ -21,4 +21,5 @@ pub mod device;
 pub mod run;
 pub mod source;
 pub mod stage1;
+pub mod stage1_cpu;
 pub mod transform;

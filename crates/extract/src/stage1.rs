@@ -20,6 +20,7 @@ use crate::backbones::{Arch, Backbone, flip_lr};
 use crate::datasets::{Labeled, Normalize};
 use crate::error::{ExtractError, Result};
 use crate::run::batch_input;
+use crate::stage1_cpu::SmallCnnCpu;
 use candle_core::{D, DType, Device, Module, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use rand::seq::SliceRandom;
@@ -199,6 +200,38 @@ pub fn train(
     stop_after: Option<usize>,
     progress: &mut dyn FnMut(TrainEvent),
 ) -> Result<Stage1Report> {
+    train_with(
+        arch,
+        num_classes,
+        train,
+        test,
+        norm,
+        recipe,
+        device,
+        ckpt,
+        resume,
+        stop_after,
+        true,
+        progress,
+    )
+}
+
+/// [`train`]; `cpu_pass: false` keeps the small CNN on candle's autograd (tests compare the two).
+#[allow(clippy::too_many_arguments)]
+fn train_with(
+    arch: Arch,
+    num_classes: usize,
+    train: &Labeled,
+    test: &Labeled,
+    norm: &Normalize,
+    recipe: &Recipe,
+    device: &Device,
+    ckpt: &Path,
+    resume: bool,
+    stop_after: Option<usize>,
+    cpu_pass: bool,
+    progress: &mut dyn FnMut(TrainEvent),
+) -> Result<Stage1Report> {
     if recipe.batch_size < 2 {
         return Err(ExtractError::Usage(
             "stage 1 needs --train-batch-size >= 2 (BatchNorm batch statistics)".into(),
@@ -296,6 +329,26 @@ pub fn train(
     };
     let n = train.len();
     let last = stop_after.unwrap_or(recipe.epochs).min(recipe.epochs);
+    // The small CNN on the CPU trains through the hand-written pass (the same function and
+    // gradients, ~16× faster than candle's autograd there); the variables are synced after
+    // every epoch, so checkpoints, resume and evaluation do not depend on the path taken.
+    let small_cnn_cpu =
+        arch == Arch::SmallCnn && device.is_cpu() && h.is_multiple_of(4) && w.is_multiple_of(4);
+    let mut fast = if cpu_pass && small_cnn_cpu {
+        let mut f = SmallCnnCpu::new(c, num_classes);
+        for (k, v) in &vars {
+            f.set(k, &v.as_tensor().flatten_all()?.to_vec1::<f32>()?)?;
+        }
+        for (j, &i) in trainable.iter().enumerate() {
+            f.set(
+                &format!("momentum.{}", vars[i].0),
+                &momentum[j].flatten_all()?.to_vec1::<f32>()?,
+            )?;
+        }
+        Some(f)
+    } else {
+        None
+    };
     for epoch in state.epoch..last {
         let t0 = std::time::Instant::now();
         let lr = recipe.lr_at(epoch);
@@ -323,28 +376,42 @@ pub fn train(
             ) {
                 buf.extend(img?);
             }
-            let x = Tensor::from_vec(buf, (rows.len(), c, h, w), device)?;
             let y_host: Vec<u32> = rows.iter().map(|&i| train.labels[i]).collect();
-            let y = Tensor::from_slice(&y_host, rows.len(), device)?;
-            let feats = model.features_t(&x, true)?;
-            let logits = model.head().expect("built with a head").forward(&feats)?;
-            let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
-            let grads = loss.backward()?;
-            for (j, &i) in trainable.iter().enumerate() {
-                let var = &vars[i].1;
-                let wt = var.as_tensor().detach();
-                let g = match grads.get(var) {
-                    Some(g) => g.detach(),
-                    None => wt.zeros_like()?,
-                };
-                let g = (g + (&wt * recipe.weight_decay)?)?;
-                let b = ((&momentum[j] * recipe.momentum)? + g)?.detach();
-                var.set(&(wt - (&b * lr)?)?)?;
-                momentum[j] = b;
-            }
+            let (l, pred) = match fast.as_mut() {
+                Some(f) => {
+                    let pass = f.forward_backward(&buf, h, w, &y_host)?;
+                    f.sgd_step(&pass.grads, lr, recipe.momentum, recipe.weight_decay);
+                    let pred: Vec<u32> = pass
+                        .logits
+                        .chunks(num_classes)
+                        .map(|r| argmax(r) as u32)
+                        .collect();
+                    (pass.loss, pred)
+                }
+                None => {
+                    let x = Tensor::from_vec(buf, (rows.len(), c, h, w), device)?;
+                    let y = Tensor::from_slice(&y_host, rows.len(), device)?;
+                    let feats = model.features_t(&x, true)?;
+                    let logits = model.head().expect("built with a head").forward(&feats)?;
+                    let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+                    let grads = loss.backward()?;
+                    for (j, &i) in trainable.iter().enumerate() {
+                        let var = &vars[i].1;
+                        let wt = var.as_tensor().detach();
+                        let g = match grads.get(var) {
+                            Some(g) => g.detach(),
+                            None => wt.zeros_like()?,
+                        };
+                        let g = (g + (&wt * recipe.weight_decay)?)?;
+                        let b = ((&momentum[j] * recipe.momentum)? + g)?.detach();
+                        var.set(&(wt - (&b * lr)?)?)?;
+                        momentum[j] = b;
+                    }
+                    let pred: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
+                    (loss.to_scalar::<f32>()? as f64, pred)
+                }
+            };
             state.steps += 1;
-            let l = loss.to_scalar::<f32>()? as f64;
-            let pred: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
             correct += pred.iter().zip(&y_host).filter(|(a, b)| a == b).count();
             loss_sum += l * rows.len() as f64;
             seen += rows.len();
@@ -363,6 +430,18 @@ pub fn train(
             train_acc: 100.0 * correct as f64 / seen.max(1) as f64,
             secs,
         });
+        if let Some(f) = &fast {
+            for (k, v) in &vars {
+                let data = f.get(k).expect("every small-CNN variable is known");
+                v.set(&Tensor::from_slice(data, v.shape(), device)?)?;
+            }
+            for (j, &i) in trainable.iter().enumerate() {
+                let data = f
+                    .get(&format!("momentum.{}", vars[i].0))
+                    .expect("every small-CNN parameter has a momentum buffer");
+                momentum[j] = Tensor::from_slice(data, vars[i].1.shape(), device)?;
+            }
+        }
         // Momentum, then weights, then the json that names the finished epoch.
         let mut m = HashMap::new();
         for (j, &i) in trainable.iter().enumerate() {
@@ -398,6 +477,17 @@ pub fn train(
         test_top1_flip,
         test_rows: test.len(),
     })
+}
+
+/// Index of the largest value (the first one on ties, as `argmax`).
+fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    best
 }
 
 /// Top-1 (%) with BatchNorm in eval mode: the test view, and the mean of the test view's and its
@@ -549,6 +639,47 @@ mod tests {
             let d = (&raw[key] - &b[key]).unwrap().abs().unwrap();
             let d = d.flatten_all().unwrap().max(0).unwrap();
             assert_eq!(d.to_scalar::<f32>().unwrap(), 0.0, "{key}");
+        }
+        // candle's autograd (with the max-pool fix) trains the same weights as the CPU pass.
+        let slow = dir.path().join("slow.safetensors");
+        let rs = train_with(
+            Arch::SmallCnn,
+            2,
+            &tr,
+            &te,
+            &norm,
+            &recipe(2),
+            &dev,
+            &slow,
+            false,
+            None,
+            false,
+            &mut |_| {},
+        )
+        .unwrap();
+        assert!((rs.log[1].loss - r.log[1].loss).abs() < 1e-4 * r.log[1].loss.max(1.0));
+        let c = candle_core::safetensors::load(&slow, &Device::Cpu).unwrap();
+        for key in [
+            "conv1.weight",
+            "conv3.weight",
+            "bn2.weight",
+            "bn3.running_var",
+            "fc.weight",
+        ] {
+            let d = (&raw[key] - &c[key]).unwrap().abs().unwrap();
+            let d = d.flatten_all().unwrap().max(0).unwrap();
+            let scale = raw[key]
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap();
+            let (d, scale) = (
+                d.to_scalar::<f32>().unwrap(),
+                scale.to_scalar::<f32>().unwrap(),
+            );
+            assert!(d <= 1e-3 * scale, "{key}: {d} (scale {scale})");
         }
         // A different recipe does not resume.
         let mut other = recipe(3);

@@ -229,4 +229,60 @@ mod tests {
             .unwrap();
         assert!(d.to_scalar::<f32>().unwrap() < 1e-4);
     }
+
+    /// BatchNorm in train mode normalises with the batch mean and biased variance and moves the
+    /// running statistics by PyTorch's momentum 0.1 towards the batch mean and *unbiased*
+    /// variance; eval mode with running statistics equal to the batch's reproduces train mode.
+    #[test]
+    fn batch_norm_train_and_eval_agree_and_running_stats_follow_pytorch() {
+        use candle_nn::{VarBuilder, VarMap};
+        let dev = Device::Cpu;
+        let vm = VarMap::new();
+        let b = bn(
+            3,
+            VarBuilder::from_varmap(&vm, candle_core::DType::F32, &dev),
+        )
+        .unwrap();
+        let x = Tensor::randn(0f32, 1.0, (4, 3, 5, 5), &dev)
+            .unwrap()
+            .affine(2.0, 0.5)
+            .unwrap();
+        let train = b.forward_t(&x, true).unwrap();
+        // Per-channel batch statistics over (N, H, W).
+        let xc = x.transpose(0, 1).unwrap().flatten_from(1).unwrap();
+        let mean = xc.mean(1).unwrap();
+        let n = 4.0 * 25.0;
+        let var = xc
+            .broadcast_sub(&mean.unsqueeze(1).unwrap())
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .mean(1)
+            .unwrap();
+        let rm: Vec<f32> = b.running_mean().to_vec1().unwrap();
+        let rv: Vec<f32> = b.running_var().to_vec1().unwrap();
+        let (m, v): (Vec<f32>, Vec<f32>) = (mean.to_vec1().unwrap(), var.to_vec1().unwrap());
+        for c in 0..3 {
+            assert!((rm[c] - 0.1 * m[c]).abs() < 1e-5, "running_mean");
+            assert!(
+                (rv[c] - (0.9 + 0.1 * v[c] * n / (n - 1.0))).abs() < 1e-4,
+                "running_var"
+            );
+        }
+        let w = Tensor::ones(3, candle_core::DType::F32, &dev).unwrap();
+        let z = Tensor::zeros(3, candle_core::DType::F32, &dev).unwrap();
+        let eval = BatchNorm::new(3, mean, var, w, z, 1e-5).unwrap();
+        let e = eval.forward_t(&x, false).unwrap();
+        let d: f32 = (train - e)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(d < 1e-4, "train vs eval: {d}");
+    }
 }
