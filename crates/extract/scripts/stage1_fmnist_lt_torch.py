@@ -5,7 +5,7 @@ The same small CNN, LT subset, normalisation, augmentation and recipe as
 accuracy and the final test top-1 (All / Many / Medium / Few, shot groups of the bank's
 meta.json: many > 1200, few < 240 train images).
 
-  python3 scripts/stage1_fmnist_lt_torch.py --epochs 3 [--pool-grad-scale 0.25]
+  python3 crates/extract/scripts/stage1_fmnist_lt_torch.py --epochs 3 [--pool-grad-scale 0.25]
 
 --pool-grad-scale s multiplies the gradient through every max-pool by s (s = 0.25 imitates
 candle 0.11.1's max_pool2d backward, which returns grad * (#maxima / 4) instead of grad).
