@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check of `retrain --device cuda` (one short run on a lent H100/H200), from the repo
 # root, with the CUDA build's binaries in $BIN (default .gpu/, gzipped or not):
-#   retrain      `just build-cuda-retrain` (target-cuda/release/retrain)
-#   device_bench the example of the same build
+#   retrain      `just build-cuda` (target-cuda/release/retrain)
+#   device_bench the example of the same build (target-cuda/release/examples/device_bench)
+# (the files may be gzipped; they are 50-70 MB each, ~15 MB gzipped)
 # 1. the ImageNet-LT-scale synthetic bank (as `just synth-imagenet-scale`, CPU);
 # 2. device_bench: one epoch of four heads vs pure GEMM, batch 512, on the GPU;
 # 3. PyTorch's own loop for the same LOS epoch (reference, when python3 has torch);
