@@ -73,10 +73,7 @@ impl HeadState {
 
     /// Row norms ‖w_i‖.
     pub fn row_norms(&self) -> Vec<f32> {
-        self.weight
-            .chunks_exact(self.dim)
-            .map(|r| norm(r))
-            .collect()
+        self.weight.chunks_exact(self.dim).map(norm).collect()
     }
 
     /// The inference head: post-hoc rule applied, everything folded into one linear map
