@@ -104,18 +104,20 @@ pub fn matmul_atb(
     }
 }
 
+/// Partial sums of the vectorised reductions below.
+const LANES: usize = 16;
+
 /// `Σ a_i b_i` with 16 independent partial sums (so that the compiler vectorises it; a plain
 /// `.sum()` over f32 is one serial chain of additions), added in a fixed order: the same
 /// result on every call.
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const L: usize = 16;
     debug_assert_eq!(a.len(), b.len());
-    let mut acc = [0.0f32; L];
-    let (ca, cb) = (a.chunks_exact(L), b.chunks_exact(L));
+    let mut acc = [0.0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
-        for i in 0..L {
+        for i in 0..LANES {
             acc[i] += x[i] * y[i];
         }
     }
@@ -123,52 +125,48 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     for (x, y) in ra.iter().zip(rb) {
         tail += x * y;
     }
-    // pairwise over the lanes
-    let mut w = L;
-    while w > 1 {
-        w /= 2;
-        for i in 0..w {
-            acc[i] += acc[i + w];
-        }
-    }
-    acc[0] + tail
+    fold_lanes(acc) + tail
 }
 
 /// `Σ a_i` with 16 partial sums in a fixed order (see [`dot`]).
 #[inline]
 pub fn sum(a: &[f32]) -> f32 {
-    const L: usize = 16;
-    let mut acc = [0.0f32; L];
-    let c = a.chunks_exact(L);
+    let mut acc = [0.0f32; LANES];
+    let c = a.chunks_exact(LANES);
     let tail: f32 = c.remainder().iter().sum();
     for x in c {
-        for i in 0..L {
+        for i in 0..LANES {
             acc[i] += x[i];
         }
     }
-    let mut w = L;
+    fold_lanes(acc) + tail
+}
+
+/// The 16 partial sums of [`dot`] / [`sum`], added pairwise (a fixed order).
+#[inline]
+fn fold_lanes(mut acc: [f32; LANES]) -> f32 {
+    let mut w = acc.len();
     while w > 1 {
         w /= 2;
         for i in 0..w {
             acc[i] += acc[i + w];
         }
     }
-    acc[0] + tail
+    acc[0]
 }
 
 /// `max_i a_i` (−∞ for an empty slice), vectorised like [`dot`].
 #[inline]
 pub fn max(a: &[f32]) -> f32 {
-    const L: usize = 16;
-    let mut acc = [f32::NEG_INFINITY; L];
-    let c = a.chunks_exact(L);
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let c = a.chunks_exact(LANES);
     let tail = c
         .remainder()
         .iter()
         .cloned()
         .fold(f32::NEG_INFINITY, f32::max);
     for x in c {
-        for i in 0..L {
+        for i in 0..LANES {
             acc[i] = acc[i].max(x[i]);
         }
     }
