@@ -145,6 +145,16 @@ fn normalize_rows(x: &Tensor) -> Result<Tensor> {
     x.broadcast_div(&n)
 }
 
+/// Row-wise softmax parts of logits `a` [B, K]: the shifted logits `s = a − max`, `Σ exp(s)`
+/// [B, 1] and the probabilities `p = exp(s) / Σ exp(s)`.
+fn softmax_parts(a: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    let s = a.broadcast_sub(&a.max_keepdim(1)?)?;
+    let e = s.exp()?;
+    let sum = e.sum_keepdim(1)?;
+    let p = e.broadcast_div(&sum)?;
+    Ok((s, sum, p))
+}
+
 /// One-hot rows [B, K] (f32) of labels `y` [B].
 fn one_hot(y: &Tensor, classes: &Tensor) -> Result<Tensor> {
     classes.broadcast_eq(&y.unsqueeze(1)?)?.to_dtype(DType::F32)
@@ -189,28 +199,20 @@ impl DeviceLoss {
         let b = z.dim(0)?;
         let inv_b = 1.0 / b as f64;
         let t = one_hot(y, &self.classes)?;
-        // shifted logits s = a − max, e = exp(s), p = e / Σe
-        let softmax_parts = |a: &Tensor| -> Result<(Tensor, Tensor, Tensor)> {
-            let s = a.broadcast_sub(&a.max_keepdim(1)?)?;
-            let e = s.exp()?;
-            let sum = e.sum_keepdim(1)?;
-            let p = e.broadcast_div(&sum)?;
-            Ok((s, sum, p))
-        };
         match self.loss {
             Loss::Ce { .. } | Loss::BalancedSoftmax | Loss::Ldam { .. } => {
                 let smoothing = match self.loss {
                     Loss::Ce { smoothing } => smoothing as f64,
                     _ => 0.0,
                 };
-                self.softmax_ce(z, &t, smoothing, None, inv_b, softmax_parts)
+                self.softmax_ce(z, &t, smoothing, None, inv_b)
             }
             Loss::ClassBalanced {
                 form: CbForm::Softmax,
                 ..
             } => {
                 let r = self.row_weights(y)?;
-                self.softmax_ce(z, &t, 0.0, Some(&r), inv_b, softmax_parts)
+                self.softmax_ce(z, &t, 0.0, Some(&r), inv_b)
             }
             Loss::Focal { gamma } => {
                 let gamma = gamma as f64;
@@ -276,7 +278,6 @@ impl DeviceLoss {
         smoothing: f64,
         r: Option<&Tensor>,
         inv_b: f64,
-        softmax_parts: impl Fn(&Tensor) -> Result<(Tensor, Tensor, Tensor)>,
     ) -> Result<(Tensor, Tensor)> {
         let a = match self.loss {
             Loss::BalancedSoftmax => z.broadcast_add(self.terms())?,
