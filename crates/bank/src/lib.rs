@@ -229,8 +229,10 @@ impl Bank {
         })
     }
 
-    /// A cheap content fingerprint (FNV-1a over shapes, labels and a strided sample of
-    /// features): identifies a bank in run records without hashing gigabytes.
+    /// A content fingerprint: FNV-1a over the shapes, every label, every feature value (and
+    /// flipped feature value) of every split, and the stage-1 head. Identifies a bank in run
+    /// records: any change to a value that can change a run's numbers changes it. One pass
+    /// over the features (about as long as the finite check at open).
     pub fn fingerprint(&self) -> String {
         let mut h = Fnv::default();
         for s in std::iter::once(&self.train)
@@ -242,16 +244,18 @@ impl Bank {
             for l in &s.labels {
                 h.write(&l.to_le_bytes());
             }
-            let f = s.features();
-            let step = (f.len() / 65_536).max(1);
-            for v in f.iter().step_by(step) {
-                h.write(&v.to_le_bytes());
+            h.write_f32s(s.features());
+            match &s.features_flip {
+                Some(f) => {
+                    h.write(b"flip");
+                    h.write_f32s(f.as_slice());
+                }
+                None => h.write(b"noflip"),
             }
         }
         if let Some(head) = &self.head {
-            for v in head.weight.iter().chain(&head.bias) {
-                h.write(&v.to_le_bytes());
-            }
+            h.write_f32s(&head.weight);
+            h.write_f32s(&head.bias);
         }
         format!("{:016x}", h.0)
     }
@@ -269,6 +273,14 @@ impl Fnv {
     pub fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {
             self.0 = (self.0 ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    /// FNV-1a steps over the bit patterns of `v`, one 32-bit word per step (4× fewer steps
+    /// than bytes: the bank fingerprint hashes every feature).
+    pub fn write_f32s(&mut self, v: &[f32]) {
+        for x in v {
+            self.0 = (self.0 ^ x.to_bits() as u64).wrapping_mul(0x0100_0000_01b3);
         }
     }
 }

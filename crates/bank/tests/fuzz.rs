@@ -12,11 +12,10 @@
 //! Longer runs: `PROPTEST_CASES=100000 cargo test -p bank --test fuzz` (the environment
 //! variable overrides the bounded default).
 //!
-//! Known bug kept out of the generators (see `crates/retrain/tests/catalogue.rs`): without a
-//! `meta.json` `num_classes` or a head, a label L in [2^20, 2^32) makes `Bank::open` allocate
-//! L+1 counters (an abort, not an `Err`, for L near 2^32); label values here stay below 256
-//! unless they are rejected earlier (negative, > u32::MAX), and the byte-flip property writes
-//! `meta.json` with `num_classes`.
+//! Labels of every size are generated, 256 and above included (up to 2^32 − 1): a wild
+//! label without a `meta.json` `num_classes` or a head is rejected by the "more classes than
+//! training rows" check before anything is allocated per class (it once allocated L+1
+//! counters).
 
 use bank::Bank;
 use proptest::prelude::*;
@@ -198,6 +197,9 @@ fn label_special() -> impl Strategy<Value = f64> + Clone {
     prop_oneof![
         3 => 3i64..6,
         2 => -3i64..0,
+        2 => 256i64..70_000,
+        1 => Just(1i64 << 20),
+        1 => Just(u32::MAX as i64),
         1 => Just(1i64 << 40),
         1 => Just(u32::MAX as i64 + 1),
     ]
@@ -461,6 +463,9 @@ fn oracle(b: &BankSpec) -> Result<(usize, usize, Vec<usize>), String> {
     };
     if labels.iter().flatten().any(|&l| l as usize >= k) {
         return Err("label >= K".into());
+    }
+    if k > labels[0].len() {
+        return Err("more classes than training rows".into());
     }
     let mut counts = vec![0usize; k];
     for &l in &labels[0] {

@@ -136,7 +136,7 @@ pub fn segment_means(
     SegmentMeans {
         loma_norm: table(&|r, c| loma_norm(&r.test.loma)[c]),
         rsd: table(&|r, c| r.test.rsd[c]),
-        accuracy: table(&|r, c| 100.0 * r.test.per_class[c]),
+        accuracy: table(&|r, c| 100.0 * r.test.class_accuracy(c)),
         labels,
         segment_names,
     }

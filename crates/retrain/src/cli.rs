@@ -159,6 +159,10 @@ pub struct RunArgs {
     /// Ignore the runs recorded in <out> and run everything again.
     #[arg(long)]
     pub rerun: bool,
+    /// Keep the runs in <out> recorded by another code identity (another ltbench build)
+    /// instead of rerunning them; they are labelled [stale] in every output.
+    #[arg(long)]
+    pub reuse_stale: bool,
     /// Run only the deterministic slice i of n of the jobs (job j belongs to shard j mod n),
     /// recording into <out>/records.shard-i-of-n.jsonl; a later run without --shard on the
     /// union of the shards' records builds the tables.

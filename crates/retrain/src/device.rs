@@ -19,7 +19,7 @@ use crate::loss::LossFn;
 use crate::method::{CbForm, Head, Loss, Method, ProjectEvery};
 use crate::sampler::EpochSampler;
 use crate::trainer::{TrainOptions, TrainOutcome, lr_at, maxnorm_limit};
-use bank::{Bank, ShotGroup, Split};
+use bank::{Bank, Split};
 use candle_core::{DType, Device, Result, Tensor};
 
 /// F.normalize's epsilon (as in [`crate::head`]).
@@ -523,7 +523,6 @@ pub fn evaluate_on_device(
     id: SplitId,
     host: &Split,
     head: &EvalHead,
-    groups: &[ShotGroup],
     tta: bool,
 ) -> Result<Evaluation> {
     let dev = &db.device;
@@ -550,5 +549,5 @@ pub fn evaluate_on_device(
         let z: Vec<f32> = z.flatten_all()?.to_vec1()?;
         tally.add(&z, &host.labels[start..start + rows]);
     }
-    Ok(tally.finish(groups))
+    Ok(tally.finish())
 }

@@ -1,12 +1,16 @@
-//! Evaluation of a head on a split: top-1 (micro), per-class accuracy, Many/Medium/Few (mean
-//! of per-class accuracies in the group; `None` when the group is empty), ECE (15 equal-width
-//! confidence bins), NLL, and the paper's per-class logit statistics:
+//! Evaluation of a head on a split: top-1 (micro), per-class correct counts, ECE (15
+//! equal-width confidence bins), NLL, and the paper's per-class logit statistics:
 //!
 //! - LoMa_i = mean of logit i over samples of class i − mean of logit i over the other samples;
 //! - RSD_i = std of logit i over samples of class i (population std) / LoMa_i.
 //!
 //! With `tta`, the logits are the mean of those of `features` and `features_flip` (the LOS and
 //! LTWB flip test-time augmentation), when the split has `features_flip`.
+//!
+//! An [`Evaluation`] holds only what the run produced: nothing in it depends on a choice made
+//! when the tables are built. Many/Medium/Few are computed from the per-class counts by
+//! [`Evaluation::group_accuracy`] with the shot groups of the table being built, so a resumed
+//! table with other `--many-above/--few-below` is the same as a fresh one.
 
 use crate::head::EvalHead;
 use crate::linalg::Parallelism;
@@ -20,12 +24,10 @@ const CHUNK: usize = 2048;
 pub struct Evaluation {
     /// Micro top-1 accuracy in [0, 1].
     pub top1: f64,
-    /// Accuracy per class (NaN for a class without samples in this split).
-    #[serde(with = "nan_as_null")]
-    pub per_class: Vec<f64>,
+    /// Correctly classified samples per class.
+    pub per_class_correct: Vec<usize>,
+    /// Samples per class in this split.
     pub per_class_count: Vec<usize>,
-    /// Mean per-class accuracy of Many, Medium, Few (`None`: empty group).
-    pub groups: [Option<f64>; 3],
     pub ece: f64,
     pub nll: f64,
     #[serde(with = "nan_as_null")]
@@ -52,14 +54,41 @@ mod nan_as_null {
 }
 
 impl Evaluation {
+    /// Accuracy per class (NaN for a class without samples in this split).
+    pub fn per_class(&self) -> Vec<f64> {
+        (0..self.per_class_count.len())
+            .map(|c| self.class_accuracy(c))
+            .collect()
+    }
+
+    /// Accuracy of class `c` (NaN when the split has no sample of it).
+    pub fn class_accuracy(&self, c: usize) -> f64 {
+        match self.per_class_count[c] {
+            0 => f64::NAN,
+            t => self.per_class_correct[c] as f64 / t as f64,
+        }
+    }
+
+    /// Mean per-class accuracy over the classes of `group` (`groups[c]` is the group of class
+    /// c) that have samples in this split; `None` when there are none.
+    pub fn group_accuracy(&self, groups: &[ShotGroup], group: ShotGroup) -> Option<f64> {
+        let accs: Vec<f64> = self
+            .per_class()
+            .into_iter()
+            .zip(groups)
+            .filter(|(a, g)| **g == group && !a.is_nan())
+            .map(|(a, _)| a)
+            .collect();
+        (!accs.is_empty()).then(|| accs.iter().sum::<f64>() / accs.len() as f64)
+    }
+
     /// Mean of the per-class accuracies (classes present in the split): equal to top-1 on a
     /// balanced split, and the selection criterion on an imbalanced one (a held-out slice of
     /// a long-tailed train split would otherwise reward head-biased heads).
     pub fn balanced(&self) -> f64 {
         let v: Vec<f64> = self
-            .per_class
-            .iter()
-            .copied()
+            .per_class()
+            .into_iter()
             .filter(|a| a.is_finite())
             .collect();
         if v.is_empty() {
@@ -140,32 +169,8 @@ impl Tally {
         }
     }
 
-    pub fn finish(&self, groups: &[ShotGroup]) -> Evaluation {
+    pub fn finish(&self) -> Evaluation {
         let n = self.rows.max(1) as f64;
-        let per_class: Vec<f64> = self
-            .class_correct
-            .iter()
-            .zip(&self.class_count)
-            .map(|(&c, &t)| {
-                if t == 0 {
-                    f64::NAN
-                } else {
-                    c as f64 / t as f64
-                }
-            })
-            .collect();
-        let mut g = [None; 3];
-        for (slot, group) in g.iter_mut().zip(ShotGroup::ALL) {
-            let accs: Vec<f64> = per_class
-                .iter()
-                .zip(groups)
-                .filter(|(a, gr)| **gr == group && !a.is_nan())
-                .map(|(a, _)| *a)
-                .collect();
-            if !accs.is_empty() {
-                *slot = Some(accs.iter().sum::<f64>() / accs.len() as f64);
-            }
-        }
         let ece = (0..ECE_BINS)
             .filter(|&b| self.bin_count[b] > 0)
             .map(|b| {
@@ -189,9 +194,8 @@ impl Tally {
         }
         Evaluation {
             top1: self.correct as f64 / n,
-            per_class,
+            per_class_correct: self.class_correct.clone(),
             per_class_count: self.class_count.clone(),
-            groups: g,
             ece,
             nll: self.nll / n,
             loma,
@@ -200,14 +204,8 @@ impl Tally {
     }
 }
 
-/// Evaluate `head` on `split`; `groups[c]` is the shot group of class c.
-pub fn evaluate(
-    head: &EvalHead,
-    split: &Split,
-    groups: &[ShotGroup],
-    tta: bool,
-    par: Parallelism,
-) -> Evaluation {
+/// Evaluate `head` on `split`.
+pub fn evaluate(head: &EvalHead, split: &Split, tta: bool, par: Parallelism) -> Evaluation {
     let (k, d) = (head.num_classes, head.dim);
     let mut tally = Tally::new(k);
     let mut z = vec![0.0f32; CHUNK * k];
@@ -230,7 +228,7 @@ pub fn evaluate(
         }
         tally.add(&z[..rows * k], &split.labels[start..start + rows]);
     }
-    tally.finish(groups)
+    tally.finish()
 }
 
 #[cfg(test)]
@@ -246,11 +244,15 @@ mod tests {
         let y = [0, 0, 1, 1];
         let mut t = Tally::new(2);
         t.add(&z, &y);
-        let e = t.finish(&[ShotGroup::Many, ShotGroup::Few]);
+        let e = t.finish();
+        let groups = [ShotGroup::Many, ShotGroup::Few];
         assert!((e.loma[0] - 3.0).abs() < 1e-12 && (e.loma[1] - 3.0).abs() < 1e-12);
         assert!((e.rsd[0] - 1.0 / 3.0).abs() < 1e-12 && (e.rsd[1] - 1.0 / 3.0).abs() < 1e-12);
         assert_eq!(e.top1, 1.0);
-        assert_eq!(e.groups, [Some(1.0), None, Some(1.0)]);
+        assert_eq!(
+            ShotGroup::ALL.map(|g| e.group_accuracy(&groups, g)),
+            [Some(1.0), None, Some(1.0)]
+        );
     }
 
     #[test]
@@ -260,11 +262,11 @@ mod tests {
         let z = [1.0, 0.0, 1.0, 0.0];
         let mut t = Tally::new(2);
         t.add(&z, &[0, 1]);
-        let e = t.finish(&[ShotGroup::Many; 2]);
+        let e = t.finish();
         let p = 1f64.exp() / (1.0 + 1f64.exp());
         assert!((e.ece - (p - 0.5)).abs() < 1e-6, "{}", e.ece);
         assert!((e.nll - 0.5 * ((-p.ln()) + (-(1.0 - p).ln()))).abs() < 1e-6);
-        assert_eq!(e.per_class, vec![1.0, 0.0]);
+        assert_eq!(e.per_class(), vec![1.0, 0.0]);
     }
 
     #[test]
@@ -272,6 +274,6 @@ mod tests {
         // confidence 1 (huge margin) and always right
         let mut t = Tally::new(2);
         t.add(&[100.0, 0.0, 0.0, 100.0], &[0, 1]);
-        assert!(t.finish(&[ShotGroup::Many; 2]).ece < 1e-12);
+        assert!(t.finish().ece < 1e-12);
     }
 }

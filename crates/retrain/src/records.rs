@@ -1,9 +1,15 @@
 //! Durable, resumable runs. Every finished run is appended to `<out>/records.jsonl` (one JSON
-//! object per line, flushed and fsynced) under a key that hashes everything its numbers depend
-//! on: the bank's fingerprint, the resolved method, the seed, the evaluation switches and the
-//! code version. A rerun of the same command skips the runs whose key is already recorded, so a
-//! sweep killed at any point (even with SIGKILL) resumes where it stopped; tables are built from
-//! the records of exactly the planned keys, in plan order, so they never mix configurations.
+//! object per line, flushed and fsynced) under a key that hashes every input its numbers
+//! depend on — the bank's fingerprint (every feature, label and head value), the resolved
+//! method with all its hyper-parameters, the seed, the evaluation switches (flip TTA, shuffle,
+//! oracle, selection on val) and the device — together with the [`CODE_ID`] of the build that
+//! ran it. A rerun of the same command skips the runs recorded under the same key *and* code
+//! identity, so a sweep killed at any point (even with SIGKILL) resumes where it stopped;
+//! records of another code identity are stale and rerun (`--reuse-stale` keeps them, labelled).
+//!
+//! A record holds only what a run produced (per-class correct counts, logit statistics,
+//! selected epoch, timings); everything chosen when the tables are built (shot groups and
+//! their thresholds, aggregates over seeds) is computed from it then, so it is not in the key.
 //!
 //! Shards (`--shard i/n`) write `records.shard-i-of-n.jsonl`; all `records*.jsonl` files of the
 //! output folder are read back, so a run without `--shard` afterwards merges the shards.
@@ -16,15 +22,47 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+/// The code identity of this build: a hash of every source file that can change a run's
+/// numbers (see `build.rs`); a record made by another build is stale.
+pub const CODE_ID: &str = env!("LTBENCH_CODE_ID");
+/// The git revision this build was made from (`+dirty`: with uncommitted changes); provenance.
+pub const GIT_REV: &str = env!("LTBENCH_GIT");
+
 /// One line of a records file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Line {
     pub key: String,
     pub bank: String,
+    /// [`CODE_ID`] of the build that made the record.
+    pub code: String,
     pub record: RunRecord,
 }
 
-/// The key of a job: FNV-1a over a canonical JSON of its inputs.
+/// A recorded run and the code identity that made it.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub code: String,
+    pub record: RunRecord,
+}
+
+impl Stored {
+    /// Made by this build.
+    pub fn current(&self) -> bool {
+        self.code == CODE_ID
+    }
+}
+
+/// What an output folder's records files hold.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    /// key → the record of this build when there is one, else the last one in file order.
+    pub runs: HashMap<String, Stored>,
+    /// Lines in a format older than this build's (they are rerun).
+    pub old_format: usize,
+}
+
+/// The key of a job: FNV-1a over a canonical JSON of every input its numbers depend on
+/// (the code identity is stored beside it, so that a stale record can be recognised).
 pub fn job_key(bank_fingerprint: &str, job: &Job, opts: &RunOptions) -> String {
     let mut canon = serde_json::json!({
         "bank": bank_fingerprint,
@@ -34,7 +72,6 @@ pub fn job_key(bank_fingerprint: &str, job: &Job, opts: &RunOptions) -> String {
         "shuffle": opts.shuffle,
         "oracle": opts.oracle,
         "select_on_val": opts.select_on_val,
-        "version": env!("CARGO_PKG_VERSION"),
     });
     if opts.on_device {
         // device numbers differ from the CPU engine's in the last bits: separate records
@@ -84,10 +121,11 @@ impl Shard {
     }
 }
 
-/// Read every `records*.jsonl` in `dir`: key → record. A torn last line (a writer killed
-/// mid-line) is skipped; any other unreadable line is an error naming file and line.
-pub fn read_all(dir: &Path) -> anyhow::Result<HashMap<String, RunRecord>> {
-    let mut out = HashMap::new();
+/// Read every `records*.jsonl` in `dir`. A torn last line (a writer killed mid-line) is
+/// skipped; a line of an older record format is counted in [`Recorded::old_format`]; any other
+/// unreadable line is an error naming file and line.
+pub fn read_all(dir: &Path) -> anyhow::Result<Recorded> {
+    let mut out = Recorded::default();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(out);
     };
@@ -110,14 +148,31 @@ pub fn read_all(dir: &Path) -> anyhow::Result<HashMap<String, RunRecord>> {
             }
             match serde_json::from_str::<Line>(l) {
                 Ok(line) => {
-                    out.insert(line.key, line.record);
+                    let keep_old = out
+                        .runs
+                        .get(&line.key)
+                        .is_some_and(|s| s.current() && line.code != CODE_ID);
+                    if !keep_old {
+                        let stored = Stored {
+                            code: line.code,
+                            record: line.record,
+                        };
+                        out.runs.insert(line.key, stored);
+                    }
                 }
                 Err(_) if i + 1 == lines.len() && !complete => {} // torn by a kill: rerun it
+                Err(_) if is_old_format(l) => out.old_format += 1,
                 Err(e) => anyhow::bail!("{}: line {}: not a run record ({e})", f.display(), i + 1),
             }
         }
     }
     Ok(out)
+}
+
+/// A complete record line of an earlier ltbench (a JSON object with a key and a record).
+fn is_old_format(line: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(line)
+        .is_ok_and(|v| v.get("key").is_some_and(|k| k.is_string()) && v.get("record").is_some())
 }
 
 /// Appends records durably; shared by the worker threads.
@@ -185,7 +240,7 @@ mod tests {
     fn torn_last_line_is_skipped_but_garbage_in_the_middle_is_an_error() {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("records.jsonl"), "{\"key\": \"a\", \"ba").unwrap();
-        assert!(read_all(d.path()).unwrap().is_empty());
+        assert!(read_all(d.path()).unwrap().runs.is_empty());
         std::fs::write(d.path().join("records.jsonl"), "garbage\n{}\n").unwrap();
         let e = read_all(d.path()).unwrap_err().to_string();
         assert!(e.contains("records.jsonl: line 1"), "{e}");

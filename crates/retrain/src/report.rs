@@ -8,7 +8,7 @@ use crate::device::DeviceBank;
 use crate::head::HeadState;
 use crate::linalg::Parallelism;
 use crate::method::Head;
-use crate::records::{self, Appender, Line, job_key};
+use crate::records::{self, Appender, CODE_ID, Line, Stored, job_key};
 use crate::runner::{Job, RunOptions, RunRecord, run_jobs};
 use crate::stage1::fit_stage1_head;
 use crate::tables::{
@@ -73,7 +73,15 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let mut done = if args.rerun {
         HashMap::new()
     } else {
-        records::read_all(&plan.out)?
+        let recorded = records::read_all(&plan.out)?;
+        if recorded.old_format > 0 {
+            log(&format!(
+                "{}: {} records of an older ltbench format are ignored (their runs are rerun)",
+                plan.out.display(),
+                recorded.old_format
+            ));
+        }
+        recorded.runs
     };
     let file = args
         .shard
@@ -134,7 +142,7 @@ fn tune(
     plan: &Plan,
     bank: &Bank,
     opts: RunOptions,
-    done: &mut HashMap<String, RunRecord>,
+    done: &mut HashMap<String, Stored>,
     appender: &Appender,
     log: &dyn Fn(&str),
 ) -> anyhow::Result<(Vec<Job>, Vec<(Row, bool, String)>)> {
@@ -319,7 +327,7 @@ fn run_bank<'a>(
     bank: &'a Bank,
     jobs: &[Job],
     opts: RunOptions,
-    done: &mut HashMap<String, RunRecord>,
+    done: &mut HashMap<String, Stored>,
     appender: &Appender,
     log: &dyn Fn(&str),
 ) -> anyhow::Result<BankRun<'a>> {
@@ -358,17 +366,45 @@ fn run_bank<'a>(
         .map(|j| job_key(&fingerprint, j, &opts))
         .collect();
     let owns = |i: &usize| args.shard.is_none_or(|s| s.owns(*i));
-    let owned = (0..jobs.len()).filter(owns).count();
-    let todo: Vec<usize> = (0..jobs.len())
-        .filter(owns)
-        .filter(|&i| !done.contains_key(&keys[i]))
+    let owned: Vec<usize> = (0..jobs.len()).filter(owns).collect();
+    let stale: Vec<usize> = owned
+        .iter()
+        .copied()
+        .filter(|&i| done.get(&keys[i]).is_some_and(|s| !s.current()))
         .collect();
-    if todo.len() < owned {
+    let reusable = |i: &usize| match done.get(&keys[*i]) {
+        Some(s) => s.current() || args.reuse_stale,
+        None => false,
+    };
+    let todo: Vec<usize> = owned.iter().copied().filter(|i| !reusable(i)).collect();
+    if todo.len() < owned.len() {
         log(&format!(
             "resuming: {} of {} runs already recorded in {}",
-            owned - todo.len(),
-            owned,
+            owned.len() - todo.len(),
+            owned.len(),
             plan.out.display()
+        ));
+    }
+    if !stale.is_empty() {
+        let codes: std::collections::BTreeSet<&str> = stale
+            .iter()
+            .map(|&i| done[&keys[i]].code.as_str())
+            .collect();
+        let codes: Vec<&str> = codes.into_iter().collect();
+        log(&format!(
+            "{} {} recorded by another code identity ({}; this build is {CODE_ID}){}",
+            if args.reuse_stale {
+                "reusing"
+            } else {
+                "rerunning"
+            },
+            stale.len(),
+            codes.join(", "),
+            if args.reuse_stale {
+                ": --reuse-stale keeps them, labelled [stale] in every output"
+            } else {
+                ": --reuse-stale would keep them"
+            }
         ));
     }
     let bar = if args.quiet {
@@ -398,7 +434,6 @@ fn run_bank<'a>(
     };
     let fresh = run_jobs(
         bank,
-        &groups,
         &stage1,
         &todo_jobs,
         opts,
@@ -407,6 +442,7 @@ fn run_bank<'a>(
             let line = Line {
                 key: keys[todo[i]].clone(),
                 bank: bank_name.clone(),
+                code: CODE_ID.to_string(),
                 record: rec.clone(),
             };
             if let Err(e) = appender.append(&line) {
@@ -421,18 +457,24 @@ fn run_bank<'a>(
         return Err(e);
     }
     let fresh = fresh?;
-    for (&i, rec) in todo.iter().zip(fresh) {
-        done.insert(keys[i].clone(), rec);
+    for (&i, record) in todo.iter().zip(fresh) {
+        let code = CODE_ID.to_string();
+        done.insert(keys[i].clone(), Stored { code, record });
     }
     let records: Vec<RunRecord> = if args.shard.is_some() {
         Vec::new()
     } else {
-        // exactly the planned runs, in plan order
+        // exactly the planned runs, in plan order; a reused stale one carries its identity
         keys.iter()
-            .map(|k| done.get(k).cloned().expect("every planned run is recorded"))
+            .map(|k| {
+                let s = done.get(k).expect("every planned run is recorded");
+                let mut r = s.record.clone();
+                r.stale = (!s.current()).then(|| s.code.clone());
+                r
+            })
             .collect()
     };
-    let rows = aggregate(&bank.name(), &records);
+    let rows = aggregate(&bank.name(), &groups, &records);
     Ok(BankRun {
         bank,
         groups,
@@ -455,7 +497,7 @@ fn write_outputs(args: &RunArgs, plan: &Plan, runs: &[BankRun]) -> anyhow::Resul
     let swept = &plan.swept;
     for r in runs {
         let label = |rec: &RunRecord| record_label(rec, swept);
-        stack(&mut runs_df, runs_frame(r.bank, &r.records)?)?;
+        stack(&mut runs_df, runs_frame(r.bank, &r.groups, &r.records)?)?;
         stack(
             &mut class_df,
             per_class_frame(r.bank, &r.groups, &r.records)?,
@@ -544,6 +586,9 @@ fn write_outputs(args: &RunArgs, plan: &Plan, runs: &[BankRun]) -> anyhow::Resul
         "shuffle": !args.no_shuffle,
         "device": if plan.device.is_some() { "cuda:0" } else { "cpu" },
         "version": env!("CARGO_PKG_VERSION"),
+        "code": CODE_ID,
+        "git": records::GIT_REV,
+        "stale_runs_reused": runs.iter().flat_map(|r| &r.records).filter(|r| r.stale.is_some()).count(),
         "loma_definition": "LoMa_i = mean logit i over test samples of class i - mean logit i over the other test samples; loma_norm = LoMa / mean over classes; RSD_i = population std of logit i over samples of class i / LoMa_i",
     });
     bank::write::write_atomic(&out_dir.join("config.json"), |tmp| {
@@ -567,6 +612,14 @@ fn write_outputs(args: &RunArgs, plan: &Plan, runs: &[BankRun]) -> anyhow::Resul
             r.wall
         )?;
         write!(out, "{}", render(&r.rows, swept))?;
+        let stale = r.records.iter().filter(|x| x.stale.is_some()).count();
+        if stale > 0 {
+            writeln!(
+                out,
+                "{stale} run(s) marked {} were recorded by another code identity and reused (--reuse-stale); this build is {CODE_ID}; rerun without --reuse-stale to refresh them",
+                crate::tables::STALE
+            )?;
+        }
         if args.oracle {
             writeln!(
                 out,

@@ -12,7 +12,7 @@ use crate::loss::weights::log_priors;
 use crate::method::{Init, Method, Solver};
 use crate::multihead::{pass_key, shareable, train_many};
 use crate::trainer::{TrainOptions, train};
-use bank::{Bank, ShotGroup};
+use bank::Bank;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -54,6 +54,10 @@ pub struct RunRecord {
     pub oracle: Option<(f64, usize)>,
     pub final_train_loss: Option<f64>,
     pub seconds: f64,
+    /// Set when the record was reused from another code identity (`--reuse-stale`): that
+    /// identity. Never stored; every output labels such runs.
+    #[serde(skip)]
+    pub stale: Option<String>,
 }
 
 /// Run every job; `on_done(i, record)` is called as job i finishes (records file, progress).
@@ -61,7 +65,6 @@ pub struct RunRecord {
 /// uploaded there); the L-BFGS reference row stays on the CPU.
 pub fn run_jobs(
     bank: &Bank,
-    groups: &[ShotGroup],
     stage1: &HeadState,
     jobs: &[Job],
     opts: RunOptions,
@@ -101,13 +104,13 @@ pub fn run_jobs(
                 let out: Vec<(usize, RunRecord)> = if task.len() == 1 {
                     vec![(
                         task[0],
-                        run_one(bank, groups, stage1, &jobs[task[0]], opts, par, dev)?,
+                        run_one(bank, stage1, &jobs[task[0]], opts, par, dev)?,
                     )]
                 } else {
                     let group: Vec<&Job> = task.iter().map(|&i| &jobs[i]).collect();
                     task.iter()
                         .copied()
-                        .zip(run_one_pass(bank, groups, stage1, &group, opts, par))
+                        .zip(run_one_pass(bank, stage1, &group, opts, par))
                         .collect()
                 };
                 for (i, r) in &out {
@@ -125,7 +128,6 @@ pub fn run_jobs(
 /// Keeps the val-selected head and the oracle epoch of one run.
 struct Tracker<'a> {
     bank: &'a Bank,
-    groups: &'a [ShotGroup],
     method: &'a Method,
     log_priors: Vec<f64>,
     opts: RunOptions,
@@ -140,7 +142,6 @@ struct Tracker<'a> {
 impl<'a> Tracker<'a> {
     fn new(
         bank: &'a Bank,
-        groups: &'a [ShotGroup],
         method: &'a Method,
         opts: RunOptions,
         par: Parallelism,
@@ -148,7 +149,6 @@ impl<'a> Tracker<'a> {
     ) -> Self {
         Tracker {
             bank,
-            groups,
             method,
             log_priors: log_priors(&bank.train_counts),
             opts,
@@ -168,8 +168,8 @@ impl<'a> Tracker<'a> {
             SplitId::Train => &self.bank.train,
         };
         match self.dev {
-            Some(db) => evaluate_on_device(db, id, split, head, self.groups, self.opts.tta),
-            None => Ok(evaluate(head, split, self.groups, self.opts.tta, self.par)),
+            Some(db) => evaluate_on_device(db, id, split, head, self.opts.tta),
+            None => Ok(evaluate(head, split, self.opts.tta, self.par)),
         }
     }
 
@@ -234,6 +234,7 @@ impl<'a> Tracker<'a> {
             oracle,
             final_train_loss,
             seconds: started.elapsed().as_secs_f64(),
+            stale: None,
         })
     }
 }
@@ -255,7 +256,6 @@ fn initial_head(bank: &Bank, stage1: &HeadState, job: &Job) -> HeadState {
 /// Several shareable jobs (same seed, sampler, batch size, epochs) in one pass.
 fn run_one_pass(
     bank: &Bank,
-    groups: &[ShotGroup],
     stage1: &HeadState,
     jobs: &[&Job],
     opts: RunOptions,
@@ -266,7 +266,7 @@ fn run_one_pass(
     let heads: Vec<HeadState> = jobs.iter().map(|j| initial_head(bank, stage1, j)).collect();
     let mut trackers: Vec<Tracker> = methods
         .iter()
-        .map(|m| Tracker::new(bank, groups, m, opts, par, None))
+        .map(|m| Tracker::new(bank, m, opts, par, None))
         .collect();
     let topts = TrainOptions {
         shuffle: opts.shuffle,
@@ -295,7 +295,6 @@ fn run_one_pass(
 
 pub fn run_one(
     bank: &Bank,
-    groups: &[ShotGroup],
     stage1: &HeadState,
     job: &Job,
     opts: RunOptions,
@@ -312,7 +311,7 @@ pub fn run_one(
     };
     let started = std::time::Instant::now();
     let m = &job.method;
-    let mut tracker = Tracker::new(bank, groups, m, opts, par, dev);
+    let mut tracker = Tracker::new(bank, m, opts, par, dev);
     if let Solver::Lbfgs { l2, max_iter } = m.solver {
         let lr_opts = LogRegOptions {
             l2: l2 as f64,

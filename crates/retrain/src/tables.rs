@@ -48,27 +48,42 @@ pub struct Row {
     /// Mean val mean-per-class accuracy (%): what selection on val maximises.
     pub val_balanced: Option<f64>,
     pub selection: String,
+    /// Seeds whose record was made by another code identity (`--reuse-stale`).
+    pub stale_runs: usize,
 }
 
 impl Row {
     /// The method name with the parameters that vary in this table (`los δ=0.5`).
     pub fn label(&self, swept: &[&str]) -> String {
-        label(&self.method, self.delta, self.tau, self.lr, self.wd, swept)
+        let l = label(&self.method, self.delta, self.tau, self.lr, self.wd, swept);
+        if self.stale_runs > 0 {
+            format!("{l} {STALE}")
+        } else {
+            l
+        }
     }
 }
 
 /// The label of a run's method, as [`Row::label`] gives it for its row.
 pub fn record_label(r: &RunRecord, swept: &[&str]) -> String {
     let m = &r.method;
-    label(
+    let l = label(
         &m.name,
         m.delta().map(wide),
         m.tau().map(wide),
         wide(m.hyper.lr),
         wide(m.hyper.wd),
         swept,
-    )
+    );
+    if r.stale.is_some() {
+        format!("{l} {STALE}")
+    } else {
+        l
+    }
 }
+
+/// The label of rows and runs reused from another code identity (`--reuse-stale`).
+pub const STALE: &str = "[stale]";
 
 fn label(
     method: &str,
@@ -116,11 +131,13 @@ fn key(r: &RunRecord) -> String {
     )
 }
 
-fn group_acc(e: &Evaluation, g: usize) -> Option<f64> {
+/// All (g = 0, micro top-1), Many, Medium, Few (g = 1, 2, 3) of an evaluation, with the shot
+/// groups of the table being built.
+fn group_acc(e: &Evaluation, groups: &[ShotGroup], g: usize) -> Option<f64> {
     if g == 0 {
         Some(e.top1)
     } else {
-        e.groups[g - 1]
+        e.group_accuracy(groups, ShotGroup::ALL[g - 1])
     }
 }
 
@@ -131,8 +148,9 @@ pub fn loma_cv(e: &Evaluation) -> Option<f64> {
     Some(s? / m?.abs())
 }
 
-/// Aggregate one bank's records by configuration, in order of first appearance.
-pub fn aggregate(bank: &str, records: &[RunRecord]) -> Vec<Row> {
+/// Aggregate one bank's records by configuration, in order of first appearance; `groups[c]`
+/// is the shot group of class c.
+pub fn aggregate(bank: &str, groups: &[ShotGroup], records: &[RunRecord]) -> Vec<Row> {
     let mut order: Vec<String> = Vec::new();
     let mut by: std::collections::HashMap<String, Vec<&RunRecord>> = Default::default();
     for r in records {
@@ -156,7 +174,7 @@ pub fn aggregate(bank: &str, records: &[RunRecord]) -> Vec<Row> {
                 }
             };
             let acc = [0, 1, 2, 3]
-                .map(|g| col(&|r: &RunRecord| group_acc(&r.test, g).map(|a| 100.0 * a)));
+                .map(|g| col(&|r: &RunRecord| group_acc(&r.test, groups, g).map(|a| 100.0 * a)));
             let oracle = col(&|r: &RunRecord| r.oracle.map(|(a, _)| 100.0 * a)).0;
             Row {
                 bank: bank.to_string(),
@@ -182,6 +200,7 @@ pub fn aggregate(bank: &str, records: &[RunRecord]) -> Vec<Row> {
                     "final"
                 }
                 .to_string(),
+                stale_runs: rs.iter().filter(|r| r.stale.is_some()).count(),
             }
         })
         .collect()
@@ -253,11 +272,21 @@ pub fn table_frame(rows: &[Row]) -> PolarsResult<DataFrame> {
     if rows.iter().any(|r| r.oracle_all.is_some()) {
         cols.push(c("oracle_all_best_test_epoch", &|r| r.oracle_all));
     }
+    if rows.iter().any(|r| r.stale_runs > 0) {
+        cols.push(Column::new(
+            "stale_runs".into(),
+            rows.iter().map(|r| r.stale_runs as u32).collect::<Vec<_>>(),
+        ));
+    }
     DataFrame::new_infer_height(cols)
 }
 
 /// `runs.csv`: long format.
-pub fn runs_frame(bank: &Bank, records: &[RunRecord]) -> PolarsResult<DataFrame> {
+pub fn runs_frame(
+    bank: &Bank,
+    groups: &[ShotGroup],
+    records: &[RunRecord],
+) -> PolarsResult<DataFrame> {
     let mut method = Vec::new();
     let (mut head, mut loss, mut sampler, mut constraint, mut posthoc) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -305,7 +334,7 @@ pub fn runs_frame(bank: &Bank, records: &[RunRecord]) -> PolarsResult<DataFrame>
                 seed.push(r.seed);
                 split.push(sname.to_string());
                 group.push(gname.to_string());
-                acc.push(group_acc(e, g).map(|a| r4(100.0 * a)));
+                acc.push(group_acc(e, groups, g).map(|a| r4(100.0 * a)));
                 ece.push((g == 0).then_some(r4(e.ece)));
                 nll.push((g == 0).then_some(r4(e.nll)));
                 sel.push(r.selected_epoch.map(|x| x as u32));
@@ -314,35 +343,51 @@ pub fn runs_frame(bank: &Bank, records: &[RunRecord]) -> PolarsResult<DataFrame>
         }
     }
     let n = method.len();
-    DataFrame::new(
-        n,
-        vec![
-            Column::new("bank".into(), vec![bank.name(); n]),
-            Column::new("method".into(), method),
-            Column::new("head".into(), head),
-            Column::new("loss".into(), loss),
-            Column::new("sampler".into(), sampler),
-            Column::new("constraint".into(), constraint),
-            Column::new("posthoc".into(), posthoc),
-            Column::new("delta".into(), delta),
-            Column::new("tau".into(), tau),
-            Column::new("lr".into(), lr),
-            Column::new("wd".into(), wd),
-            Column::new("momentum".into(), momentum),
-            Column::new("epochs".into(), epochs),
-            Column::new("batch_size".into(), batch),
-            Column::new("init".into(), init),
-            Column::new("schedule".into(), schedule),
-            Column::new("seed".into(), seed),
-            Column::new("split".into(), split),
-            Column::new("group".into(), group),
-            Column::new("accuracy".into(), acc),
-            Column::new("ece_15bins".into(), ece),
-            Column::new("nll".into(), nll),
-            Column::new("selected_epoch".into(), sel),
-            Column::new("seconds".into(), secs),
-        ],
-    )
+    let mut cols = vec![
+        Column::new("bank".into(), vec![bank.name(); n]),
+        Column::new("method".into(), method),
+        Column::new("head".into(), head),
+        Column::new("loss".into(), loss),
+        Column::new("sampler".into(), sampler),
+        Column::new("constraint".into(), constraint),
+        Column::new("posthoc".into(), posthoc),
+        Column::new("delta".into(), delta),
+        Column::new("tau".into(), tau),
+        Column::new("lr".into(), lr),
+        Column::new("wd".into(), wd),
+        Column::new("momentum".into(), momentum),
+        Column::new("epochs".into(), epochs),
+        Column::new("batch_size".into(), batch),
+        Column::new("init".into(), init),
+        Column::new("schedule".into(), schedule),
+        Column::new("seed".into(), seed),
+        Column::new("split".into(), split),
+        Column::new("group".into(), group),
+        Column::new("accuracy".into(), acc),
+        Column::new("ece_15bins".into(), ece),
+        Column::new("nll".into(), nll),
+        Column::new("selected_epoch".into(), sel),
+        Column::new("seconds".into(), secs),
+    ];
+    let per_row = |r: &RunRecord| r.val.as_ref().map_or(4, |_| 8);
+    stale_column(&mut cols, records, &per_row);
+    DataFrame::new(n, cols)
+}
+
+/// With reused stale records (`--reuse-stale`), a `stale_code` column: the code identity of
+/// each row's record (blank for this build's); `per_row(r)` is how many rows record r has.
+fn stale_column(
+    cols: &mut Vec<Column>,
+    records: &[RunRecord],
+    per_row: &dyn Fn(&RunRecord) -> usize,
+) {
+    if records.iter().any(|r| r.stale.is_some()) {
+        let v: Vec<Option<String>> = records
+            .iter()
+            .flat_map(|r| std::iter::repeat_n(r.stale.clone(), per_row(r)))
+            .collect();
+        cols.push(Column::new("stale_code".into(), v));
+    }
 }
 
 /// `per-class.csv` (test split).
@@ -356,6 +401,7 @@ pub fn per_class_frame(
     let (mut test_count, mut group, mut acc, mut loma, mut rsd) =
         (vec![], vec![], vec![], vec![], vec![]);
     for r in records {
+        let accuracy = r.test.per_class();
         for c in 0..bank.num_classes {
             method.push(r.method.name.clone());
             delta.push(r.method.delta().map(wide));
@@ -366,29 +412,28 @@ pub fn per_class_frame(
             test_count.push(r.test.per_class_count[c] as u32);
             group.push(groups[c].name().to_string());
             let f = |x: f64| x.is_finite().then(|| r4(x));
-            acc.push(f(100.0 * r.test.per_class[c]));
+            acc.push(f(100.0 * accuracy[c]));
             loma.push(f(r.test.loma[c]));
             rsd.push(f(r.test.rsd[c]));
         }
     }
     let n = method.len();
-    DataFrame::new(
-        n,
-        vec![
-            Column::new("bank".into(), vec![bank.name(); n]),
-            Column::new("method".into(), method),
-            Column::new("delta".into(), delta),
-            Column::new("tau".into(), tau),
-            Column::new("seed".into(), seed),
-            Column::new("class".into(), class),
-            Column::new("train_count".into(), train_count),
-            Column::new("test_count".into(), test_count),
-            Column::new("group".into(), group),
-            Column::new("accuracy".into(), acc),
-            Column::new("loma".into(), loma),
-            Column::new("rsd".into(), rsd),
-        ],
-    )
+    let mut cols = vec![
+        Column::new("bank".into(), vec![bank.name(); n]),
+        Column::new("method".into(), method),
+        Column::new("delta".into(), delta),
+        Column::new("tau".into(), tau),
+        Column::new("seed".into(), seed),
+        Column::new("class".into(), class),
+        Column::new("train_count".into(), train_count),
+        Column::new("test_count".into(), test_count),
+        Column::new("group".into(), group),
+        Column::new("accuracy".into(), acc),
+        Column::new("loma".into(), loma),
+        Column::new("rsd".into(), rsd),
+    ];
+    stale_column(&mut cols, records, &|_| bank.num_classes);
+    DataFrame::new(n, cols)
 }
 
 /// Write a frame as CSV, atomically (temporary file, then rename).
@@ -441,7 +486,11 @@ pub fn render(rows: &[Row], swept: &[&str]) -> String {
         let _ = writeln!(
             s,
             "{:<18}{e} {:>3}  {}  {}  {}  {}  {:>6}  {:>7}",
-            r.method,
+            if r.stale_runs > 0 {
+                format!("{} {STALE}", r.method)
+            } else {
+                r.method.clone()
+            },
             r.n_seeds,
             cell(r.acc[0].0, r.acc[0].1),
             cell(r.acc[1].0, r.acc[1].1),
