@@ -561,5 +561,18 @@ mod tests {
         let mut g = vec![0.0; 6];
         let f = obj.eval(&theta, &mut g);
         assert!((f - naive_loss(&s, &w, 0.0, &theta)).abs() < 1e-5);
+        // the gradient of the naive f (central differences) over all rows at once
+        let h = 1e-3;
+        for j in 0..theta.len() {
+            let (mut tp, mut tm) = (theta.clone(), theta.clone());
+            tp[j] += h;
+            tm[j] -= h;
+            let fd = (naive_loss(&s, &w, 0.0, &tp) - naive_loss(&s, &w, 0.0, &tm)) / (2.0 * h);
+            assert!(
+                (fd - g[j]).abs() < 1e-4 * (1.0 + fd.abs()),
+                "θ[{j}]: blocked gradient {} vs finite difference {fd}",
+                g[j]
+            );
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! object per line, flushed and fsynced) under a key that hashes every input its numbers
 //! depend on — the bank's fingerprint (every feature, label and head value), the resolved
 //! method with all its hyper-parameters, the seed, the evaluation switches (flip TTA, shuffle,
-//! oracle, selection on val) and the device — together with the [`CODE_ID`] of the build that
+//! oracle, selection on val), the device and `--one-pass` — together with the [`CODE_ID`] of the build that
 //! ran it. A rerun of the same command skips the runs recorded under the same key *and* code
 //! identity, so a sweep killed at any point (even with SIGKILL) resumes where it stopped;
 //! records of another code identity are stale and rerun (`--reuse-stale` keeps them, labelled).
@@ -76,6 +76,11 @@ pub fn job_key(bank_fingerprint: &str, job: &Job, opts: &RunOptions) -> String {
     if opts.on_device {
         // device numbers differ from the CPU engine's in the last bits: separate records
         canon["device"] = "cuda".into();
+    }
+    if opts.one_pass && crate::multihead::shareable(&job.method) {
+        // one wide GEMM for several heads sums in another order: equal to 4 decimals, not
+        // to the last bit, so such runs have records of their own
+        canon["one_pass"] = true.into();
     }
     let mut h = bank::Fnv::default();
     h.write(canon.to_string().as_bytes());
