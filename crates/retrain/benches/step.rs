@@ -12,10 +12,10 @@ use bank::{Features, Split};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use retrain::head::HeadState;
-use retrain::linalg::{Parallelism, matmul_abt, matmul_atb};
+use retrain::engine::head::HeadState;
+use retrain::engine::linalg::{Parallelism, matmul_abt, matmul_atb};
+use retrain::engine::trainer::Trainer;
 use retrain::method::{Head, Hyper, Init, MethodSpec, Schedule};
-use retrain::trainer::Trainer;
 use std::hint::black_box;
 
 fn bank(rows: usize, dim: usize, k: usize) -> Split {

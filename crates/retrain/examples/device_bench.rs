@@ -8,10 +8,10 @@
 //! The bank is any ltbench bank (e.g. `just synth-imagenet-scale`).
 
 use candle_core::{DType, Device, Tensor};
-use retrain::config::MethodTable;
-use retrain::device::{DeviceBank, train_on_device};
-use retrain::head::HeadState;
-use retrain::trainer::TrainOptions;
+use retrain::engine::device::{DeviceBank, train_on_device};
+use retrain::engine::head::HeadState;
+use retrain::engine::trainer::TrainOptions;
+use retrain::method::table::MethodTable;
 use std::time::Instant;
 
 fn main() -> anyhow::Result<()> {
@@ -21,7 +21,7 @@ fn main() -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("usage: device_bench BANK_DIR [cuda|cpu] [BATCH]"))?;
     let device = match args.get(1).map(String::as_str).unwrap_or("cuda") {
         "cpu" => Device::Cpu,
-        _ => retrain::device::select(retrain::device::DeviceChoice::Cuda)?
+        _ => retrain::engine::device::select(retrain::engine::device::DeviceChoice::Cuda)?
             .0
             .expect("a CUDA device"),
     };

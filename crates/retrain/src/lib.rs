@@ -1,28 +1,26 @@
 //! ltbench `retrain`: every classifier re-training method of the LOS paper's Table 1 (and LOS)
 //! on a cached feature bank.
 //!
-//! Flow: [`bank::Bank`] → [`cli::Plan`] (methods × seeds) → [`runner::run_jobs`]
-//! ([`trainer::train`] + [`eval::evaluate`]) → [`runner::RunRecord`]s → [`tables`] (CSV).
+//! The rooms follow the flow, and every arrow points down (a module imports only from its own
+//! room or from rooms below it; `tests/layout.rs` checks it):
+//!
+//! ```text
+//! command   cli, run (the `run` command), synth         prints; may use everything below
+//!   ↓
+//! output    records, tables, loma, plots, compare        files (CSV, PNG/SVG, JSONL)
+//!   ↓
+//! run       jobs → RunRecord (selection on val, oracle)
+//!   ↓
+//! eval      metrics of a head on a split (host / device)
+//!   ↓
+//! engine    heads, losses, optimiser, samplers, trainers, L-BFGS, device trainer
+//!   ↓
+//! method    the Eq. 1 type (head × loss × sampler × constraint × post-hoc) and its TOML table
+//! ```
 
-pub mod analysis;
-pub mod cli;
-pub mod compare;
-pub mod config;
-pub mod device;
+pub mod command;
+pub mod engine;
 pub mod eval;
-pub mod head;
-pub mod linalg;
-pub mod logreg;
-pub mod loss;
 pub mod method;
-pub mod multihead;
-pub mod optim;
-pub mod plots;
-pub mod records;
-pub mod report;
-pub mod runner;
-pub mod sampler;
-pub mod stage1;
-pub mod synth;
-pub mod tables;
-pub mod trainer;
+pub mod output;
+pub mod run;

@@ -1,5 +1,5 @@
 use clap::Parser;
-use retrain::cli::{Cli, Command};
+use retrain::command::cli::{Cli, Command};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -9,15 +9,15 @@ fn main() -> ExitCode {
             out,
             overwrite,
             spec,
-        }) => retrain::synth::write_synthetic_bank(
+        }) => retrain::command::synth::write_synthetic_bank(
             spec,
             out,
             *overwrite,
-            retrain::linalg::Parallelism::Rayon(0),
+            retrain::engine::linalg::Parallelism::Rayon(0),
         )
         .map(|_| eprintln!("retrain: wrote {}", out.display())),
         Some(Command::Compare { paper, results }) => compare(paper, results),
-        None => retrain::report::run(&cli.run),
+        None => retrain::command::run::run(&cli.run),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
@@ -30,7 +30,7 @@ fn main() -> ExitCode {
 
 fn compare(paper: &str, results: &std::path::Path) -> anyhow::Result<()> {
     let paper_csv = match paper {
-        "table1" => retrain::cli::repo_path("baselines/paper/table1.csv"),
+        "table1" => retrain::command::cli::repo_path("baselines/paper/table1.csv"),
         p => std::path::PathBuf::from(p),
     };
     let ours = if results.is_dir() {
@@ -43,6 +43,9 @@ fn compare(paper: &str, results: &std::path::Path) -> anyhow::Result<()> {
         "{}: no such file (run `cargo run -p retrain` first)",
         ours.display()
     );
-    print!("{}", retrain::compare::compare_tables(&ours, &paper_csv)?);
+    print!(
+        "{}",
+        retrain::output::compare::compare_tables(&ours, &paper_csv)?
+    );
     Ok(())
 }

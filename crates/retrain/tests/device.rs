@@ -1,18 +1,19 @@
-//! The device path (`retrain --device cuda`, `retrain::device`) against the hand-written CPU
+//! The device path (`retrain --device cuda`, `retrain::engine::device`) against the hand-written CPU
 //! engine. On a machine without a GPU the device code runs through candle's CPU backend: the
 //! same tensor program that runs on CUDA, checked here for every Table 1 method.
 
 use bank::Bank;
 use candle_core::Device;
-use retrain::config::MethodTable;
-use retrain::device::{DeviceBank, SplitId, evaluate_on_device, train_on_device};
+use retrain::command::synth::SynthSpec;
+use retrain::engine::device::{DeviceBank, SplitId, train_on_device};
+use retrain::engine::head::HeadState;
+use retrain::engine::linalg::Parallelism;
+use retrain::engine::loss::weights::log_priors;
+use retrain::engine::trainer::{TrainOptions, train};
+use retrain::eval::device::evaluate_on_device;
 use retrain::eval::evaluate;
-use retrain::head::HeadState;
-use retrain::linalg::Parallelism;
-use retrain::loss::weights::log_priors;
+use retrain::method::table::MethodTable;
 use retrain::method::{CbForm, Constraint, Head, Loss, Method, ProjectEvery};
-use retrain::synth::SynthSpec;
-use retrain::trainer::{TrainOptions, train};
 
 fn small_bank(dir: &std::path::Path) -> Bank {
     let spec = SynthSpec {
@@ -30,7 +31,7 @@ fn small_bank(dir: &std::path::Path) -> Bank {
         seed: 3,
         f16: false,
     };
-    retrain::synth::write_synthetic_bank(&spec, dir, true, Parallelism::None).unwrap();
+    retrain::command::synth::write_synthetic_bank(&spec, dir, true, Parallelism::None).unwrap();
     Bank::open(dir).unwrap()
 }
 
@@ -205,8 +206,10 @@ fn device_choice_cuda_without_a_cuda_build_is_one_clear_error() {
     if candle_core::utils::cuda_is_available() {
         return; // a CUDA build: covered by the GPU run
     }
-    let err = retrain::device::select(retrain::device::DeviceChoice::Cuda).unwrap_err();
+    let err =
+        retrain::engine::device::select(retrain::engine::device::DeviceChoice::Cuda).unwrap_err();
     assert!(err.to_string().contains("built without CUDA"), "{err}");
-    let (d, notice) = retrain::device::select(retrain::device::DeviceChoice::Auto).unwrap();
+    let (d, notice) =
+        retrain::engine::device::select(retrain::engine::device::DeviceChoice::Auto).unwrap();
     assert!(d.is_none() && notice.unwrap().contains("using the CPU"));
 }

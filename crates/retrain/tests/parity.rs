@@ -5,11 +5,11 @@
 //! order, 3 epochs, lr 0.1, momentum 0.9, wd 5e-4, cosine per epoch stepped after the epoch).
 
 use bank::{Features, Split};
-use retrain::head::HeadState;
-use retrain::linalg::Parallelism;
-use retrain::loss::weights::log_priors;
+use retrain::engine::head::HeadState;
+use retrain::engine::linalg::Parallelism;
+use retrain::engine::loss::weights::log_priors;
+use retrain::engine::trainer::{TrainOptions, train};
 use retrain::method::{Head, Hyper, Init, MethodSpec, PostHoc, Schedule};
-use retrain::trainer::{TrainOptions, train};
 use safetensors::SafeTensors;
 use std::path::PathBuf;
 

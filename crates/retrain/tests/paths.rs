@@ -15,14 +15,14 @@
 //!   Many/Medium/Few against per-class.csv, `--sweep-tau`, `compare --paper`.
 
 use bank::{Bank, Features, ShotGroup, Split};
-use retrain::config::MethodTable;
+use retrain::command::synth::SynthSpec;
+use retrain::engine::head::{EvalHead, HeadState};
+use retrain::engine::linalg::Parallelism;
+use retrain::engine::trainer::{TrainOptions, lr_at, maxnorm_limit, train};
 use retrain::eval::evaluate;
-use retrain::head::{EvalHead, HeadState};
-use retrain::linalg::Parallelism;
+use retrain::method::table::MethodTable;
 use retrain::method::{Head, Method, ProjectEvery, Schedule};
-use retrain::runner::{Job, RunOptions, RunRecord, run_one};
-use retrain::synth::SynthSpec;
-use retrain::trainer::{TrainOptions, lr_at, maxnorm_limit, train};
+use retrain::run::{Job, RunOptions, RunRecord, run_one};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -129,8 +129,13 @@ fn spec(classes: usize, val_per_class: usize) -> SynthSpec {
 }
 
 fn synth_bank(dir: &Path, val_per_class: usize) -> PathBuf {
-    retrain::synth::write_synthetic_bank(&spec(10, val_per_class), dir, true, Parallelism::None)
-        .unwrap();
+    retrain::command::synth::write_synthetic_bank(
+        &spec(10, val_per_class),
+        dir,
+        true,
+        Parallelism::None,
+    )
+    .unwrap();
     dir.to_path_buf()
 }
 

@@ -9,7 +9,7 @@
 //! # Shapes
 //! `weight` [K, D] (nn.Linear layout), `bias` [K], `scales` [K]; minibatches [B, D].
 
-use crate::linalg::{Parallelism, dot, matmul_abt, matmul_atb, norm};
+use crate::engine::linalg::{Parallelism, dot, matmul_abt, matmul_atb, norm};
 use crate::method::{Head, PostHoc};
 use rand::Rng;
 

@@ -12,8 +12,8 @@
 //! [`Evaluation::group_accuracy`] with the shot groups of the table being built, so a resumed
 //! table with other `--many-above/--few-below` is the same as a fresh one.
 
-use crate::head::EvalHead;
-use crate::linalg::Parallelism;
+use crate::engine::head::EvalHead;
+use crate::engine::linalg::Parallelism;
 use bank::{ShotGroup, Split};
 
 /// Number of confidence bins of the ECE.

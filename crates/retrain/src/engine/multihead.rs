@@ -4,16 +4,16 @@
 //! (a wider, more efficient product, and the batch is gathered once). Each method keeps its own
 //! loss, learning rate, weight decay, momentum and MaxNorm projection on its slice.
 //!
-//! This is an option (`--one-pass`), not the only path: [`crate::trainer::train`] stays the
+//! This is an option (`--one-pass`), not the only path: [`crate::engine::trainer::train`] stays the
 //! simple reference, and a test checks that both give the same heads.
 
-use crate::head::HeadState;
-use crate::linalg::{matmul_abt, matmul_atb};
-use crate::loss::LossFn;
+use crate::engine::head::HeadState;
+use crate::engine::linalg::{matmul_abt, matmul_atb};
+use crate::engine::loss::LossFn;
+use crate::engine::optim::{sgd_step, sgd_step_par};
+use crate::engine::sampler::EpochSampler;
+use crate::engine::trainer::{TrainOptions, lr_at, maxnorm_limit, project_rows};
 use crate::method::{Head, Method, ProjectEvery, Solver};
-use crate::optim::{sgd_step, sgd_step_par};
-use crate::sampler::EpochSampler;
-use crate::trainer::{TrainOptions, lr_at, maxnorm_limit, project_rows};
 use bank::Split;
 
 /// Whether `method` can share a pass: a linear head trained by SGD.
@@ -165,9 +165,9 @@ pub fn train_many(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::linalg::Parallelism;
+    use crate::engine::linalg::Parallelism;
+    use crate::engine::trainer::train;
     use crate::method::{Hyper, Init, MethodSpec, Schedule};
-    use crate::trainer::train;
     use bank::Features;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;

@@ -1,12 +1,12 @@
 //! Command line, in two layers (ripgrep style): [`Cli`] holds the flags as typed; [`Plan`]
 //! is what they mean once the bank, the method table and the overrides are loaded and checked.
 
-use crate::config::MethodTable;
+use crate::command::synth::SynthSpec;
+use crate::method::table::MethodTable;
 use crate::method::{
     Constraint, HyperSpec, Init, Loss, Method, PostHoc, ProjectEvery, Schedule, los_defaults,
 };
-use crate::runner::Job;
-use crate::synth::SynthSpec;
+use crate::run::Job;
 use anyhow::{Context, bail};
 use bank::{Bank, ShotThresholds};
 use clap::{Parser, Subcommand};
@@ -167,7 +167,7 @@ pub struct RunArgs {
     /// recording into <out>/records.shard-i-of-n.jsonl; a later run without --shard on the
     /// union of the shards' records builds the tables.
     #[arg(long, value_name = "i/n")]
-    pub shard: Option<crate::records::Shard>,
+    pub shard: Option<crate::output::records::Shard>,
     /// Worker threads [default: number of cores; 2 with --device cuda].
     #[arg(long)]
     pub jobs: Option<usize>,
@@ -178,8 +178,8 @@ pub struct RunArgs {
     pub one_pass: bool,
     /// Where the heads train: `cpu` (the hand-written engine), `cuda` (GPU 0; a binary built
     /// with `just build-cuda`), `auto` (CUDA when available).
-    #[arg(long, value_enum, default_value_t = crate::device::DeviceChoice::Cpu)]
-    pub device: crate::device::DeviceChoice,
+    #[arg(long, value_enum, default_value_t = crate::engine::device::DeviceChoice::Cpu)]
+    pub device: crate::engine::device::DeviceChoice,
     /// Do not draw figures (PNG/SVG).
     #[arg(long)]
     pub no_plots: bool,
@@ -309,11 +309,11 @@ impl RunArgs {
                 "no bank given and none at {DEFAULT_BANK}: generating the synthetic CIFAR100-LT-like bank at {}",
                 synth.display()
             ));
-            crate::synth::write_synthetic_bank(
+            crate::command::synth::write_synthetic_bank(
                 &SynthSpec::default(),
                 &synth,
                 true,
-                crate::linalg::Parallelism::Rayon(0),
+                crate::engine::linalg::Parallelism::Rayon(0),
             )?;
         }
         Ok(synth)
@@ -503,7 +503,7 @@ impl RunArgs {
                 })
             })
             .collect();
-        let (device, notice) = crate::device::select(self.device)?;
+        let (device, notice) = crate::engine::device::select(self.device)?;
         if let Some(n) = notice {
             log(&format!("--device auto: {n}"));
         }

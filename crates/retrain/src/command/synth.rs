@@ -8,8 +8,8 @@
 //! η ~ N(0, I_D). `separation` sets the difficulty; the defaults are calibrated so that the
 //! stage-1 head sits near the real CIFAR100-LT regime (measured figures in the README).
 
-use crate::linalg::Parallelism;
-use crate::stage1::fit_stage1_head;
+use crate::engine::linalg::Parallelism;
+use crate::engine::stage1::fit_stage1_head;
 use bank::profile::exponential_counts;
 use bank::{BankDir, FeatureDtype, Meta, Split};
 use rand::SeedableRng;
@@ -212,7 +212,7 @@ pub fn write_synthetic_bank(
         provenance: Some(serde_json::json!({
             "generator": "retrain synth",
             "spec": spec,
-            "stage1": "plain CE from a fresh head (retrain::stage1), SGD m=0.9, wd 5e-4, batch 128, cosine",
+            "stage1": "plain CE from a fresh head (retrain::engine::stage1), SGD m=0.9, wd 5e-4, batch 128, cosine",
             "version": env!("CARGO_PKG_VERSION"),
         })),
         ..Default::default()

@@ -2,10 +2,10 @@
 //! for the synthetic generator — one fitted by this engine with plain cross-entropy on the
 //! training split, which is biased toward head classes just as a real stage-1 head is.
 
-use crate::head::HeadState;
-use crate::linalg::Parallelism;
+use crate::engine::head::HeadState;
+use crate::engine::linalg::Parallelism;
+use crate::engine::trainer::{TrainOptions, train};
 use crate::method::{Head, Hyper, Init, Loss, Method, MethodSpec, Schedule};
-use crate::trainer::{TrainOptions, train};
 use bank::Split;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

@@ -16,7 +16,7 @@
 //! ∂W = Gᵀ X + l2 W,   ∂b = Σ_rows G
 //! ```
 //!
-//! The products use [`crate::linalg`] (f32 gemm) on blocks of rows, so memory stays at
+//! The products use [`crate::engine::linalg`] (f32 gemm) on blocks of rows, so memory stays at
 //! `BLOCK × K` floats whatever N is; losses and gradients are accumulated in f64.
 //!
 //! The solver is L-BFGS with memory [`MEMORY`]: the two-loop recursion for the direction
@@ -31,8 +31,8 @@
 //! `split.features()` [N, D] row-major, `split.labels` [N], `train_counts` [K]; the fitted
 //! head is `Head::Linear` with `weight` [K, D] and `bias` [K].
 
-use crate::head::HeadState;
-use crate::linalg::{Parallelism, matmul_abt, matmul_atb};
+use crate::engine::head::HeadState;
+use crate::engine::linalg::{Parallelism, matmul_abt, matmul_atb};
 use crate::method::Head;
 use bank::Split;
 use std::collections::VecDeque;

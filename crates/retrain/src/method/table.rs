@@ -7,7 +7,7 @@ use serde::Deserialize;
 use std::path::Path;
 
 /// The repository's `baselines/table1.toml`, embedded at build time.
-pub const EMBEDDED_TABLE1: &str = include_str!("../../../baselines/table1.toml");
+pub const EMBEDDED_TABLE1: &str = include_str!("../../../../baselines/table1.toml");
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

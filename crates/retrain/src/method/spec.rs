@@ -154,7 +154,7 @@ pub enum Solver {
     #[default]
     Sgd,
     /// Class-weighted (balanced, w_c = N/(K n_c)) multinomial logistic regression with an L2
-    /// penalty, full batch, L-BFGS to convergence ([`crate::logreg`]); the loss, sampler and
+    /// penalty, full batch, L-BFGS to convergence ([`crate::engine::logreg`]); the loss, sampler and
     /// optimiser settings of the row do not apply. A reference row.
     Lbfgs {
         #[serde(default = "default_l2")]

@@ -5,12 +5,12 @@
 //! with momentum and weight decay, optional MaxNorm projection; the cosine learning rate is
 //! stepped after each epoch (or per step).
 
-use crate::head::{HeadState, StepBuffers, backward, forward};
-use crate::linalg::Parallelism;
-use crate::loss::LossFn;
+use crate::engine::head::{HeadState, StepBuffers, backward, forward};
+use crate::engine::linalg::Parallelism;
+use crate::engine::loss::LossFn;
+use crate::engine::optim::{cosine_lr, sgd_step, sgd_step_par};
+use crate::engine::sampler::EpochSampler;
 use crate::method::{Constraint, Head, Hyper, Method, ProjectEvery, Schedule};
-use crate::optim::{cosine_lr, sgd_step, sgd_step_par};
-use crate::sampler::EpochSampler;
 use bank::Split;
 
 /// How a run executes (not part of the method: it does not change the numbers, except
@@ -220,7 +220,7 @@ pub fn maxnorm_limit(head: &HeadState, constraint: Constraint) -> Option<(f32, P
 /// MaxNorm projection: rows with ‖w_i‖ > t are rescaled to norm t.
 pub fn project_rows(weight: &mut [f32], d: usize, t: f32) {
     for row in weight.chunks_exact_mut(d) {
-        let n = crate::linalg::norm(row);
+        let n = crate::engine::linalg::norm(row);
         if n > t {
             let f = t / n;
             row.iter_mut().for_each(|v| *v *= f);

@@ -6,7 +6,7 @@
 //! - `table1.csv`: one row per method × parameters, mean and sample std over seeds.
 
 use crate::eval::Evaluation;
-use crate::runner::RunRecord;
+use crate::run::RunRecord;
 use bank::{Bank, ShotGroup};
 use polars::prelude::*;
 use std::path::Path;

@@ -14,7 +14,7 @@
 //! Shards (`--shard i/n`) write `records.shard-i-of-n.jsonl`; all `records*.jsonl` files of the
 //! output folder are read back, so a run without `--shard` afterwards merges the shards.
 
-use crate::runner::{Job, RunOptions, RunRecord};
+use crate::run::{Job, RunOptions, RunRecord};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -77,7 +77,7 @@ pub fn job_key(bank_fingerprint: &str, job: &Job, opts: &RunOptions) -> String {
         // device numbers differ from the CPU engine's in the last bits: separate records
         canon["device"] = "cuda".into();
     }
-    if opts.one_pass && crate::multihead::shareable(&job.method) {
+    if opts.one_pass && crate::engine::multihead::shareable(&job.method) {
         // one wide GEMM for several heads sums in another order: equal to 4 decimals, not
         // to the last bit, so such runs have records of their own
         canon["one_pass"] = true.into();

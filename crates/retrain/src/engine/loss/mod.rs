@@ -12,7 +12,7 @@ pub use sigmoid_bce::sigmoid_bce;
 pub use softmax_bce::softmax_bce;
 pub use softmax_ce::{CeTerms, softmax_ce};
 
-use crate::linalg::Parallelism;
+use crate::engine::linalg::Parallelism;
 use crate::method::{CbForm, Head, Loss};
 use rayon::prelude::*;
 

@@ -3,15 +3,15 @@
 //! Threads: with at least as many jobs as threads, each job runs single-threaded, one per
 //! core; with fewer jobs, the matmuls get the threads. Never more threads than `threads`.
 
-use crate::device::{DeviceBank, SplitId, evaluate_on_device, train_on_device};
-use crate::eval::{Evaluation, evaluate};
-use crate::head::{EvalHead, HeadState};
-use crate::linalg::Parallelism;
-use crate::logreg::{LogRegOptions, fit_balanced_logreg};
-use crate::loss::weights::log_priors;
+use super::selection::Tracker;
+use crate::engine::device::{DeviceBank, train_on_device};
+use crate::engine::head::HeadState;
+use crate::engine::linalg::Parallelism;
+use crate::engine::logreg::{LogRegOptions, fit_balanced_logreg};
+use crate::engine::multihead::{pass_key, shareable, train_many};
+use crate::engine::trainer::{TrainOptions, train};
+use crate::eval::Evaluation;
 use crate::method::{Init, Method, Solver};
-use crate::multihead::{pass_key, shareable, train_many};
-use crate::trainer::{TrainOptions, train};
 use bank::Bank;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -123,120 +123,6 @@ pub fn run_jobs(
     let mut done: Vec<(usize, RunRecord)> = done?.into_iter().flatten().collect();
     done.sort_by_key(|(i, _)| *i);
     Ok(done.into_iter().map(|(_, r)| r).collect())
-}
-
-/// Keeps the val-selected head and the oracle epoch of one run.
-struct Tracker<'a> {
-    bank: &'a Bank,
-    method: &'a Method,
-    log_priors: Vec<f64>,
-    opts: RunOptions,
-    par: Parallelism,
-    dev: Option<&'a DeviceBank>,
-    best_val: Option<(f64, usize, HeadState)>,
-    oracle: Option<(f64, usize)>,
-    /// The first device error of an evaluation (reported when the run finishes).
-    error: Option<candle_core::Error>,
-}
-
-impl<'a> Tracker<'a> {
-    fn new(
-        bank: &'a Bank,
-        method: &'a Method,
-        opts: RunOptions,
-        par: Parallelism,
-        dev: Option<&'a DeviceBank>,
-    ) -> Self {
-        Tracker {
-            bank,
-            method,
-            log_priors: log_priors(&bank.train_counts),
-            opts,
-            par,
-            dev,
-            best_val: None,
-            oracle: None,
-            error: None,
-        }
-    }
-
-    /// `head` on a split, on the device when there is one.
-    fn evaluate(&self, head: &EvalHead, id: SplitId) -> candle_core::Result<Evaluation> {
-        let split = match id {
-            SplitId::Val => self.bank.val.as_ref().expect("val split"),
-            SplitId::Test => &self.bank.test,
-            SplitId::Train => &self.bank.train,
-        };
-        match self.dev {
-            Some(db) => evaluate_on_device(db, id, split, head, self.opts.tta),
-            None => Ok(evaluate(head, split, self.opts.tta, self.par)),
-        }
-    }
-
-    /// After every epoch: selection on val by mean per-class accuracy (ties go to the later
-    /// epoch, as the reference code does) and the oracle.
-    fn on_epoch(&mut self, epoch: usize, head: &HeadState) {
-        if let Err(e) = self.try_on_epoch(epoch, head) {
-            self.error.get_or_insert(e);
-        }
-    }
-
-    fn try_on_epoch(&mut self, epoch: usize, head: &HeadState) -> candle_core::Result<()> {
-        if self.error.is_some() {
-            return Ok(());
-        }
-        let eval_head = head.eval_head(self.method.posthoc, &self.log_priors);
-        if let (Some(_), true) = (&self.bank.val, self.opts.select_on_val) {
-            let score = self.evaluate(&eval_head, SplitId::Val)?.balanced();
-            if self.best_val.as_ref().is_none_or(|(b, _, _)| score >= *b) {
-                self.best_val = Some((score, epoch, head.clone()));
-            }
-        }
-        if self.opts.oracle {
-            let e = self.evaluate(&eval_head, SplitId::Test)?;
-            if self.oracle.is_none_or(|(b, _)| e.top1 >= b) {
-                self.oracle = Some((e.top1, epoch));
-            }
-        }
-        Ok(())
-    }
-
-    fn finish(
-        mut self,
-        job: &Job,
-        last: HeadState,
-        final_train_loss: Option<f64>,
-        started: std::time::Instant,
-    ) -> candle_core::Result<RunRecord> {
-        if let Some(e) = self.error.take() {
-            return Err(e);
-        }
-        let (head, selected_epoch) = match self.best_val.take() {
-            Some((_, e, h)) => (h, Some(e)),
-            None => (last, None),
-        };
-        let eval_head = head.eval_head(self.method.posthoc, &self.log_priors);
-        let test = self.evaluate(&eval_head, SplitId::Test)?;
-        let val = match self.bank.val {
-            Some(_) => Some(self.evaluate(&eval_head, SplitId::Val)?),
-            None => None,
-        };
-        let mut oracle = self.oracle;
-        if self.opts.oracle && !self.method.train {
-            oracle = Some((test.top1, 0));
-        }
-        Ok(RunRecord {
-            method: self.method.clone(),
-            seed: job.seed,
-            test,
-            val,
-            selected_epoch,
-            oracle,
-            final_train_loss,
-            seconds: started.elapsed().as_secs_f64(),
-            stale: None,
-        })
-    }
 }
 
 fn initial_head(bank: &Bank, stage1: &HeadState, job: &Job) -> HeadState {

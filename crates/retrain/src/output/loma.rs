@@ -8,12 +8,10 @@
 //! - segments: classes sorted by train count (descending), cut into 10 segments of K/10
 //!   classes (10 classes each for K = 100, as in Fig. 3).
 
-use crate::plots::{Series, grouped_bars, heatmap, line_plot};
-use crate::runner::RunRecord;
-use crate::tables::{Row, mean_std};
+use crate::output::tables::mean_std;
+use crate::run::RunRecord;
 use bank::Bank;
 use polars::prelude::*;
-use std::path::Path;
 
 /// Class segments: indices of classes sorted by train count (descending, ties by index),
 /// in 10 segments (fewer when K < 10).
@@ -164,118 +162,6 @@ pub fn segment_frame(bank: &Bank, m: &SegmentMeans) -> PolarsResult<DataFrame> {
             Column::new("rsd".into(), rsd),
             Column::new("accuracy".into(), acc),
         ],
-    )
-}
-
-/// Fig. 3-style figures for one bank: normalised LoMa, RSD and accuracy per class segment.
-pub fn segment_figures(out: &Path, bank: &Bank, m: &SegmentMeans) -> anyhow::Result<Vec<String>> {
-    let series = |t: &Vec<Vec<Option<f64>>>| {
-        m.labels
-            .iter()
-            .cloned()
-            .zip(t.iter().cloned())
-            .collect::<Vec<_>>()
-    };
-    let name = bank.name();
-    let x = "class segment (sorted by train count, head → tail)";
-    let mut written = Vec::new();
-    let stem = out.join(format!("loma-{name}"));
-    grouped_bars(
-        &stem,
-        &format!("Normalised logit magnitude (LoMa / mean LoMa) per class segment — {name} test"),
-        x,
-        "LoMa / mean LoMa",
-        &m.segment_names,
-        &series(&m.loma_norm),
-    )?;
-    written.push(format!("loma-{name}.png"));
-    let stem = out.join(format!("rsd-{name}"));
-    grouped_bars(
-        &stem,
-        &format!("Regularised std of logits (RSD) per class segment — {name} test"),
-        x,
-        "RSD = std(z_i | y=i) / LoMa_i",
-        &m.segment_names,
-        &series(&m.rsd),
-    )?;
-    written.push(format!("rsd-{name}.png"));
-    let stem = out.join(format!("per-class-accuracy-{name}"));
-    grouped_bars(
-        &stem,
-        &format!("Top-1 accuracy per class segment — {name} test"),
-        x,
-        "accuracy (%)",
-        &m.segment_names,
-        &series(&m.accuracy),
-    )?;
-    written.push(format!("per-class-accuracy-{name}.png"));
-    Ok(written)
-}
-
-/// Fig. 4: accuracy (All/Many/Medium/Few) against δ, one line per bank and group.
-pub fn delta_figure(stem: &Path, method: &str, rows: &[Row]) -> anyhow::Result<()> {
-    let mut banks: Vec<&str> = Vec::new();
-    for r in rows {
-        if !banks.contains(&r.bank.as_str()) {
-            banks.push(&r.bank);
-        }
-    }
-    let mut series = Vec::new();
-    for b in &banks {
-        for (g, gname) in ["All", "Many", "Medium", "Few"].iter().enumerate() {
-            let points: Vec<(f64, f64)> = rows
-                .iter()
-                .filter(|r| r.bank == *b)
-                .filter_map(|r| Some((r.delta?, r.acc[g].0?)))
-                .collect();
-            if points.is_empty() {
-                continue;
-            }
-            let label = if banks.len() == 1 {
-                gname.to_string()
-            } else {
-                format!("{b}: {gname}")
-            };
-            series.push(Series { label, points });
-        }
-    }
-    line_plot(
-        stem,
-        &format!("{method}: test accuracy vs label-smoothing δ (mean over seeds)"),
-        "δ (label smoothing)",
-        "top-1 accuracy (%)",
-        &series,
-    )
-}
-
-/// Fig. 5: test All over the lr × wd grid of one method on one bank.
-pub fn grid_figure(stem: &Path, method: &str, bank: &str, rows: &[Row]) -> anyhow::Result<()> {
-    let mut lrs: Vec<f64> = rows.iter().map(|r| r.lr).collect();
-    let mut wds: Vec<f64> = rows.iter().map(|r| r.wd).collect();
-    lrs.sort_by(f64::total_cmp);
-    lrs.dedup();
-    wds.sort_by(f64::total_cmp);
-    wds.dedup();
-    let values: Vec<Vec<Option<f64>>> = lrs
-        .iter()
-        .map(|lr| {
-            wds.iter()
-                .map(|wd| {
-                    rows.iter()
-                        .find(|r| r.lr == *lr && r.wd == *wd)
-                        .and_then(|r| r.acc[0].0)
-                })
-                .collect()
-        })
-        .collect();
-    heatmap(
-        stem,
-        &format!("{method} on {bank}: test top-1 (%) over learning rate × weight decay"),
-        "weight decay",
-        "learning rate",
-        &wds.iter().map(|v| format!("{v}")).collect::<Vec<_>>(),
-        &lrs.iter().map(|v| format!("{v}")).collect::<Vec<_>>(),
-        &values,
     )
 }
 

@@ -14,7 +14,7 @@
 //! `z`, `grad`: [B, K] row-major; `y`: [B]; `offset`, `weight`, `margin`: [K].
 
 use super::weights::smoothed_targets;
-use crate::linalg;
+use crate::engine::linalg;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CeTerms<'a> {

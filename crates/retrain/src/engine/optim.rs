@@ -3,7 +3,7 @@
 //! `g = ∂ + wd·p; buf = μ·buf + g (buf = g at the first step); p −= lr·buf` — the update order
 //! of `torch.optim.SGD` (dampening 0, no Nesterov); the bias is decayed too.
 
-use crate::linalg::Parallelism;
+use crate::engine::linalg::Parallelism;
 
 /// One parameter tensor's SGD step; `buf` starts at zeros, which makes the first step `buf = g`.
 pub fn sgd_step(param: &mut [f32], grad: &[f32], buf: &mut [f32], lr: f32, momentum: f32, wd: f32) {

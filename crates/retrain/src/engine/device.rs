@@ -1,11 +1,11 @@
-//! Re-training and evaluation on a candle [`Device`]: a CUDA GPU when the crate is built with
+//! Re-training on a candle [`Device`]: a CUDA GPU when the crate is built with
 //! the `cuda` feature (`retrain --device cuda`). The same loop, formulas and update order as
-//! [`crate::trainer`], [`crate::head`] and [`crate::loss`], written in candle tensor ops and
+//! [`crate::engine::trainer`], [`crate::engine::head`] and [`crate::engine::loss`], written in candle tensor ops and
 //! kept on the device: the bank is uploaded once ([`DeviceBank`]) and shared by every run; a
 //! step gathers its rows with `index_select`, runs the forward GEMM, the loss gradient
 //! `∂L/∂z`, the two gradient GEMMs (no gradient for the features) and the SGD update without
 //! leaving the device; the epoch loss is read back once per epoch and the head once per epoch
-//! (for selection on val).
+//! (for selection on val). Evaluation on the device is [`crate::eval::device`].
 //!
 //! On `Device::Cpu` the same code runs through candle's CPU backend: that is how the tests
 //! check this path against the hand-written engine on machines without a GPU.
@@ -13,19 +13,16 @@
 //! Not on the device: the L-BFGS reference row (`logreg-balanced`) and `--one-pass`; the
 //! minibatch order is drawn on the host by the same [`EpochSampler`] (identical batches).
 
-use crate::eval::{Evaluation, Tally};
-use crate::head::{EvalHead, HeadState};
-use crate::loss::LossFn;
+use crate::engine::head::HeadState;
+use crate::engine::loss::LossFn;
+use crate::engine::sampler::EpochSampler;
+use crate::engine::trainer::{TrainOptions, TrainOutcome, lr_at, maxnorm_limit};
 use crate::method::{CbForm, Head, Loss, Method, ProjectEvery};
-use crate::sampler::EpochSampler;
-use crate::trainer::{TrainOptions, TrainOutcome, lr_at, maxnorm_limit};
 use bank::{Bank, Split};
 use candle_core::{DType, Device, Result, Tensor};
 
-/// F.normalize's epsilon (as in [`crate::head`]).
+/// F.normalize's epsilon (as in [`crate::engine::head`]).
 const NORM_EPS: f64 = 1e-12;
-/// Rows per evaluation chunk.
-const EVAL_CHUNK: usize = 16384;
 
 /// `--device`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -76,9 +73,9 @@ fn cuda() -> anyhow::Result<Device> {
 }
 
 /// A split's features on the device.
-struct DeviceSplit {
-    x: Tensor,
-    flip: Option<Tensor>,
+pub struct DeviceSplit {
+    pub x: Tensor,
+    pub flip: Option<Tensor>,
 }
 
 impl DeviceSplit {
@@ -130,7 +127,7 @@ impl DeviceBank {
         })
     }
 
-    fn split(&self, id: SplitId) -> &DeviceSplit {
+    pub fn split(&self, id: SplitId) -> &DeviceSplit {
         match id {
             SplitId::Train => &self.train,
             SplitId::Val => self.val.as_ref().expect("the bank has a val split"),
@@ -140,7 +137,7 @@ impl DeviceBank {
 }
 
 /// Rows scaled to unit L2 norm (F.normalize).
-fn normalize_rows(x: &Tensor) -> Result<Tensor> {
+pub fn normalize_rows(x: &Tensor) -> Result<Tensor> {
     let n = x.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(NORM_EPS)?;
     x.broadcast_div(&n)
 }
@@ -384,7 +381,7 @@ impl DeviceHead {
         }
     }
 
-    /// Gradients from `g` = ∂L/∂z, then the SGD step (PyTorch order, see [`crate::optim`]).
+    /// Gradients from `g` = ∂L/∂z, then the SGD step (PyTorch order, see [`crate::engine::optim`]).
     fn backward_and_step(
         &mut self,
         fwd: &Forward,
@@ -445,7 +442,7 @@ impl DeviceHead {
     }
 }
 
-/// [`crate::trainer::train`] on the device: the same batches (the host sampler), the same
+/// [`crate::engine::trainer::train`] on the device: the same batches (the host sampler), the same
 /// formulas; `labels` are the train split's labels on the host (for the sampler).
 #[allow(clippy::too_many_arguments)]
 pub fn train_on_device(
@@ -514,40 +511,4 @@ pub fn train_on_device(
         epoch_loss,
         step_loss,
     })
-}
-
-/// [`crate::eval::evaluate`] with the logits computed on the device (`host` is the same split
-/// on the host, for its labels).
-pub fn evaluate_on_device(
-    db: &DeviceBank,
-    id: SplitId,
-    host: &Split,
-    head: &EvalHead,
-    tta: bool,
-) -> Result<Evaluation> {
-    let dev = &db.device;
-    let split = db.split(id);
-    let (k, d) = (head.num_classes, head.dim);
-    let w = Tensor::from_slice(&head.weight, (k, d), dev)?;
-    let wt = w.t()?;
-    let b = Tensor::from_slice(&head.bias, k, dev)?;
-    let logits = |x: &Tensor| -> Result<Tensor> {
-        let x = if head.normalize_input {
-            normalize_rows(x)?
-        } else {
-            x.clone()
-        };
-        x.matmul(&wt)?.broadcast_add(&b)
-    };
-    let mut tally = Tally::new(k);
-    for start in (0..host.rows).step_by(EVAL_CHUNK) {
-        let rows = EVAL_CHUNK.min(host.rows - start);
-        let mut z = logits(&split.x.narrow(0, start, rows)?)?;
-        if let (true, Some(f)) = (tta, &split.flip) {
-            z = ((z + logits(&f.narrow(0, start, rows)?)?)? * 0.5)?;
-        }
-        let z: Vec<f32> = z.flatten_all()?.to_vec1()?;
-        tally.add(&z, &host.labels[start..start + rows]);
-    }
-    Ok(tally.finish())
 }

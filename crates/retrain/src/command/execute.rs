@@ -1,0 +1,271 @@
+//! The planned jobs of one bank, run: the stage-1 head, which jobs the records already hold
+//! (resume; stale records of another code identity), the missing runs with a progress bar,
+//! each appended to the records as it finishes, and the records of exactly the planned jobs,
+//! in plan order, with their aggregated rows.
+
+use crate::command::cli::{Plan, RunArgs};
+use crate::engine::device::DeviceBank;
+use crate::engine::head::HeadState;
+use crate::engine::linalg::Parallelism;
+use crate::engine::stage1::fit_stage1_head;
+use crate::method::Head;
+use crate::output::records::{Appender, CODE_ID, Line, Stored, job_key};
+use crate::output::tables::{Row, aggregate};
+use crate::run::{Job, RunOptions, RunRecord, run_jobs};
+use bank::{Bank, ShotGroup};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::HashMap;
+
+/// Everything one bank produced.
+pub struct BankRun<'a> {
+    pub bank: &'a Bank,
+    pub groups: Vec<ShotGroup>,
+    pub records: Vec<RunRecord>,
+    pub rows: Vec<Row>,
+    pub new_runs: usize,
+    pub wall: f64,
+}
+
+/// Where a run's records go and what they already hold (key → record).
+pub struct Records<'a> {
+    pub done: &'a mut HashMap<String, Stored>,
+    pub appender: &'a Appender,
+}
+
+/// The stage-1 head of the bank, or one fitted with plain CE when the bank has none.
+pub fn stage1_head(bank: &Bank, threads: usize, log: &dyn Fn(&str)) -> HeadState {
+    match &bank.head {
+        Some(h) => HeadState::from_linear(
+            Head::Linear,
+            h.num_classes,
+            h.dim,
+            h.weight.clone(),
+            h.bias.clone(),
+        ),
+        None => {
+            log(&format!(
+                "{}: no head.safetensors: fitting a stage-1 head with plain CE (≥ 30 epochs and ≥ 2000 steps, lr 0.05, seed 0)",
+                bank.dir.display()
+            ));
+            fit_stage1_head(
+                &bank.train,
+                &bank.train_counts,
+                30,
+                0.05,
+                0,
+                Parallelism::Rayon(threads),
+            )
+        }
+    }
+}
+
+/// Run `jobs` on `bank`: reuse what `rec` holds, run the rest, and return the bank's records
+/// (none for a `--shard` run, which only records) and rows.
+#[allow(clippy::too_many_arguments)]
+pub fn run_bank<'a>(
+    args: &RunArgs,
+    plan: &Plan,
+    bank: &'a Bank,
+    jobs: &[Job],
+    opts: RunOptions,
+    rec: &mut Records,
+    log: &dyn Fn(&str),
+) -> anyhow::Result<BankRun<'a>> {
+    let groups: Vec<ShotGroup> = bank.shots.groups(&bank.train_counts);
+    let stage1 = stage1_head(bank, plan.threads, log);
+    log(&bank_header(args, bank, &groups));
+    let started = std::time::Instant::now();
+    let fingerprint = bank.fingerprint();
+    let keys: Vec<String> = jobs
+        .iter()
+        .map(|j| job_key(&fingerprint, j, &opts))
+        .collect();
+    let todo = jobs_to_run(args, plan, &keys, rec.done, log);
+    let fresh = train_missing(args, plan, bank, &stage1, jobs, &keys, &todo, opts, rec)?;
+    for (&i, record) in todo.iter().zip(fresh) {
+        let code = CODE_ID.to_string();
+        rec.done.insert(keys[i].clone(), Stored { code, record });
+    }
+    let records = match args.shard {
+        Some(_) => Vec::new(),
+        None => planned_records(&keys, rec.done),
+    };
+    let rows = aggregate(&bank.name(), &groups, &records);
+    Ok(BankRun {
+        bank,
+        groups,
+        records,
+        rows,
+        new_runs: todo.len(),
+        wall: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The log line that describes a bank and its shot groups.
+fn bank_header(args: &RunArgs, bank: &Bank, groups: &[ShotGroup]) -> String {
+    let count = |g| groups.iter().filter(|&&x| x == g).count();
+    format!(
+        "bank {} ({}): K={} D={}, train {} rows (max {}, min {}), test {}{}{}; many>{} ({}), medium ({}), few<{} ({})",
+        bank.name(),
+        bank.dir.display(),
+        bank.num_classes,
+        bank.dim,
+        bank.train.rows,
+        bank.train_counts.iter().max().unwrap(),
+        bank.train_counts.iter().min().unwrap(),
+        bank.test.rows,
+        bank.val
+            .as_ref()
+            .map(|v| format!(", val {}", v.rows))
+            .unwrap_or_default(),
+        if bank.test.features_flip.is_some() && !args.no_tta {
+            ", flip TTA"
+        } else {
+            ""
+        },
+        bank.shots.many_above,
+        count(ShotGroup::Many),
+        count(ShotGroup::Medium),
+        bank.shots.few_below,
+        count(ShotGroup::Few),
+    )
+}
+
+/// The indices of this shard's jobs that must run: not recorded, or recorded by another code
+/// identity (unless `--reuse-stale`). Says how many are resumed and how many are stale.
+fn jobs_to_run(
+    args: &RunArgs,
+    plan: &Plan,
+    keys: &[String],
+    done: &HashMap<String, Stored>,
+    log: &dyn Fn(&str),
+) -> Vec<usize> {
+    let owned: Vec<usize> = (0..keys.len())
+        .filter(|i| args.shard.is_none_or(|s| s.owns(*i)))
+        .collect();
+    let stale: Vec<usize> = owned
+        .iter()
+        .copied()
+        .filter(|&i| done.get(&keys[i]).is_some_and(|s| !s.current()))
+        .collect();
+    let reusable = |i: &usize| match done.get(&keys[*i]) {
+        Some(s) => s.current() || args.reuse_stale,
+        None => false,
+    };
+    let todo: Vec<usize> = owned.iter().copied().filter(|i| !reusable(i)).collect();
+    if todo.len() < owned.len() {
+        log(&format!(
+            "resuming: {} of {} runs already recorded in {}",
+            owned.len() - todo.len(),
+            owned.len(),
+            plan.out.display()
+        ));
+    }
+    if !stale.is_empty() {
+        let codes: std::collections::BTreeSet<&str> = stale
+            .iter()
+            .map(|&i| done[&keys[i]].code.as_str())
+            .collect();
+        let codes: Vec<&str> = codes.into_iter().collect();
+        log(&format!(
+            "{} {} recorded by another code identity ({}; this build is {CODE_ID}){}",
+            if args.reuse_stale {
+                "reusing"
+            } else {
+                "rerunning"
+            },
+            stale.len(),
+            codes.join(", "),
+            if args.reuse_stale {
+                ": --reuse-stale keeps them, labelled [stale] in every output"
+            } else {
+                ": --reuse-stale would keep them"
+            }
+        ));
+    }
+    todo
+}
+
+fn progress_bar(quiet: bool, len: usize) -> ProgressBar {
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(len as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} runs ({per_sec}, eta {eta})",
+        )
+        .expect("template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+/// Run the jobs `todo` (indices into `jobs`), on the device when the plan has one, appending
+/// each record as it finishes; their records in `todo` order.
+#[allow(clippy::too_many_arguments)]
+fn train_missing(
+    args: &RunArgs,
+    plan: &Plan,
+    bank: &Bank,
+    stage1: &HeadState,
+    jobs: &[Job],
+    keys: &[String],
+    todo: &[usize],
+    opts: RunOptions,
+    rec: &Records,
+) -> anyhow::Result<Vec<RunRecord>> {
+    let bar = progress_bar(args.quiet, todo.len());
+    let append_error = std::sync::Mutex::new(None);
+    let todo_jobs: Vec<Job> = todo.iter().map(|&i| jobs[i].clone()).collect();
+    let bank_name = bank.name();
+    let dev_bank = match (&plan.device, todo.is_empty()) {
+        (Some(d), false) => Some(DeviceBank::upload(bank, d).map_err(|e| {
+            anyhow::anyhow!(
+                "--device: could not upload bank {} to the GPU: {}",
+                bank.dir.display(),
+                e.to_string().lines().next().unwrap_or("")
+            )
+        })?),
+        _ => None,
+    };
+    let fresh = run_jobs(
+        bank,
+        stage1,
+        &todo_jobs,
+        opts,
+        dev_bank.as_ref(),
+        &|i, record| {
+            let line = Line {
+                key: keys[todo[i]].clone(),
+                bank: bank_name.clone(),
+                code: CODE_ID.to_string(),
+                record: record.clone(),
+            };
+            if let Err(e) = rec.appender.append(&line) {
+                append_error.lock().unwrap().get_or_insert(e);
+            }
+            bar.inc(1);
+        },
+    );
+    drop(dev_bank);
+    bar.finish_and_clear();
+    if let Some(e) = append_error.into_inner().unwrap() {
+        return Err(e);
+    }
+    fresh
+}
+
+/// The records of exactly the planned runs, in plan order; a reused stale one carries the
+/// identity that made it.
+fn planned_records(keys: &[String], done: &HashMap<String, Stored>) -> Vec<RunRecord> {
+    keys.iter()
+        .map(|k| {
+            let s = done.get(k).expect("every planned run is recorded");
+            let mut r = s.record.clone();
+            r.stale = (!s.current()).then(|| s.code.clone());
+            r
+        })
+        .collect()
+}

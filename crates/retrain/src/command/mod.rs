@@ -1,0 +1,13 @@
+//! The command layer: the command line ([`cli`]: flags → a checked [`cli::Plan`]), the `run`
+//! command end to end ([`run`], with its steps [`execute`], [`tune`] and [`outputs`]), and the
+//! synthetic bank generator ([`synth`]). The only layer that prints.
+//!
+//! May import every room below: [`crate::output`], [`crate::run`], [`crate::eval`],
+//! [`crate::engine`], [`crate::method`].
+
+pub mod cli;
+pub mod execute;
+pub mod outputs;
+pub mod run;
+pub mod synth;
+pub mod tune;

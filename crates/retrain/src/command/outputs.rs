@@ -1,0 +1,236 @@
+//! After the runs: every table, figure and note of the `run` command written into `--out`
+//! (each file atomically), `config.json`, and the tables on stdout.
+
+use crate::command::cli::{Plan, RunArgs};
+use crate::command::execute::BankRun;
+use crate::output::figures::{delta_figure, grid_figure, segment_figures};
+use crate::output::loma::{loma_frame, segment_frame, segment_means};
+use crate::output::records::{self, CODE_ID};
+use crate::output::sweeps::{best_cell_note, grid_frame, sweep_frame};
+use crate::output::tables::{
+    Row, STALE, per_class_frame, record_label, render, runs_frame, table_frame, write_csv,
+};
+use crate::run::RunRecord;
+use polars::prelude::DataFrame;
+use std::io::Write;
+use std::path::Path;
+
+/// Write every output of the banks' runs and print their tables.
+pub fn write_outputs(args: &RunArgs, plan: &Plan, runs: &[BankRun]) -> anyhow::Result<()> {
+    let out_dir = &plan.out;
+    let all_rows: Vec<Row> = runs.iter().flat_map(|r| r.rows.iter().cloned()).collect();
+    write_csv(&out_dir.join("table1.csv"), &mut table_frame(&all_rows)?)?;
+    let mut figures = write_run_tables(args, plan, runs)?;
+    let notes = write_sweeps(args, plan, runs, &all_rows, &mut figures)?;
+    write_config(args, plan, runs)?;
+    print_tables(args, plan, runs, &notes, &figures)
+}
+
+/// `runs.csv`, `per-class.csv`, `loma.csv`, `loma-segments.csv` and the per-class figures;
+/// returns the figures' file names.
+fn write_run_tables(args: &RunArgs, plan: &Plan, runs: &[BankRun]) -> anyhow::Result<Vec<String>> {
+    let out_dir = &plan.out;
+    let mut runs_df: Option<DataFrame> = None;
+    let mut class_df: Option<DataFrame> = None;
+    let mut loma_df: Option<DataFrame> = None;
+    let mut seg_df: Option<DataFrame> = None;
+    let mut figures = Vec::new();
+    for r in runs {
+        let label = |rec: &RunRecord| record_label(rec, &plan.swept);
+        stack(&mut runs_df, runs_frame(r.bank, &r.groups, &r.records)?)?;
+        stack(
+            &mut class_df,
+            per_class_frame(r.bank, &r.groups, &r.records)?,
+        )?;
+        stack(&mut loma_df, loma_frame(r.bank, &r.records, &label)?)?;
+        let means = segment_means(r.bank, &r.records, &label);
+        stack(&mut seg_df, segment_frame(r.bank, &means)?)?;
+        if !args.no_plots {
+            figures.extend(segment_figures(out_dir, r.bank, &means)?);
+        }
+    }
+    for (name, df) in [
+        ("runs.csv", runs_df),
+        ("per-class.csv", class_df),
+        ("loma.csv", loma_df),
+        ("loma-segments.csv", seg_df),
+    ] {
+        if let Some(mut df) = df {
+            write_csv(&out_dir.join(name), &mut df)?;
+        }
+    }
+    Ok(figures)
+}
+
+/// The sweep tables and figures of each method (`--sweep-delta`, `--sweep-tau`, `--grid`);
+/// returns the notes naming each grid's best cell.
+fn write_sweeps(
+    args: &RunArgs,
+    plan: &Plan,
+    runs: &[BankRun],
+    all_rows: &[Row],
+    figures: &mut Vec<String>,
+) -> anyhow::Result<Vec<String>> {
+    let out_dir = &plan.out;
+    let mut notes = Vec::new();
+    for m in &plan.methods {
+        let sub: Vec<Row> = all_rows
+            .iter()
+            .filter(|r| r.method == m.name)
+            .cloned()
+            .collect();
+        if plan.sweep_delta {
+            write_csv(
+                &out_dir.join(format!("{}-delta-sweep.csv", m.name)),
+                &mut sweep_frame(&sub, "delta")?,
+            )?;
+            if !args.no_plots {
+                delta_figure(
+                    &out_dir.join(format!("{}-delta-sweep", m.name)),
+                    &m.name,
+                    &sub,
+                )?;
+                figures.push(format!("{}-delta-sweep.png", m.name));
+            }
+        }
+        if plan.sweep_tau {
+            write_csv(
+                &out_dir.join(format!("{}-tau-sweep.csv", m.name)),
+                &mut sweep_frame(&sub, "tau")?,
+            )?;
+        }
+        if plan.grid {
+            write_csv(
+                &out_dir.join(format!("{}-grid.csv", m.name)),
+                &mut grid_frame(&sub)?,
+            )?;
+            for r in runs {
+                notes.push(write_grid_figure(args, out_dir, &m.name, r, &sub, figures)?);
+            }
+        }
+    }
+    Ok(notes)
+}
+
+/// One bank's lr × wd heat map of `method` (unless `--no-plots`) and its best-cell note.
+fn write_grid_figure(
+    args: &RunArgs,
+    out_dir: &Path,
+    method: &str,
+    r: &BankRun,
+    sub: &[Row],
+    figures: &mut Vec<String>,
+) -> anyhow::Result<String> {
+    let bank = r.bank.name();
+    let cells: Vec<Row> = sub.iter().filter(|x| x.bank == bank).cloned().collect();
+    if !args.no_plots {
+        grid_figure(
+            &out_dir.join(format!("{method}-grid-{bank}")),
+            method,
+            &bank,
+            &cells,
+        )?;
+        figures.push(format!("{method}-grid-{bank}.png"));
+    }
+    Ok(best_cell_note(method, &bank, &cells))
+}
+
+/// `config.json`: the banks, resolved methods, seeds, switches and the code identity.
+fn write_config(args: &RunArgs, plan: &Plan, runs: &[BankRun]) -> anyhow::Result<()> {
+    let config = serde_json::json!({
+        "banks": runs.iter().map(|r| serde_json::json!({
+            "name": r.bank.name(),
+            "dir": r.bank.dir.display().to_string(),
+            "fingerprint": r.bank.fingerprint(),
+            "shots": r.bank.shots,
+            "selection": if r.bank.val.is_some() { "best val epoch" } else { "final epoch" },
+        })).collect::<Vec<_>>(),
+        "bank": runs.first().map(|r| r.bank.name()),
+        "methods": plan.methods,
+        "seeds": args.seeds,
+        "first_seed": args.seed,
+        "tta": !args.no_tta,
+        "shuffle": !args.no_shuffle,
+        "device": if plan.device.is_some() { "cuda:0" } else { "cpu" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "code": CODE_ID,
+        "git": records::GIT_REV,
+        "stale_runs_reused": runs.iter().flat_map(|r| &r.records).filter(|r| r.stale.is_some()).count(),
+        "loma_definition": "LoMa_i = mean logit i over test samples of class i - mean logit i over the other test samples; loma_norm = LoMa / mean over classes; RSD_i = population std of logit i over samples of class i / LoMa_i",
+    });
+    bank::write::write_atomic(&plan.out.join("config.json"), |tmp| {
+        std::fs::write(tmp, serde_json::to_string_pretty(&config)?)
+    })?;
+    Ok(())
+}
+
+/// The tables, the oracle column, the notes and the list of files, on stdout.
+fn print_tables(
+    args: &RunArgs,
+    plan: &Plan,
+    runs: &[BankRun],
+    notes: &[String],
+    figures: &[String],
+) -> anyhow::Result<()> {
+    let swept = &plan.swept;
+    let mut out = std::io::stdout().lock();
+    for r in runs {
+        writeln!(
+            out,
+            "Top-1 accuracy (%) on {} test, mean ± std over {} seed(s) (n = 1: deterministic rows); {}; {} runs ({} new) in {:.1} s",
+            r.bank.name(),
+            args.seeds,
+            if r.bank.val.is_some() {
+                "head selected on val"
+            } else {
+                "final epoch"
+            },
+            r.records.len(),
+            r.new_runs,
+            r.wall
+        )?;
+        write!(out, "{}", render(&r.rows, swept))?;
+        let stale = r.records.iter().filter(|x| x.stale.is_some()).count();
+        if stale > 0 {
+            writeln!(
+                out,
+                "{stale} run(s) marked {STALE} were recorded by another code identity and reused (--reuse-stale); this build is {CODE_ID}; rerun without --reuse-stale to refresh them",
+            )?;
+        }
+        if args.oracle {
+            writeln!(
+                out,
+                "oracle (best test epoch; selection on test, for comparison with published numbers only):"
+            )?;
+            for row in &r.rows {
+                writeln!(
+                    out,
+                    "  {:<24} {:6.2}",
+                    row.label(swept),
+                    row.oracle_all.unwrap_or(f64::NAN)
+                )?;
+            }
+        }
+    }
+    for n in notes {
+        writeln!(out, "{n}")?;
+    }
+    writeln!(
+        out,
+        "wrote {}/: table1.csv, runs.csv, per-class.csv, loma.csv, loma-segments.csv, config.json{}{} (run records: records.jsonl)",
+        plan.out.display(),
+        if figures.is_empty() { "" } else { ", " },
+        figures.join(", ")
+    )?;
+    Ok(())
+}
+
+fn stack(acc: &mut Option<DataFrame>, df: DataFrame) -> anyhow::Result<()> {
+    match acc {
+        Some(a) => {
+            a.vstack_mut(&df)?;
+        }
+        None => *acc = Some(df),
+    }
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! The `run` command end to end: plan → (tuning) → the runs of every bank → tables, figures
+//! and stdout. The steps live beside it: [`super::execute`] (one bank's runs, resumed from
+//! the records), [`super::tune`] (`--tune`), [`super::outputs`] (files and stdout).
+
+use crate::command::cli::{Plan, RunArgs};
+use crate::command::execute::{BankRun, Records, run_bank};
+use crate::command::outputs::write_outputs;
+use crate::command::tune::tune;
+use crate::output::records::{self, Appender, Stored};
+use crate::output::sweeps::{TuneRow, tune_frame};
+use crate::output::tables::write_csv;
+use crate::run::RunOptions;
+use std::collections::HashMap;
+
+pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let log = |s: &str| eprintln!("retrain: {s}");
+    let plan: Plan = args.plan(&log)?;
+    let opts = RunOptions {
+        threads: plan.threads,
+        shuffle: !args.no_shuffle,
+        oracle: args.oracle,
+        tta: !args.no_tta,
+        one_pass: args.one_pass,
+        select_on_val: true,
+        on_device: plan.device.is_some(),
+    };
+    let mut done = recorded_runs(args, &plan, &log)?;
+    let file = args
+        .shard
+        .map(|s| s.file_name())
+        .unwrap_or_else(|| "records.jsonl".into());
+    let appender = Appender::open(&plan.out.join(file))?;
+    let mut rec = Records {
+        done: &mut done,
+        appender: &appender,
+    };
+    let mut runs = Vec::new();
+    let mut tune_rows: Vec<TuneRow> = Vec::new();
+    let mut tuned: Vec<(String, TuneRow)> = Vec::new();
+    for bank in &plan.banks {
+        let jobs = if args.tune {
+            let (jobs, rows) = tune(args, &plan, bank, opts, &mut rec, &log)?;
+            let chosen = rows.iter().filter(|r| r.1).cloned();
+            tuned.extend(chosen.map(|r| (bank.name(), r)));
+            tune_rows.extend(rows);
+            jobs
+        } else {
+            plan.jobs.clone()
+        };
+        runs.push(run_bank(args, &plan, bank, &jobs, opts, &mut rec, &log)?);
+    }
+    label_tuned_rows(&mut runs, &tuned);
+    if !tune_rows.is_empty() && args.shard.is_none() {
+        write_csv(&plan.out.join("tune.csv"), &mut tune_frame(&tune_rows)?)?;
+    }
+    if let Some(s) = args.shard {
+        let total: usize = runs.iter().map(|r| r.new_runs).sum();
+        println!(
+            "shard {}/{}: {} new runs; run the same command without --shard (same --out, holding every shard's records file) to build the tables",
+            s.index, s.count, total
+        );
+        return Ok(());
+    }
+    write_outputs(args, &plan, &runs)
+}
+
+/// Resume: the runs already recorded in the output folder (all shards' files), unless
+/// `--rerun`.
+fn recorded_runs(
+    args: &RunArgs,
+    plan: &Plan,
+    log: &dyn Fn(&str),
+) -> anyhow::Result<HashMap<String, Stored>> {
+    if args.rerun {
+        return Ok(HashMap::new());
+    }
+    let recorded = records::read_all(&plan.out)?;
+    if recorded.old_format > 0 {
+        log(&format!(
+            "{}: {} records of an older ltbench format are ignored (their runs are rerun)",
+            plan.out.display(),
+            recorded.old_format
+        ));
+    }
+    Ok(recorded.runs)
+}
+
+/// The selection of a tuned method's rows says which split chose its lr and wd; `tuned`
+/// holds the chosen cell of each (bank, method).
+fn label_tuned_rows(runs: &mut [BankRun], tuned: &[(String, TuneRow)]) {
+    for r in runs {
+        for row in &mut r.rows {
+            if let Some((_, (_, _, split))) = tuned
+                .iter()
+                .find(|(b, (t, _, _))| *b == row.bank && t.method == row.method)
+            {
+                row.selection = format!("{}; lr, wd tuned on {split}", row.selection);
+            }
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Which head a run reports: the epoch with the best val mean per-class accuracy when the bank
+//! has a val split (ties to the later epoch, as the reference code does), else the final one;
+//! and, with `--oracle`, the best test epoch (a labelled oracle). [`Tracker`] sees every
+//! epoch's head and evaluates it, on the device when there is one.
+
+use super::runner::{Job, RunOptions, RunRecord};
+use crate::engine::device::{DeviceBank, SplitId};
+use crate::engine::head::{EvalHead, HeadState};
+use crate::engine::linalg::Parallelism;
+use crate::engine::loss::weights::log_priors;
+use crate::eval::device::evaluate_on_device;
+use crate::eval::{Evaluation, evaluate};
+use crate::method::Method;
+use bank::Bank;
+
+/// Keeps the val-selected head and the oracle epoch of one run.
+pub struct Tracker<'a> {
+    bank: &'a Bank,
+    method: &'a Method,
+    log_priors: Vec<f64>,
+    opts: RunOptions,
+    par: Parallelism,
+    dev: Option<&'a DeviceBank>,
+    best_val: Option<(f64, usize, HeadState)>,
+    oracle: Option<(f64, usize)>,
+    /// The first device error of an evaluation (reported when the run finishes).
+    error: Option<candle_core::Error>,
+}
+
+impl<'a> Tracker<'a> {
+    pub fn new(
+        bank: &'a Bank,
+        method: &'a Method,
+        opts: RunOptions,
+        par: Parallelism,
+        dev: Option<&'a DeviceBank>,
+    ) -> Self {
+        Tracker {
+            bank,
+            method,
+            log_priors: log_priors(&bank.train_counts),
+            opts,
+            par,
+            dev,
+            best_val: None,
+            oracle: None,
+            error: None,
+        }
+    }
+
+    /// `head` on a split, on the device when there is one.
+    fn evaluate(&self, head: &EvalHead, id: SplitId) -> candle_core::Result<Evaluation> {
+        let split = match id {
+            SplitId::Val => self.bank.val.as_ref().expect("val split"),
+            SplitId::Test => &self.bank.test,
+            SplitId::Train => &self.bank.train,
+        };
+        match self.dev {
+            Some(db) => evaluate_on_device(db, id, split, head, self.opts.tta),
+            None => Ok(evaluate(head, split, self.opts.tta, self.par)),
+        }
+    }
+
+    /// After every epoch: selection on val by mean per-class accuracy (ties go to the later
+    /// epoch, as the reference code does) and the oracle.
+    pub fn on_epoch(&mut self, epoch: usize, head: &HeadState) {
+        if let Err(e) = self.try_on_epoch(epoch, head) {
+            self.error.get_or_insert(e);
+        }
+    }
+
+    fn try_on_epoch(&mut self, epoch: usize, head: &HeadState) -> candle_core::Result<()> {
+        if self.error.is_some() {
+            return Ok(());
+        }
+        let eval_head = head.eval_head(self.method.posthoc, &self.log_priors);
+        if let (Some(_), true) = (&self.bank.val, self.opts.select_on_val) {
+            let score = self.evaluate(&eval_head, SplitId::Val)?.balanced();
+            if self.best_val.as_ref().is_none_or(|(b, _, _)| score >= *b) {
+                self.best_val = Some((score, epoch, head.clone()));
+            }
+        }
+        if self.opts.oracle {
+            let e = self.evaluate(&eval_head, SplitId::Test)?;
+            if self.oracle.is_none_or(|(b, _)| e.top1 >= b) {
+                self.oracle = Some((e.top1, epoch));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn finish(
+        mut self,
+        job: &Job,
+        last: HeadState,
+        final_train_loss: Option<f64>,
+        started: std::time::Instant,
+    ) -> candle_core::Result<RunRecord> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        let (head, selected_epoch) = match self.best_val.take() {
+            Some((_, e, h)) => (h, Some(e)),
+            None => (last, None),
+        };
+        let eval_head = head.eval_head(self.method.posthoc, &self.log_priors);
+        let test = self.evaluate(&eval_head, SplitId::Test)?;
+        let val = match self.bank.val {
+            Some(_) => Some(self.evaluate(&eval_head, SplitId::Val)?),
+            None => None,
+        };
+        let mut oracle = self.oracle;
+        if self.opts.oracle && !self.method.train {
+            oracle = Some((test.top1, 0));
+        }
+        Ok(RunRecord {
+            method: self.method.clone(),
+            seed: job.seed,
+            test,
+            val,
+            selected_epoch,
+            oracle,
+            final_train_loss,
+            seconds: started.elapsed().as_secs_f64(),
+            stale: None,
+        })
+    }
+}
