@@ -4,12 +4,15 @@
 use crate::command::synth::SynthSpec;
 use crate::method::table::MethodTable;
 use crate::method::{
-    Constraint, HyperSpec, Init, Loss, Method, PostHoc, ProjectEvery, Schedule, los_defaults,
+    Constraint, HyperSpec, Init, Loss, Method, MethodSpec, PostHoc, ProjectEvery, Schedule,
+    los_defaults,
 };
 use crate::run::Job;
 use anyhow::{Context, bail};
 use bank::{Bank, ShotThresholds};
 use clap::{Parser, Subcommand};
+
+pub use super::grid::Grid;
 use std::path::{Path, PathBuf};
 
 /// The δ grid of the paper's Fig. 4.
@@ -217,54 +220,6 @@ pub struct Plan {
     pub grid: bool,
 }
 
-/// `--grid lr=a,b,..:wd=c,d,..`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Grid {
-    pub lr: Vec<f32>,
-    pub wd: Vec<f32>,
-}
-
-impl Grid {
-    pub fn cells(&self) -> Vec<(f32, f32)> {
-        self.lr
-            .iter()
-            .flat_map(|&lr| self.wd.iter().map(move |&wd| (lr, wd)))
-            .collect()
-    }
-}
-
-impl std::str::FromStr for Grid {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Grid, String> {
-        let (mut lr, mut wd) = (None, None);
-        for part in s.split(':') {
-            let (name, values) = part
-                .split_once('=')
-                .ok_or_else(|| format!("`{part}`: expected name=v1,v2,..."))?;
-            let vals: Vec<f32> = values
-                .split(',')
-                .map(|v| {
-                    v.trim()
-                        .parse::<f32>()
-                        .map_err(|_| format!("{name}: `{v}` is not a number"))
-                })
-                .collect::<Result<_, _>>()?;
-            if let Some(v) = vals.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
-                return Err(format!("{name}: values must be finite and ≥ 0, got {v}"));
-            }
-            match name.trim() {
-                "lr" => lr = Some(vals),
-                "wd" => wd = Some(vals),
-                other => return Err(format!("unknown grid axis `{other}` (use lr and wd)")),
-            }
-        }
-        Ok(Grid {
-            lr: lr.ok_or("missing lr=...")?,
-            wd: wd.unwrap_or_else(|| vec![0.0]),
-        })
-    }
-}
-
 pub const DEFAULT_BANK: &str = "features/fmnist-lt-ir100";
 pub const SYNTH_BANK: &str = "features/synth-cifar100-lt-ir100";
 
@@ -319,8 +274,38 @@ impl RunArgs {
         Ok(synth)
     }
 
+    /// What the flags mean: the checked methods (with their sweeps and grid), the banks, the
+    /// jobs, the output folder, the device and the thread count. Cheap checks first: a bad
+    /// flag must not wait for a bank to load.
     pub fn plan(&self, log: &dyn Fn(&str)) -> anyhow::Result<Plan> {
-        // cheap checks first: a bad flag must not wait for a bank to load
+        self.check_flags()?;
+        let methods = self.methods()?;
+        let expanded = self.expand(&methods)?;
+        let banks = self.open_banks(log)?;
+        self.prepare_out()?;
+        let jobs = self.jobs_of(&expanded);
+        let (device, notice) = crate::engine::device::select(self.device)?;
+        if let Some(n) = notice {
+            log(&format!("--device auto: {n}"));
+        }
+        if self.one_pass && device.is_some() {
+            bail!("--one-pass is an option of the CPU engine; leave it out with --device cuda");
+        }
+        Ok(Plan {
+            banks,
+            jobs,
+            methods,
+            out: self.out.clone(),
+            threads: self.threads(device.is_some()),
+            device,
+            swept: self.swept(),
+            sweep_delta: self.sweep_delta,
+            sweep_tau: self.sweep_tau,
+            grid: self.grid.is_some(),
+        })
+    }
+
+    fn check_flags(&self) -> anyhow::Result<()> {
         if self.seeds == 0 {
             bail!("--seeds must be ≥ 1");
         }
@@ -337,23 +322,32 @@ impl RunArgs {
         if self.jobs == Some(0) {
             bail!("--jobs must be ≥ 1");
         }
+        Ok(())
+    }
+
+    /// The table's defaults under the flags, filled with the LOS protocol.
+    fn defaults(&self, table: &MethodTable) -> crate::method::Hyper {
+        let d = self.hyper_overrides().or(&table.defaults);
+        let l = los_defaults();
+        crate::method::Hyper {
+            lr: d.lr.unwrap_or(l.lr),
+            wd: d.wd.unwrap_or(l.wd),
+            momentum: d.momentum.unwrap_or(l.momentum),
+            epochs: d.epochs.unwrap_or(l.epochs),
+            batch_size: d.batch_size.unwrap_or(l.batch_size),
+            init: d.init.unwrap_or(l.init),
+            schedule: d.schedule.unwrap_or(l.schedule),
+        }
+    }
+
+    /// The selected rows of the method table, with the flags that override a row applied,
+    /// checked.
+    fn methods(&self) -> anyhow::Result<Vec<Method>> {
         let table = match &self.config {
             Some(p) => MethodTable::read(p)?,
             None => MethodTable::embedded(),
         };
-        let defaults = {
-            let d = self.hyper_overrides().or(&table.defaults);
-            let l = los_defaults();
-            crate::method::Hyper {
-                lr: d.lr.unwrap_or(l.lr),
-                wd: d.wd.unwrap_or(l.wd),
-                momentum: d.momentum.unwrap_or(l.momentum),
-                epochs: d.epochs.unwrap_or(l.epochs),
-                batch_size: d.batch_size.unwrap_or(l.batch_size),
-                init: d.init.unwrap_or(l.init),
-                schedule: d.schedule.unwrap_or(l.schedule),
-            }
-        };
+        let defaults = self.defaults(&table);
         let wanted: Vec<&str> = if self.method.iter().any(|m| m == "all") {
             table.names()
         } else {
@@ -367,62 +361,44 @@ impl RunArgs {
                     table.names().join(", ")
                 );
             };
-            let mut spec = spec.clone();
-            // flags override the row
-            spec.hyper = self.hyper_overrides().or(&spec.hyper);
-            if let (Some(d), Loss::Ce { smoothing }) = (self.delta, &mut spec.loss) {
-                if *smoothing > 0.0 || name == "los" {
-                    *smoothing = d;
-                }
-            }
-            if let Some(t) = self.tau {
-                match &mut spec.posthoc {
-                    PostHoc::TauNorm { tau } | PostHoc::LogitAdjust { tau } => *tau = t,
-                    PostHoc::None => {}
-                }
-            }
-            if let (Some(e), Constraint::MaxNorm { every, .. }) =
-                (self.maxnorm_every, &mut spec.constraint)
-            {
-                *every = match e {
-                    MaxNormEvery::Step => ProjectEvery::Step,
-                    MaxNormEvery::Epoch => ProjectEvery::Epoch,
-                };
-            }
-            methods.push(spec.check(&defaults)?);
+            methods.push(self.override_row(spec.clone()).check(&defaults)?);
         }
-        let mut swept = Vec::new();
+        Ok(methods)
+    }
+
+    /// A row of the table with `--lr`, `--delta`, `--tau`, `--maxnorm-every`, … applied.
+    fn override_row(&self, mut spec: MethodSpec) -> MethodSpec {
+        spec.hyper = self.hyper_overrides().or(&spec.hyper);
+        if let (Some(d), Loss::Ce { smoothing }) = (self.delta, &mut spec.loss) {
+            if *smoothing > 0.0 || spec.name == "los" {
+                *smoothing = d;
+            }
+        }
+        if let Some(t) = self.tau {
+            match &mut spec.posthoc {
+                PostHoc::TauNorm { tau } | PostHoc::LogitAdjust { tau } => *tau = t,
+                PostHoc::None => {}
+            }
+        }
+        if let (Some(e), Constraint::MaxNorm { every, .. }) =
+            (self.maxnorm_every, &mut spec.constraint)
+        {
+            *every = match e {
+                MaxNormEvery::Step => ProjectEvery::Step,
+                MaxNormEvery::Epoch => ProjectEvery::Epoch,
+            };
+        }
+        spec
+    }
+
+    /// Every configuration to run: each method over its δ or τ sweep, then over the grid.
+    fn expand(&self, methods: &[Method]) -> anyhow::Result<Vec<Method>> {
         let mut expanded = Vec::new();
-        for m in &methods {
+        for m in methods {
             if self.sweep_delta {
-                if !matches!(m.loss, Loss::Ce { .. }) {
-                    bail!(
-                        "--sweep-delta: method `{}` has no label smoothing (it applies to CE rows such as los)",
-                        m.name
-                    );
-                }
-                for &d in self.deltas.as_deref().unwrap_or(&DEFAULT_DELTAS) {
-                    let mut v = m.clone();
-                    v.loss = Loss::Ce { smoothing: d };
-                    expanded.push(v);
-                }
+                expanded.extend(self.delta_sweep(m)?);
             } else if self.sweep_tau {
-                if m.tau().is_none() {
-                    bail!(
-                        "--sweep-tau: method `{}` has no post-hoc τ (use tau-norm or logit-adjust)",
-                        m.name
-                    );
-                }
-                for i in 0..=20 {
-                    let mut v = m.clone();
-                    let t = i as f32 * 0.1;
-                    v.posthoc = match v.posthoc {
-                        PostHoc::TauNorm { .. } => PostHoc::TauNorm { tau: t },
-                        PostHoc::LogitAdjust { .. } => PostHoc::LogitAdjust { tau: t },
-                        p => p,
-                    };
-                    expanded.push(v);
-                }
+                expanded.extend(tau_sweep(m)?);
             } else {
                 expanded.push(m.clone());
             }
@@ -440,6 +416,32 @@ impl RunArgs {
                 })
                 .collect();
         }
+        Ok(expanded)
+    }
+
+    fn delta_sweep(&self, m: &Method) -> anyhow::Result<Vec<Method>> {
+        if !matches!(m.loss, Loss::Ce { .. }) {
+            bail!(
+                "--sweep-delta: method `{}` has no label smoothing (it applies to CE rows such as los)",
+                m.name
+            );
+        }
+        Ok(self
+            .deltas
+            .as_deref()
+            .unwrap_or(&DEFAULT_DELTAS)
+            .iter()
+            .map(|&d| {
+                let mut v = m.clone();
+                v.loss = Loss::Ce { smoothing: d };
+                v
+            })
+            .collect())
+    }
+
+    /// The parameters that vary between the rows of the tables.
+    fn swept(&self) -> Vec<&'static str> {
+        let mut swept = Vec::new();
         if self.sweep_delta {
             swept.push("delta");
         }
@@ -449,7 +451,11 @@ impl RunArgs {
         if self.sweep_tau {
             swept.push("tau");
         }
+        swept
+    }
 
+    /// The banks, with `--many-above/--few-below` applied and checked.
+    fn open_banks(&self, log: &dyn Fn(&str)) -> anyhow::Result<Vec<Bank>> {
         let dirs = if self.bank.len() > 1 {
             self.bank.clone()
         } else {
@@ -459,19 +465,7 @@ impl RunArgs {
         for dir in &dirs {
             let mut bank = Bank::open(dir)?;
             if self.many_above.is_some() || self.few_below.is_some() {
-                bank.shots = ShotThresholds {
-                    many_above: self.many_above.unwrap_or(bank.shots.many_above),
-                    few_below: self.few_below.unwrap_or(bank.shots.few_below),
-                };
-                if bank.shots.many_above + 1 < bank.shots.few_below {
-                    bail!(
-                        "--many-above {} / --few-below {}: the many (n > {}) and few (n < {}) groups overlap",
-                        bank.shots.many_above,
-                        bank.shots.few_below,
-                        bank.shots.many_above,
-                        bank.shots.few_below
-                    );
-                }
+                bank.shots = self.shots(&bank)?;
             }
             if banks.iter().any(|b: &Bank| b.name() == bank.name()) {
                 bail!(
@@ -481,6 +475,28 @@ impl RunArgs {
             }
             banks.push(bank);
         }
+        Ok(banks)
+    }
+
+    fn shots(&self, bank: &Bank) -> anyhow::Result<ShotThresholds> {
+        let shots = ShotThresholds {
+            many_above: self.many_above.unwrap_or(bank.shots.many_above),
+            few_below: self.few_below.unwrap_or(bank.shots.few_below),
+        };
+        if shots.many_above + 1 < shots.few_below {
+            bail!(
+                "--many-above {} / --few-below {}: the many (n > {}) and few (n < {}) groups overlap",
+                shots.many_above,
+                shots.few_below,
+                shots.many_above,
+                shots.few_below
+            );
+        }
+        Ok(shots)
+    }
+
+    /// `--out` exists (or is created) and is a writable folder.
+    fn prepare_out(&self) -> anyhow::Result<()> {
         if self.out.exists() && !self.out.is_dir() {
             bail!("--out {}: exists and is not a folder", self.out.display());
         }
@@ -490,47 +506,54 @@ impl RunArgs {
         std::fs::write(&probe, b"")
             .with_context(|| format!("--out {}: folder is not writable", self.out.display()))?;
         let _ = std::fs::remove_file(&probe);
+        Ok(())
+    }
 
+    /// Every configuration × seed; deterministic methods run once (n = 1 in the tables).
+    fn jobs_of(&self, expanded: &[Method]) -> Vec<Job> {
         let seeds: Vec<u64> = (0..self.seeds as u64).map(|i| self.seed + i).collect();
-        let jobs = expanded
+        expanded
             .iter()
             .flat_map(|m| {
-                // deterministic methods run once (n = 1 in the tables)
                 let n = if m.seed_independent() { 1 } else { seeds.len() };
                 seeds[..n].iter().map(move |&seed| Job {
                     method: m.clone(),
                     seed,
                 })
             })
-            .collect();
-        let (device, notice) = crate::engine::device::select(self.device)?;
-        if let Some(n) = notice {
-            log(&format!("--device auto: {n}"));
-        }
+            .collect()
+    }
+
+    /// `--jobs`, or every core on the CPU; on a GPU two host threads keep it busiest
+    /// (measured on an H200: Table 1 at ImageNet-LT scale 55.7 s with 1, 42.3 s with 2,
+    /// slower with 16).
+    fn threads(&self, on_device: bool) -> usize {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
-        // on a GPU, two host threads keep it busiest (measured on an H200: Table 1 at
-        // ImageNet-LT scale 55.7 s with 1, 42.3 s with 2, slower with 16)
-        let threads = self.jobs.unwrap_or(if device.is_some() {
-            cores.min(2)
-        } else {
-            cores
-        });
-        if self.one_pass && device.is_some() {
-            bail!("--one-pass is an option of the CPU engine; leave it out with --device cuda");
-        }
-        Ok(Plan {
-            banks,
-            jobs,
-            methods,
-            out: self.out.clone(),
-            threads,
-            device,
-            swept,
-            sweep_delta: self.sweep_delta,
-            sweep_tau: self.sweep_tau,
-            grid: self.grid.is_some(),
-        })
+        self.jobs
+            .unwrap_or(if on_device { cores.min(2) } else { cores })
     }
+}
+
+/// τ = 0, 0.1, …, 2 of a post-hoc method.
+fn tau_sweep(m: &Method) -> anyhow::Result<Vec<Method>> {
+    if m.tau().is_none() {
+        bail!(
+            "--sweep-tau: method `{}` has no post-hoc τ (use tau-norm or logit-adjust)",
+            m.name
+        );
+    }
+    Ok((0..=20)
+        .map(|i| {
+            let mut v = m.clone();
+            let t = i as f32 * 0.1;
+            v.posthoc = match v.posthoc {
+                PostHoc::TauNorm { .. } => PostHoc::TauNorm { tau: t },
+                PostHoc::LogitAdjust { .. } => PostHoc::LogitAdjust { tau: t },
+                p => p,
+            };
+            v
+        })
+        .collect())
 }

@@ -8,7 +8,7 @@
 //! simple reference, and a test checks that both give the same heads.
 
 use crate::engine::head::HeadState;
-use crate::engine::linalg::{matmul_abt, matmul_atb};
+use crate::engine::linalg::{Parallelism, matmul_abt, matmul_atb};
 use crate::engine::loss::LossFn;
 use crate::engine::optim::{sgd_step, sgd_step_par};
 use crate::engine::sampler::EpochSampler;
@@ -31,6 +31,164 @@ pub fn pass_key(method: &Method, seed: u64) -> (u64, String, usize, usize) {
     )
 }
 
+/// The heads of one pass stacked: parameters [M·K, D] and [M·K], their momenta, each head's
+/// loss and MaxNorm limit, and the minibatch buffers.
+struct Stack<'a> {
+    methods: &'a [&'a Method],
+    k: usize,
+    d: usize,
+    w: Vec<f32>,
+    b: Vec<f32>,
+    mw: Vec<f32>,
+    mb: Vec<f32>,
+    losses: Vec<LossFn>,
+    maxnorm: Vec<Option<(f32, ProjectEvery)>>,
+    xb: Vec<f32>,
+    yb: Vec<u32>,
+    z: Vec<f32>,
+    g: Vec<f32>,
+    zm: Vec<f32>,
+    gm: Vec<f32>,
+    dw: Vec<f32>,
+    db: Vec<f32>,
+}
+
+impl<'a> Stack<'a> {
+    fn new(
+        heads: &[HeadState],
+        methods: &'a [&'a Method],
+        train_counts: &[usize],
+        bsz: usize,
+    ) -> Self {
+        let (k, d) = (heads[0].num_classes, heads[0].dim);
+        let nk = methods.len() * k;
+        Stack {
+            methods,
+            k,
+            d,
+            w: heads
+                .iter()
+                .flat_map(|h| h.weight.iter().copied())
+                .collect(),
+            b: heads.iter().flat_map(|h| h.bias.iter().copied()).collect(),
+            mw: vec![0.0; nk * d],
+            mb: vec![0.0; nk],
+            losses: methods
+                .iter()
+                .map(|m| LossFn::new(m.loss, m.head, train_counts))
+                .collect(),
+            maxnorm: methods
+                .iter()
+                .zip(heads)
+                .map(|(m, h)| maxnorm_limit(h, m.constraint))
+                .collect(),
+            xb: vec![0.0; bsz * d],
+            yb: vec![0; bsz],
+            z: vec![0.0; bsz * nk],
+            g: vec![0.0; bsz * nk],
+            zm: vec![0.0; bsz * k],
+            gm: vec![0.0; bsz * k],
+            dw: vec![0.0; nk * d],
+            db: vec![0.0; nk],
+        }
+    }
+
+    /// One step on the rows `batch`: the wide forward GEMM, each head's loss gradient, the
+    /// wide weight-gradient GEMM, then each head's SGD update (and MaxNorm per step). Adds
+    /// each head's batch loss to `sums`.
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &mut self,
+        split: &Split,
+        batch: &[u32],
+        epoch: usize,
+        step: usize,
+        steps_per_epoch: usize,
+        sums: &mut [f64],
+        par: Parallelism,
+    ) {
+        let (k, d) = (self.k, self.d);
+        let nk = self.methods.len() * k;
+        let nb = batch.len();
+        let features = split.features();
+        for (j, &i) in batch.iter().enumerate() {
+            let i = i as usize;
+            self.xb[j * d..(j + 1) * d].copy_from_slice(&features[i * d..(i + 1) * d]);
+            self.yb[j] = split.labels[i];
+        }
+        for r in self.z[..nb * nk].chunks_exact_mut(nk) {
+            r.copy_from_slice(&self.b);
+        }
+        matmul_abt(&mut self.z, &self.xb, &self.w, nb, nk, d, true, par);
+        for (mi, loss) in self.losses.iter().enumerate() {
+            for r in 0..nb {
+                self.zm[r * k..(r + 1) * k]
+                    .copy_from_slice(&self.z[r * nk + mi * k..r * nk + (mi + 1) * k]);
+            }
+            sums[mi] += loss.loss_and_grad_par(
+                &self.zm[..nb * k],
+                &self.yb[..nb],
+                &mut self.gm[..nb * k],
+                par,
+            );
+            for r in 0..nb {
+                self.g[r * nk + mi * k..r * nk + (mi + 1) * k]
+                    .copy_from_slice(&self.gm[r * k..(r + 1) * k]);
+            }
+        }
+        matmul_atb(&mut self.dw, &self.g, &self.xb, nb, nk, d, par);
+        self.db.fill(0.0);
+        for gr in self.g[..nb * nk].chunks_exact(nk) {
+            self.db.iter_mut().zip(gr).for_each(|(s, v)| *s += v);
+        }
+        for (mi, m) in self.methods.iter().enumerate() {
+            let hp = m.hyper;
+            let lr = lr_at(&hp, epoch, step, steps_per_epoch * hp.epochs);
+            let (rw, rb) = (mi * k * d..(mi + 1) * k * d, mi * k..(mi + 1) * k);
+            sgd_step_par(
+                &mut self.w[rw.clone()],
+                &self.dw[rw.clone()],
+                &mut self.mw[rw.clone()],
+                lr,
+                hp.momentum,
+                hp.wd,
+                par,
+            );
+            sgd_step(
+                &mut self.b[rb.clone()],
+                &self.db[rb.clone()],
+                &mut self.mb[rb],
+                lr,
+                hp.momentum,
+                hp.wd,
+            );
+            if let Some((t, ProjectEvery::Step)) = self.maxnorm[mi] {
+                project_rows(&mut self.w[rw], d, t);
+            }
+        }
+    }
+
+    /// After an epoch: MaxNorm per epoch where it applies.
+    fn end_epoch(&mut self) {
+        let (k, d) = (self.k, self.d);
+        for mi in 0..self.methods.len() {
+            if let Some((t, ProjectEvery::Epoch)) = self.maxnorm[mi] {
+                project_rows(&mut self.w[mi * k * d..(mi + 1) * k * d], d, t);
+            }
+        }
+    }
+
+    /// Head `mi` of the stack, in the shape of `like`.
+    fn head(&self, mi: usize, like: &HeadState) -> HeadState {
+        let (k, d) = (self.k, self.d);
+        let mut h = like.clone();
+        h.weight
+            .copy_from_slice(&self.w[mi * k * d..(mi + 1) * k * d]);
+        h.bias.copy_from_slice(&self.b[mi * k..(mi + 1) * k]);
+        h
+    }
+}
+
 /// Train several linear heads in one pass. All `methods` must be [`shareable`] with the same
 /// [`pass_key`]. `on_epoch(m, e, &head)` runs after every epoch for every head.
 pub fn train_many(
@@ -44,33 +202,11 @@ pub fn train_many(
 ) -> Vec<(HeadState, Vec<f64>)> {
     let m_count = methods.len();
     assert!(m_count > 0 && heads.len() == m_count);
-    let (k, d) = (heads[0].num_classes, heads[0].dim);
+    let k = heads[0].num_classes;
     let hp0 = methods[0].hyper;
-    let nk = m_count * k;
-    // stacked parameters [M·K, D] and [M·K]
-    let mut w: Vec<f32> = heads
-        .iter()
-        .flat_map(|h| h.weight.iter().copied())
-        .collect();
-    let mut b: Vec<f32> = heads.iter().flat_map(|h| h.bias.iter().copied()).collect();
-    let (mut mw, mut mb) = (vec![0.0f32; nk * d], vec![0.0f32; nk]);
-    let losses: Vec<LossFn> = methods
-        .iter()
-        .map(|m| LossFn::new(m.loss, m.head, train_counts))
-        .collect();
-    let maxnorm: Vec<Option<(f32, ProjectEvery)>> = methods
-        .iter()
-        .zip(&heads)
-        .map(|(m, h)| maxnorm_limit(h, m.constraint))
-        .collect();
     let bsz = hp0.batch_size.min(split.rows);
+    let mut stack = Stack::new(&heads, methods, train_counts, bsz);
     let mut sampler = EpochSampler::new(methods[0].sampler, &split.labels, k, seed, opts.shuffle);
-    let (mut xb, mut yb) = (vec![0.0f32; bsz * d], vec![0u32; bsz]);
-    let (mut z, mut g) = (vec![0.0f32; bsz * nk], vec![0.0f32; bsz * nk]);
-    let (mut zm, mut gm) = (vec![0.0f32; bsz * k], vec![0.0f32; bsz * k]);
-    let mut dw = vec![0.0f32; nk * d];
-    let mut db = vec![0.0f32; nk];
-    let features = split.features();
     let steps_per_epoch = split.rows.div_ceil(bsz);
     let mut order = Vec::with_capacity(split.rows);
     let mut step = 0usize;
@@ -79,86 +215,30 @@ pub fn train_many(
         sampler.next_epoch(&mut order);
         let mut sums = vec![0.0f64; m_count];
         for batch in order.chunks(bsz) {
-            let nb = batch.len();
-            for (j, &i) in batch.iter().enumerate() {
-                let i = i as usize;
-                xb[j * d..(j + 1) * d].copy_from_slice(&features[i * d..(i + 1) * d]);
-                yb[j] = split.labels[i];
-            }
-            for r in z[..nb * nk].chunks_exact_mut(nk) {
-                r.copy_from_slice(&b);
-            }
-            matmul_abt(&mut z, &xb, &w, nb, nk, d, true, opts.par);
-            for (mi, loss) in losses.iter().enumerate() {
-                for r in 0..nb {
-                    zm[r * k..(r + 1) * k]
-                        .copy_from_slice(&z[r * nk + mi * k..r * nk + (mi + 1) * k]);
-                }
-                sums[mi] +=
-                    loss.loss_and_grad_par(&zm[..nb * k], &yb[..nb], &mut gm[..nb * k], opts.par);
-                for r in 0..nb {
-                    g[r * nk + mi * k..r * nk + (mi + 1) * k]
-                        .copy_from_slice(&gm[r * k..(r + 1) * k]);
-                }
-            }
-            matmul_atb(&mut dw, &g, &xb, nb, nk, d, opts.par);
-            db.fill(0.0);
-            for gr in g[..nb * nk].chunks_exact(nk) {
-                db.iter_mut().zip(gr).for_each(|(s, v)| *s += v);
-            }
-            for (mi, m) in methods.iter().enumerate() {
-                let hp = m.hyper;
-                let lr = lr_at(&hp, epoch, step, steps_per_epoch * hp.epochs);
-                let (rw, rb) = (mi * k * d..(mi + 1) * k * d, mi * k..(mi + 1) * k);
-                sgd_step_par(
-                    &mut w[rw.clone()],
-                    &dw[rw.clone()],
-                    &mut mw[rw.clone()],
-                    lr,
-                    hp.momentum,
-                    hp.wd,
-                    opts.par,
-                );
-                sgd_step(
-                    &mut b[rb.clone()],
-                    &db[rb.clone()],
-                    &mut mb[rb],
-                    lr,
-                    hp.momentum,
-                    hp.wd,
-                );
-                if let Some((t, ProjectEvery::Step)) = maxnorm[mi] {
-                    project_rows(&mut w[rw], d, t);
-                }
-            }
+            stack.step(
+                split,
+                batch,
+                epoch,
+                step,
+                steps_per_epoch,
+                &mut sums,
+                opts.par,
+            );
             step += 1;
         }
         for (l, s) in epoch_loss.iter_mut().zip(&sums) {
             l.push(s / steps_per_epoch as f64);
         }
-        let mut out_heads = Vec::new();
+        stack.end_epoch();
         for (mi, h) in heads.iter().enumerate() {
-            if let Some((t, ProjectEvery::Epoch)) = maxnorm[mi] {
-                project_rows(&mut w[mi * k * d..(mi + 1) * k * d], d, t);
-            }
-            let mut h = h.clone();
-            h.weight.copy_from_slice(&w[mi * k * d..(mi + 1) * k * d]);
-            h.bias.copy_from_slice(&b[mi * k..(mi + 1) * k]);
-            out_heads.push(h);
-        }
-        for (mi, h) in out_heads.iter().enumerate() {
-            on_epoch(mi, epoch, h);
+            on_epoch(mi, epoch, &stack.head(mi, h));
         }
     }
     heads
-        .into_iter()
+        .iter()
         .enumerate()
         .zip(epoch_loss)
-        .map(|((mi, mut h), l)| {
-            h.weight.copy_from_slice(&w[mi * k * d..(mi + 1) * k * d]);
-            h.bias.copy_from_slice(&b[mi * k..(mi + 1) * k]);
-            (h, l)
-        })
+        .map(|((mi, h), l)| (stack.head(mi, h), l))
         .collect()
 }
 

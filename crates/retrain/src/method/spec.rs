@@ -311,13 +311,35 @@ pub struct MethodError {
 impl MethodSpec {
     /// Validate against the resolved hyper-parameters (`defaults` fill what the row leaves open).
     pub fn check(&self, defaults: &Hyper) -> Result<Method, MethodError> {
-        let err = |field: &'static str, msg: String| MethodError {
+        let hyper = self.resolve(defaults);
+        self.check_hyper(&hyper)?;
+        self.check_loss()?;
+        self.check_parts(&hyper)?;
+        Ok(Method {
+            name: self.name.clone(),
+            head: self.head,
+            loss: self.loss,
+            sampler: self.sampler,
+            constraint: self.constraint,
+            posthoc: self.posthoc,
+            solver: self.solver,
+            train: self.train,
+            hyper,
+        })
+    }
+
+    fn err(&self, field: &'static str, msg: String) -> MethodError {
+        MethodError {
             method: self.name.clone(),
             field,
             msg,
-        };
+        }
+    }
+
+    /// The row's settings, with `defaults` where it leaves one open.
+    fn resolve(&self, defaults: &Hyper) -> Hyper {
         let h = &self.hyper;
-        let hyper = Hyper {
+        Hyper {
             lr: h.lr.unwrap_or(defaults.lr),
             wd: h.wd.unwrap_or(defaults.wd),
             momentum: h.momentum.unwrap_or(defaults.momentum),
@@ -325,7 +347,11 @@ impl MethodSpec {
             batch_size: h.batch_size.unwrap_or(defaults.batch_size),
             init: h.init.unwrap_or(defaults.init),
             schedule: h.schedule.unwrap_or(defaults.schedule),
-        };
+        }
+    }
+
+    fn check_hyper(&self, hyper: &Hyper) -> Result<(), MethodError> {
+        let err = |field, msg| self.err(field, msg);
         if !(hyper.lr.is_finite() && hyper.lr >= 0.0) {
             return Err(err(
                 "lr",
@@ -350,33 +376,37 @@ impl MethodSpec {
         if hyper.batch_size == 0 {
             return Err(err("batch_size", "must be ≥ 1".into()));
         }
+        Ok(())
+    }
+
+    fn check_loss(&self) -> Result<(), MethodError> {
+        let err = |field, msg| self.err(field, msg);
         match self.loss {
-            Loss::Ce { smoothing } if !(0.0..1.0).contains(&smoothing) => {
-                return Err(err(
-                    "loss.smoothing (δ)",
-                    format!("must be in [0, 1), got {smoothing}"),
-                ));
-            }
+            Loss::Ce { smoothing } if !(0.0..1.0).contains(&smoothing) => Err(err(
+                "loss.smoothing (δ)",
+                format!("must be in [0, 1), got {smoothing}"),
+            )),
             Loss::Focal { gamma } if !(gamma.is_finite() && gamma >= 0.0) => {
-                return Err(err("loss.gamma", format!("must be ≥ 0, got {gamma}")));
+                Err(err("loss.gamma", format!("must be ≥ 0, got {gamma}")))
             }
             Loss::ClassBalanced { beta, .. } if !(0.0..1.0).contains(&beta) => {
-                return Err(err("loss.beta", format!("must be in [0, 1), got {beta}")));
+                Err(err("loss.beta", format!("must be in [0, 1), got {beta}")))
             }
-            Loss::Ldam { max_margin } if !(max_margin.is_finite() && max_margin > 0.0) => {
-                return Err(err(
-                    "loss.max_margin",
-                    format!("must be > 0, got {max_margin}"),
-                ));
-            }
-            Loss::Ldam { .. } if !matches!(self.head, Head::Cosine { .. }) => {
-                return Err(err(
-                    "loss",
-                    "ldam needs a cosine head (head = { kind = \"cosine\", scale = 30 })".into(),
-                ));
-            }
-            _ => {}
+            Loss::Ldam { max_margin } if !(max_margin.is_finite() && max_margin > 0.0) => Err(err(
+                "loss.max_margin",
+                format!("must be > 0, got {max_margin}"),
+            )),
+            Loss::Ldam { .. } if !matches!(self.head, Head::Cosine { .. }) => Err(err(
+                "loss",
+                "ldam needs a cosine head (head = { kind = \"cosine\", scale = 30 })".into(),
+            )),
+            _ => Ok(()),
         }
+    }
+
+    /// Head, constraint, post-hoc, solver and init, and how they fit together.
+    fn check_parts(&self, hyper: &Hyper) -> Result<(), MethodError> {
+        let err = |field, msg| self.err(field, msg);
         if let Head::Cosine { scale } = self.head {
             if !(scale.is_finite() && scale > 0.0) {
                 return Err(err("head.scale", format!("must be > 0, got {scale}")));
@@ -416,17 +446,7 @@ impl MethodSpec {
                 "this method works on the stage-1 head: --init fresh does not apply".into(),
             ));
         }
-        Ok(Method {
-            name: self.name.clone(),
-            head: self.head,
-            loss: self.loss,
-            sampler: self.sampler,
-            constraint: self.constraint,
-            posthoc: self.posthoc,
-            solver: self.solver,
-            train: self.train,
-            hyper,
-        })
+        Ok(())
     }
 }
 

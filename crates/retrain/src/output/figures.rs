@@ -59,15 +59,7 @@ fn per_class_view(
             .collect();
         grouped_bars(stem, title, x, value, &m.segment_names, &series)
     } else {
-        heatmap(
-            stem,
-            &format!("{title}: {value}"),
-            x,
-            "method",
-            &m.segment_names,
-            &m.labels,
-            table,
-        )
+        heatmap(stem, title, x, "method", &m.segment_names, &m.labels, table)
     }
 }
 

@@ -115,7 +115,22 @@ pub fn heatmap(
 impl Figure for Heatmap<'_> {
     fn size(&self) -> (u32, u32) {
         let (nx, ny) = (self.x_ticks.len() as u32, self.y_ticks.len() as u32);
-        let w = (330 + nx * 95).clamp(760, 2400);
+        // a column is as wide as its longest tick label (≈ 9 px a character at 16 px), so
+        // that labels such as "class 0 (n=6000)" never run into each other
+        let widest = self
+            .x_ticks
+            .iter()
+            .map(|t| t.chars().count())
+            .max()
+            .unwrap_or(0) as u32;
+        let ywidest = self
+            .y_ticks
+            .iter()
+            .map(|t| t.chars().count())
+            .max()
+            .unwrap_or(0) as u32;
+        let col = (9 * widest + 16).max(95);
+        let w = (250 + 9 * ywidest + nx * col).clamp(760, 2800);
         let h = (230 + ny * 58).clamp(520, 1800);
         (w, h)
     }
