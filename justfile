@@ -3,63 +3,62 @@
 
 set positional-arguments := false
 
-# Table 1 (every method + the stage1 and logreg-balanced reference rows, 3 seeds) on the default bank.
+# Table 1: every method × 3 seeds on the default bank -> results/fmnist-lt-ir100/table1/
 table1 *ARGS:
     cargo run -p retrain -- --method all --seeds 3 {{ARGS}}
 
-# Table 1 on the synthetic CIFAR100-LT-like bank (generated on first use).
+# Table 1 on the synthetic CIFAR100-LT-like bank (generated on first use)
 table1-synth *ARGS: synth
     cargo run -p retrain -- --bank features/synth-cifar100-lt-ir100 --method all --seeds 3 {{ARGS}}
 
-# LOS over the δ grid of the paper's Fig. 4 -> results/los-delta-sweep.csv.
+# LOS over the δ grid of Fig. 4 -> results/<bank>/los-delta-sweep/
 sweep-delta *ARGS:
     cargo run -p retrain -- --method los --sweep-delta {{ARGS}}
 
-# τ curves of the post-hoc rows -> results/<method>-tau-sweep.csv.
+# τ curves of tau-norm and logit-adjust -> results/<bank>/tau-norm+logit-adjust-tau-sweep-seeds1/
 sweep-tau *ARGS:
     cargo run -p retrain -- --method tau-norm,logit-adjust --sweep-tau --seeds 1 {{ARGS}}
 
-# The synthetic CIFAR100-LT-like bank (K=100, D=512, IR=100; deterministic; skipped if present).
+# The synthetic CIFAR100-LT-like bank (K=100, D=512, IR=100; skipped if present)
 synth *ARGS:
     test -f features/synth-cifar100-lt-ir100/train.safetensors || cargo run -p retrain -- synth --out features/synth-cifar100-lt-ir100 {{ARGS}}
 
-# An ImageNet-LT-scale synthetic bank for benches (K=1000, D=2048, ~116k train rows).
+# An ImageNet-LT-scale synthetic bank for benches (K=1000, D=2048, ~116k rows)
 synth-imagenet-scale:
     test -f features/synth-imagenet-lt-scale/train.safetensors || cargo run -p retrain -- synth --out features/synth-imagenet-lt-scale --classes 1000 --dim 2048 --img-max 550 --ir 110 --test-per-class 50 --latent-dim 256 --stage1-epochs 3
 
-# The test suite (what CI runs).
+# The test suite (what CI runs)
 test:
     cargo test --workspace
 
 # The twelve Table 1 methods (without the stage1 / logreg-balanced reference rows).
 table1_methods := "vanilla-fc,vanilla-cosine,lws,ldam,balanced-softmax,re-sampling,focal,class-balanced,maxnorm,tau-norm,logit-adjust,los"
 
-# Benchmarks: criterion benches (step, epoch, pure GEMM), then the wall time of Table 1
-# (12 methods × 3 seeds × 20 epochs, batch 64) on the synthetic CIFAR100-LT-like bank.
+# Benchmarks: criterion step/epoch/GEMM benches, then Table 1's wall time on the synthetic bank
 bench: synth
     cargo bench --profile dev -p retrain
     cargo build -p retrain
     /usr/bin/time -f "table1 (12 methods x 3 seeds) on the synthetic CIFAR100-LT-like bank: %e s wall, %U s CPU, %M KB max RSS" cargo run -q -p retrain -- --bank features/synth-cifar100-lt-ir100 --method {{table1_methods}} --seeds 3 --rerun --no-plots -q --out results/bench > /dev/null
 
-# `just extract DATASET [ARGS]`: images -> frozen backbone -> features/<name>/.
-#   just extract fmnist-lt                     # Debian dataset-fashion-mnist, small CNN
+# Examples (README, section "Bring your own features"; every flag: cargo run -p extract -- --help):
+#   just extract fmnist-lt     (stage 1 + dump, ~12 min on 2 cores: rebuilds the committed default bank)
 #   just extract cifar100-lt --root data --checkpoint ckpt.pth --ir 100
 #   just extract imagenet-lt --root /data/imagenet --lists data/ImageNet_LT --checkpoint final_model_checkpoint.pth
-# Every flag: `cargo run -p extract -- --help`.
-#   fmnist-lt retrains its backbone first (stage 1 + feature dump, ~12 min on 2 cores) and rebuilds the committed
-#   default bank features/fmnist-lt-ir100/ + features/checkpoints/small-cnn-fmnist-lt-ir100.safetensors.
+
+# Images -> frozen backbone -> a feature bank in features/<name>/
 extract DATASET *ARGS:
     cargo run -p extract -- --dataset {{DATASET}} --overwrite {{ if DATASET == "fmnist-lt" { "--stage1 --epochs 30 --lr 0.05 --train-batch-size 128 --crop-padding 2 --dtype f16" } else { "" } }} {{ARGS}}
 
-# ResNet-50 feature-extraction throughput on the CPU (224x224, batch 32).
+# ResNet-50 feature-extraction throughput on the CPU (224x224, batch 32)
 bench-extract:
     cargo run -p extract --example throughput -- --arch resnet50 --batch 32 --batches 3
 
-# CUDA build of extract and retrain (+ the device_bench example; no GPU needed to build;
-# ~10 min cold on 2 cores here; not in CI). Binaries in ${CUDA_TARGET_DIR:-target-cuda}/release/.
-# CUDA_HOME: the toolkit tree of shared/cuda-build.md, made by crates/extract/scripts/cuda-tree.sh.
-# Running them here needs LD_LIBRARY_PATH=$CUDA_HOME/lib64:$CUDA_HOME/lib64/stubs (then
-# `--device cuda` says there is no GPU; `--device auto` falls back to the CPU).
+# No GPU needed to build; ~10 min cold on 2 cores; not in CI. Binaries in
+# ${CUDA_TARGET_DIR:-target-cuda}/release/. CUDA_HOME: the toolkit tree of shared/cuda-build.md,
+# made by crates/extract/scripts/cuda-tree.sh. Running them here needs
+# LD_LIBRARY_PATH=$CUDA_HOME/lib64:$CUDA_HOME/lib64/stubs (then --device cuda says there is no GPU).
+
+# CUDA build of extract and retrain (+ the device_bench example)
 build-cuda:
     test -x "$CUDA_HOME/bin/nvcc" || { echo "set CUDA_HOME (crates/extract/scripts/cuda-tree.sh)"; exit 2; }
     CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90} CUDAFORGE_THREADS=2 \
@@ -67,7 +66,6 @@ build-cuda:
     CARGO_TARGET_DIR=${CUDA_TARGET_DIR:-target-cuda} \
     cargo build --release -j 2 -p extract -p retrain --features extract/cuda,retrain/cuda --bins --example device_bench
 
-# On a GPU machine, from the repo root: the retrain GPU check (bench, CPU-vs-GPU table,
-# ImageNet-LT-scale Table 1) with the `build-cuda` binaries copied into BIN (default .gpu/).
+# On a GPU machine: the GPU check, with the build-cuda binaries in BIN (default .gpu/)
 gpu-check:
     bash crates/retrain/scripts/gpu-check.sh

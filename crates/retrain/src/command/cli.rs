@@ -43,14 +43,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print our table (results/table1.csv) next to the paper's published one, with the
+    /// Print our table (results/<bank>/table1/table1.csv) next to the paper's published one, with the
     /// protocol differences.
     Compare {
         /// Published table: table1 (baselines/paper/table1.csv) or a CSV path.
         #[arg(long, default_value = "table1")]
         paper: String,
-        /// Our table1.csv, or the folder holding it.
-        #[arg(long, default_value = "results")]
+        /// Our table1.csv, or the folder holding it (default: the default bank's Table 1, as
+        /// `cargo run -p retrain` writes it).
+        #[arg(long, default_value = "results/fmnist-lt-ir100/table1")]
         results: PathBuf,
     },
     /// Write a deterministic synthetic long-tailed bank (CIFAR100-LT-like by default).
@@ -155,10 +156,16 @@ pub struct RunArgs {
     /// Keep file order in every epoch (instance-balanced sampler; for parity checks).
     #[arg(long)]
     pub no_shuffle: bool,
-    /// Output folder. Finished runs are recorded in <out>/records.jsonl; rerunning a command
-    /// skips the runs already recorded there (resume after a crash or kill).
+    /// Output folder [default: <results>/<bank>/<experiment>/, named from the bank and the
+    /// command, e.g. results/fmnist-lt-ir100/table1/]. With the default, the runs are recorded
+    /// in <results>/<bank>/records.jsonl, shared by every experiment on that bank; with --out,
+    /// in <out>/records.jsonl. Rerunning a command skips the runs already recorded (resume
+    /// after a crash or kill).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Root of the experiment folders and of their index (index.md), when --out is not given.
     #[arg(long, default_value = "results")]
-    pub out: PathBuf,
+    pub results: PathBuf,
     /// Ignore the runs recorded in <out> and run everything again.
     #[arg(long)]
     pub rerun: bool,
@@ -210,7 +217,12 @@ pub struct Plan {
     pub banks: Vec<Bank>,
     pub jobs: Vec<Job>,
     pub methods: Vec<Method>,
+    /// Where the tables and figures go.
     pub out: PathBuf,
+    /// Where the run records are read and appended.
+    pub records: PathBuf,
+    /// With the default `--out`: the results root and the experiment's folder under it.
+    pub experiment: Option<(PathBuf, String)>,
     pub threads: usize,
     /// The GPU of `--device` (`None`: the CPU engine).
     pub device: Option<candle_core::Device>,
@@ -282,7 +294,9 @@ impl RunArgs {
         let methods = self.methods()?;
         let expanded = self.expand(&methods)?;
         let banks = self.open_banks(log)?;
-        self.prepare_out()?;
+        let (out, records, experiment) = self.folders(&banks);
+        prepare_out(&out)?;
+        prepare_out(&records)?;
         let jobs = self.jobs_of(&expanded);
         let (device, notice) = crate::engine::device::select(self.device)?;
         if let Some(n) = notice {
@@ -295,7 +309,9 @@ impl RunArgs {
             banks,
             jobs,
             methods,
-            out: self.out.clone(),
+            out,
+            records,
+            experiment,
             threads: self.threads(device.is_some()),
             device,
             swept: self.swept(),
@@ -495,18 +511,22 @@ impl RunArgs {
         Ok(shots)
     }
 
-    /// `--out` exists (or is created) and is a writable folder.
-    fn prepare_out(&self) -> anyhow::Result<()> {
-        if self.out.exists() && !self.out.is_dir() {
-            bail!("--out {}: exists and is not a folder", self.out.display());
+    /// The output folder, the records folder and (default `--out`) the experiment.
+    fn folders(&self, banks: &[Bank]) -> (PathBuf, PathBuf, Option<(PathBuf, String)>) {
+        match &self.out {
+            Some(out) => (out.clone(), out.clone(), None),
+            None => {
+                let names: Vec<String> = banks.iter().map(|b| b.name()).collect();
+                let bank_dir = super::experiment::banks_folder(&names);
+                let name = super::experiment::experiment_name(self);
+                let folder = format!("{bank_dir}/{name}");
+                (
+                    self.results.join(&folder),
+                    self.results.join(&bank_dir),
+                    Some((self.results.clone(), folder)),
+                )
+            }
         }
-        std::fs::create_dir_all(&self.out)
-            .with_context(|| format!("--out {}: cannot create the folder", self.out.display()))?;
-        let probe = self.out.join(format!(".write-test-{}", std::process::id()));
-        std::fs::write(&probe, b"")
-            .with_context(|| format!("--out {}: folder is not writable", self.out.display()))?;
-        let _ = std::fs::remove_file(&probe);
-        Ok(())
     }
 
     /// Every configuration × seed; deterministic methods run once (n = 1 in the tables).
@@ -556,4 +576,18 @@ fn tau_sweep(m: &Method) -> anyhow::Result<Vec<Method>> {
             v
         })
         .collect())
+}
+
+/// `dir` exists (or is created) and is a writable folder.
+fn prepare_out(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        bail!("--out {}: exists and is not a folder", dir.display());
+    }
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("--out {}: cannot create the folder", dir.display()))?;
+    let probe = dir.join(format!(".write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .with_context(|| format!("--out {}: folder is not writable", dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
 }

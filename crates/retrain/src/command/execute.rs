@@ -158,7 +158,7 @@ fn jobs_to_run(
             "resuming: {} of {} runs already recorded in {}",
             owned.len() - todo.len(),
             owned.len(),
-            plan.out.display()
+            plan.records.display()
         ));
     }
     if !stale.is_empty() {

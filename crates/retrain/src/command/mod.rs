@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod execute;
+pub mod experiment;
 pub mod grid;
 pub mod outputs;
 pub mod run;

@@ -3,8 +3,10 @@
 
 use crate::command::cli::{Plan, RunArgs};
 use crate::command::execute::BankRun;
+use crate::command::experiment::typed_command;
 use crate::output::figures::{delta_figure, grid_figure, segment_figures};
 use crate::output::loma::{loma_frame, segment_frame, segment_means};
+use crate::output::notebook::{Entry, update_index, write_readme};
 use crate::output::records::{self, CODE_ID};
 use crate::output::sweeps::{best_cell_note, grid_frame, sweep_frame};
 use crate::output::tables::{
@@ -23,7 +25,54 @@ pub fn write_outputs(args: &RunArgs, plan: &Plan, runs: &[BankRun]) -> anyhow::R
     let mut figures = write_run_tables(args, plan, runs)?;
     let notes = write_sweeps(args, plan, runs, &all_rows, &mut figures)?;
     write_config(args, plan, runs)?;
+    write_notebook(plan, runs, &all_rows, &figures)?;
     print_tables(args, plan, runs, &notes, &figures)
+}
+
+/// The experiment folder's README.md and, with the default `--out`, its line in the results
+/// index.
+fn write_notebook(
+    plan: &Plan,
+    runs: &[BankRun],
+    all_rows: &[Row],
+    figures: &[String],
+) -> anyhow::Result<()> {
+    let best = all_rows
+        .iter()
+        .filter_map(|r| Some((r.acc[0].0?, r)))
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    let headline = match best {
+        Some((v, r)) => format!(
+            "{} rows; best All: {} {v:.2} on {}",
+            all_rows.len(),
+            r.label(&plan.swept),
+            r.bank
+        ),
+        None => format!("{} rows", all_rows.len()),
+    };
+    let folder = match &plan.experiment {
+        Some((_, f)) => f.clone(),
+        None => plan.out.display().to_string(),
+    };
+    let entry = Entry {
+        folder,
+        banks: runs.iter().map(|r| r.bank.name()).collect(),
+        command: typed_command(),
+        date: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        code: CODE_ID.into(),
+        git: records::GIT_REV.into(),
+        fingerprints: runs
+            .iter()
+            .map(|r| (r.bank.name(), r.bank.fingerprint()))
+            .collect(),
+        headline,
+        figures: figures.to_vec(),
+    };
+    write_readme(&plan.out, &entry)?;
+    if let Some((root, _)) = &plan.experiment {
+        update_index(root, &entry)?;
+    }
+    Ok(())
 }
 
 /// `runs.csv`, `per-class.csv`, `loma.csv`, `loma-segments.csv` and the per-class figures;
@@ -217,10 +266,11 @@ fn print_tables(
     }
     writeln!(
         out,
-        "wrote {}/: table1.csv, runs.csv, per-class.csv, loma.csv, loma-segments.csv, config.json{}{} (run records: records.jsonl)",
+        "wrote {}/: table1.csv, runs.csv, per-class.csv, loma.csv, loma-segments.csv, config.json, README.md{}{} (run records: {}/records.jsonl)",
         plan.out.display(),
         if figures.is_empty() { "" } else { ", " },
-        figures.join(", ")
+        figures.join(", "),
+        plan.records.display()
     )?;
     Ok(())
 }

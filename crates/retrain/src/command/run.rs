@@ -29,7 +29,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         .shard
         .map(|s| s.file_name())
         .unwrap_or_else(|| "records.jsonl".into());
-    let appender = Appender::open(&plan.out.join(file))?;
+    let appender = Appender::open(&plan.records.join(file))?;
     let mut rec = Records {
         done: &mut done,
         appender: &appender,
@@ -74,11 +74,11 @@ fn recorded_runs(
     if args.rerun {
         return Ok(HashMap::new());
     }
-    let recorded = records::read_all(&plan.out)?;
+    let recorded = records::read_all(&plan.records)?;
     if recorded.old_format > 0 {
         log(&format!(
             "{}: {} records of an older ltbench format are ignored (their runs are rerun)",
-            plan.out.display(),
+            plan.records.display(),
             recorded.old_format
         ));
     }

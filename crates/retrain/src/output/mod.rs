@@ -8,6 +8,7 @@
 pub mod compare;
 pub mod figures;
 pub mod loma;
+pub mod notebook;
 pub mod plots;
 pub mod records;
 pub mod sweeps;

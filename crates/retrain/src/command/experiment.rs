@@ -1,0 +1,124 @@
+//! Where a run's outputs go when `--out` is not given: one folder per experiment,
+//! `<results>/<bank>/<experiment>/`, named from the bank and the command, so that results of
+//! different commands, banks and settings live side by side. The records of one bank are
+//! shared by its experiments (`<results>/<bank>/records.jsonl`), so a sweep reuses the runs a
+//! table already made.
+//!
+//! The name: the methods (`table1` for `--method all`, else the method names joined by `+`),
+//! then the kind of run (`-delta-sweep`, `-tau-sweep`, `-grid-…`, `-tune`), then every flag that
+//! changes the numbers and differs from its default (`-seeds1`, `-epochs5`, `-lr0.01`, …).
+
+use crate::command::cli::RunArgs;
+
+/// The experiment folder's name for `args` on banks named `banks`.
+pub fn experiment_name(args: &RunArgs) -> String {
+    let methods = if args.method.iter().any(|m| m == "all") {
+        match &args.config {
+            Some(p) => p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "table".into()),
+            None => "table1".into(),
+        }
+    } else {
+        args.method.join("+")
+    };
+    let mut name = methods;
+    if args.sweep_delta {
+        name.push_str("-delta-sweep");
+        if let Some(d) = &args.deltas {
+            name.push_str(&format!("-deltas{}", list(d)));
+        }
+    }
+    if args.sweep_tau {
+        name.push_str("-tau-sweep");
+    }
+    if let Some(g) = &args.grid {
+        name.push_str(&format!("-grid-lr{}-wd{}", list(&g.lr), list(&g.wd)));
+    }
+    if args.tune {
+        name = if args.method.iter().any(|m| m == "all") && args.config.is_none() {
+            "tune".into()
+        } else {
+            format!("{name}-tune")
+        };
+    }
+    for part in overrides(args) {
+        name.push('-');
+        name.push_str(&part);
+    }
+    name.replace(['/', '\\', ' '], "_")
+}
+
+/// The folder of a set of banks: the bank name, or the names joined by `+`.
+pub fn banks_folder(names: &[String]) -> String {
+    names.join("+").replace(['/', '\\', ' '], "_")
+}
+
+fn list(v: &[f32]) -> String {
+    v.iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join("_")
+}
+
+/// Every flag that changes the tables and differs from its default, as a name part.
+fn overrides(a: &RunArgs) -> Vec<String> {
+    let mut p = Vec::new();
+    let mut opt = |name: &str, v: Option<String>| {
+        if let Some(v) = v {
+            p.push(format!("{name}{v}"));
+        }
+    };
+    opt("seeds", (a.seeds != 3).then(|| a.seeds.to_string()));
+    opt("seed", (a.seed != 0).then(|| a.seed.to_string()));
+    opt("lr", a.lr.map(|v| v.to_string()));
+    opt("wd", a.wd.map(|v| v.to_string()));
+    opt("momentum", a.momentum.map(|v| v.to_string()));
+    opt("epochs", a.epochs.map(|v| v.to_string()));
+    opt("batch", a.batch_size.map(|v| v.to_string()));
+    opt("init-", a.init.map(|v| format!("{v:?}").to_lowercase()));
+    opt(
+        "schedule-",
+        a.schedule.map(|v| format!("{v:?}").to_lowercase()),
+    );
+    opt("delta", a.delta.map(|v| v.to_string()));
+    opt("tau", a.tau.map(|v| v.to_string()));
+    opt(
+        "maxnorm-",
+        a.maxnorm_every.map(|v| format!("{v:?}").to_lowercase()),
+    );
+    opt("many", a.many_above.map(|v| v.to_string()));
+    opt("few", a.few_below.map(|v| v.to_string()));
+    let flags = [
+        (a.oracle, "oracle"),
+        (a.no_tta, "no-tta"),
+        (a.no_shuffle, "no-shuffle"),
+        (a.one_pass, "one-pass"),
+        (
+            a.tune && a.tune_on == crate::command::cli::TuneOn::Test,
+            "on-test",
+        ),
+    ];
+    for (on, name) in flags {
+        if on {
+            p.push(name.to_string());
+        }
+    }
+    if a.device != crate::engine::device::DeviceChoice::Cpu {
+        p.push(format!("device-{:?}", a.device).to_lowercase());
+    }
+    p
+}
+
+/// The command as the user typed it (`retrain` and the arguments, shell-quoted).
+pub fn typed_command() -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quoted =
+        shlex::try_join(args.iter().map(String::as_str)).unwrap_or_else(|_| args.join(" "));
+    if quoted.is_empty() {
+        "retrain".into()
+    } else {
+        format!("retrain {quoted}")
+    }
+}
