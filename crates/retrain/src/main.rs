@@ -3,6 +3,12 @@ use retrain::command::cli::{Cli, Command};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // a file-size limit (`ulimit -f`, a quota) must fail the write that hits it, with an error
+    // naming the file, not kill the process with SIGXFSZ
+    let _ = signal_hook::flag::register(
+        signal_hook::consts::SIGXFSZ,
+        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    );
     let cli = Cli::parse();
     let res = match &cli.command {
         Some(Command::Synth {

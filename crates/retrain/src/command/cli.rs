@@ -8,7 +8,7 @@ use crate::method::{
     los_defaults,
 };
 use crate::run::Job;
-use anyhow::{Context, bail};
+use anyhow::bail;
 use bank::{Bank, ShotThresholds};
 use clap::{Parser, Subcommand};
 
@@ -223,6 +223,8 @@ pub struct Plan {
     pub records: PathBuf,
     /// With the default `--out`: the results root and the experiment's folder under it.
     pub experiment: Option<(PathBuf, String)>,
+    /// This process's lock on `out` (or, with `--shard`, on its shard of `records`).
+    pub lock: crate::output::lock::FolderLock,
     pub threads: usize,
     /// The GPU of `--device` (`None`: the CPU engine).
     pub device: Option<candle_core::Device>,
@@ -294,9 +296,8 @@ impl RunArgs {
         let methods = self.methods()?;
         let expanded = self.expand(&methods)?;
         let banks = self.open_banks(log)?;
-        let (out, records, experiment) = self.folders(&banks);
-        prepare_out(&out)?;
-        prepare_out(&records)?;
+        let (out, records, experiment) = super::experiment::folders(self, &banks);
+        let lock = super::experiment::lock(self, &out, &records)?;
         let jobs = self.jobs_of(&expanded);
         let (device, notice) = crate::engine::device::select(self.device)?;
         if let Some(n) = notice {
@@ -312,6 +313,7 @@ impl RunArgs {
             out,
             records,
             experiment,
+            lock,
             threads: self.threads(device.is_some()),
             device,
             swept: self.swept(),
@@ -511,24 +513,6 @@ impl RunArgs {
         Ok(shots)
     }
 
-    /// The output folder, the records folder and (default `--out`) the experiment.
-    fn folders(&self, banks: &[Bank]) -> (PathBuf, PathBuf, Option<(PathBuf, String)>) {
-        match &self.out {
-            Some(out) => (out.clone(), out.clone(), None),
-            None => {
-                let names: Vec<String> = banks.iter().map(|b| b.name()).collect();
-                let bank_dir = super::experiment::banks_folder(&names);
-                let name = super::experiment::experiment_name(self);
-                let folder = format!("{bank_dir}/{name}");
-                (
-                    self.results.join(&folder),
-                    self.results.join(&bank_dir),
-                    Some((self.results.clone(), folder)),
-                )
-            }
-        }
-    }
-
     /// Every configuration × seed; deterministic methods run once (n = 1 in the tables).
     fn jobs_of(&self, expanded: &[Method]) -> Vec<Job> {
         let seeds: Vec<u64> = (0..self.seeds as u64).map(|i| self.seed + i).collect();
@@ -576,18 +560,4 @@ fn tau_sweep(m: &Method) -> anyhow::Result<Vec<Method>> {
             v
         })
         .collect())
-}
-
-/// `dir` exists (or is created) and is a writable folder.
-fn prepare_out(dir: &Path) -> anyhow::Result<()> {
-    if dir.exists() && !dir.is_dir() {
-        bail!("--out {}: exists and is not a folder", dir.display());
-    }
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("--out {}: cannot create the folder", dir.display()))?;
-    let probe = dir.join(format!(".write-test-{}", std::process::id()));
-    std::fs::write(&probe, b"")
-        .with_context(|| format!("--out {}: folder is not writable", dir.display()))?;
-    let _ = std::fs::remove_file(&probe);
-    Ok(())
 }

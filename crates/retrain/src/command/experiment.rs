@@ -9,6 +9,10 @@
 //! changes the numbers and differs from its default (`-seeds1`, `-epochs5`, `-lr0.01`, …).
 
 use crate::command::cli::RunArgs;
+use crate::output::lock::FolderLock;
+use anyhow::{Context, bail};
+use bank::Bank;
+use std::path::{Path, PathBuf};
 
 /// The experiment folder's name for `args` on banks named `banks`.
 pub fn experiment_name(args: &RunArgs) -> String {
@@ -121,4 +125,48 @@ pub fn typed_command() -> String {
     } else {
         format!("retrain {quoted}")
     }
+}
+
+/// Create the folders and take this run's lock: on `out`, or with `--shard` on the shard's
+/// records file (shards run side by side; they write no tables).
+pub fn lock(args: &RunArgs, out: &Path, records: &Path) -> anyhow::Result<FolderLock> {
+    create(records)?;
+    match args.shard {
+        Some(s) => FolderLock::acquire(
+            records,
+            &format!(".lock.shard-{}-of-{}", s.index, s.count),
+            "--shard",
+        ),
+        None => {
+            create(out)?;
+            FolderLock::acquire(out, ".lock", "--out")
+        }
+    }
+}
+
+/// The output folder, the records folder and (default `--out`) the experiment.
+pub fn folders(args: &RunArgs, banks: &[Bank]) -> (PathBuf, PathBuf, Option<(PathBuf, String)>) {
+    match &args.out {
+        Some(out) => (out.clone(), out.clone(), None),
+        None => {
+            let names: Vec<String> = banks.iter().map(|b| b.name()).collect();
+            let bank_dir = banks_folder(&names);
+            let name = experiment_name(args);
+            let folder = format!("{bank_dir}/{name}");
+            (
+                args.results.join(&folder),
+                args.results.join(&bank_dir),
+                Some((args.results.clone(), folder)),
+            )
+        }
+    }
+}
+
+/// `dir` exists (or is created) and is a folder.
+fn create(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        bail!("--out {}: exists and is not a folder", dir.display());
+    }
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("--out {}: cannot create the folder", dir.display()))
 }

@@ -6,11 +6,47 @@ use crate::command::cli::{Plan, RunArgs};
 use crate::command::execute::{BankRun, Records, run_bank};
 use crate::command::outputs::write_outputs;
 use crate::command::tune::tune;
+use crate::output::lock::remove_own_temp_files;
 use crate::output::records::{self, Appender, Stored};
 use crate::output::sweeps::{TuneRow, tune_frame};
 use crate::output::tables::write_csv;
 use crate::run::RunOptions;
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Held while the tables and figures are written: an interrupt then waits for them.
+static WRITING: Mutex<()> = Mutex::new(());
+
+/// SIGINT / SIGTERM (Ctrl-C, `scancel`): stop at once without a half-written line or file —
+/// take the records file (a line being appended is finished first) and the output phase,
+/// remove this process's temporary files, say how many runs are kept and how to resume, and
+/// exit 130. Runs still training are dropped; a rerun of the same command resumes.
+fn on_interrupt(plan: &Plan, appender: Arc<Appender>) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    let dirs = [plan.out.clone(), plan.records.clone()];
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            let _writing = WRITING.lock().unwrap_or_else(|e| e.into_inner());
+            let _records = appender.hold();
+            for d in &dirs {
+                remove_own_temp_files(d);
+            }
+            eprintln!(
+                "\nretrain: {}: stopped; {} runs finished in this process are kept in {} (with every earlier one); run the same command again to resume",
+                if sig == SIGINT {
+                    "interrupted (SIGINT)"
+                } else {
+                    "terminated (SIGTERM)"
+                },
+                appender.appended(),
+                appender.path().display()
+            );
+            std::process::exit(130);
+        }
+    });
+    Ok(())
+}
 
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let log = |s: &str| eprintln!("retrain: {s}");
@@ -29,7 +65,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         .shard
         .map(|s| s.file_name())
         .unwrap_or_else(|| "records.jsonl".into());
-    let appender = Appender::open(&plan.records.join(file))?;
+    let appender = Arc::new(Appender::open(&plan.records.join(file))?);
+    on_interrupt(&plan, appender.clone())?;
     let mut rec = Records {
         done: &mut done,
         appender: &appender,
@@ -50,6 +87,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         runs.push(run_bank(args, &plan, bank, &jobs, opts, &mut rec, &log)?);
     }
     label_tuned_rows(&mut runs, &tuned);
+    // from here on an interrupt waits until every file is written
+    let _writing = WRITING.lock().unwrap_or_else(|e| e.into_inner());
     if !tune_rows.is_empty() && args.shard.is_none() {
         write_csv(&plan.out.join("tune.csv"), &mut tune_frame(&tune_rows)?)?;
     }

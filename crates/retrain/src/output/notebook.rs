@@ -103,6 +103,10 @@ pub fn write_readme(dir: &Path, e: &Entry) -> anyhow::Result<()> {
 /// Put `e` into `<root>/index.json` (replacing the entry of the same folder) and rewrite
 /// `<root>/index.md` from it, newest first.
 pub fn update_index(root: &Path, e: &Entry) -> anyhow::Result<()> {
+    // experiments finishing at the same time take turns (read, merge, write)
+    let lock = std::fs::File::create(root.join(".index.lock"))
+        .and_then(|f| f.lock().map(|_| f))
+        .with_context(|| format!("{}: cannot lock the index", root.display()))?;
     let json = root.join("index.json");
     let mut entries: Vec<Entry> = match std::fs::read_to_string(&json) {
         Ok(text) => serde_json::from_str(&text).with_context(|| {
@@ -122,6 +126,7 @@ pub fn update_index(root: &Path, e: &Entry) -> anyhow::Result<()> {
     })?;
     let md = index_markdown(&entries);
     bank::write::write_atomic(&root.join("index.md"), |tmp| std::fs::write(tmp, &md))?;
+    drop(lock);
     Ok(())
 }
 

@@ -184,36 +184,66 @@ fn is_old_format(line: &str) -> bool {
 pub struct Appender {
     path: PathBuf,
     file: Mutex<std::fs::File>,
+    appended: std::sync::atomic::AtomicUsize,
 }
 
 impl Appender {
     pub fn open(path: &Path) -> anyhow::Result<Appender> {
-        // a torn last line from a killed writer must not glue onto the next record
-        if let Ok(bytes) = std::fs::read(path) {
-            if !bytes.is_empty() && !bytes.ends_with(b"\n") {
-                let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-                std::fs::write(path, &bytes[..keep])
-                    .with_context(|| format!("{}: cannot repair", path.display()))?;
-            }
-        }
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .read(true)
             .open(path)
             .with_context(|| format!("{}: cannot open for appending", path.display()))?;
+        // a torn last line from a killed writer must not glue onto the next record; under the
+        // file lock, so that a line another process is appending is never taken for one
+        let repair = || -> std::io::Result<()> {
+            file.lock()?;
+            let bytes = std::fs::read(path)?;
+            if !bytes.is_empty() && !bytes.ends_with(b"\n") {
+                let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+                file.set_len(keep as u64)?;
+            }
+            file.unlock()
+        };
+        repair().with_context(|| format!("{}: cannot repair", path.display()))?;
         Ok(Appender {
             path: path.into(),
             file: Mutex::new(file),
+            appended: Default::default(),
         })
     }
 
+    /// Append one line, whole: under this process's mutex and an exclusive `flock` of the
+    /// file, so that the experiments of one bank, sharing its records file from several
+    /// processes, never interleave a line.
     pub fn append(&self, line: &Line) -> anyhow::Result<()> {
         let mut text = serde_json::to_string(line)?;
         text.push('\n');
         let mut f = self.file.lock().expect("records lock");
-        f.write_all(text.as_bytes())
+        f.lock()
+            .and_then(|_| f.write_all(text.as_bytes()))
             .and_then(|_| f.sync_data())
-            .with_context(|| format!("{}: cannot append", self.path.display()))
+            .and_then(|_| f.unlock())
+            .with_context(|| format!("{}: cannot append", self.path.display()))?;
+        self.appended
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Hold the file: no line is appended by this process until the guard drops (a signal
+    /// handler takes it before it exits, so that no line is left half written).
+    pub fn hold(&self) -> std::sync::MutexGuard<'_, std::fs::File> {
+        self.file.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Lines appended by this process.
+    pub fn appended(&self) -> usize {
+        self.appended.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 

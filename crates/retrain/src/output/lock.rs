@@ -1,0 +1,90 @@
+//! One writer per folder: an advisory lock (`flock` through std's `File::try_lock`) on
+//! `<dir>/.lock` held for the whole run. A second process on the same folder stops at once,
+//! naming the folder and the holder's pid (written into the lock file), before it writes
+//! anything. The OS drops the lock with the process, so a holder killed with SIGKILL does not
+//! block the next run. `--shard i/n` runs lock `.lock.shard-i-of-n` in their records folder
+//! instead, so that shards run side by side.
+
+use anyhow::{Context, bail};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+/// Held while the value lives.
+#[derive(Debug)]
+pub struct FolderLock {
+    _file: File,
+    pub path: PathBuf,
+}
+
+impl FolderLock {
+    /// Lock `<dir>/<name>`; `flag` names the option that chose `dir` in the error.
+    pub fn acquire(dir: &Path, name: &str, flag: &str) -> anyhow::Result<FolderLock> {
+        let path = dir.join(name);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("{flag} {}: folder is not writable", dir.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                let pid = pid.trim();
+                bail!(
+                    "{flag} {}: in use by another process (pid {}); wait for it to finish, or choose another folder",
+                    dir.display(),
+                    if pid.is_empty() { "unknown" } else { pid }
+                );
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("{}: cannot lock", path.display()));
+            }
+        }
+        file.set_len(0)
+            .and_then(|_| file.rewind())
+            .and_then(|_| write!(file, "{}", std::process::id()))
+            .and_then(|_| file.flush())
+            .with_context(|| format!("{}: cannot write the pid", path.display()))?;
+        Ok(FolderLock { _file: file, path })
+    }
+}
+
+/// Remove the temporary files this process left in `dir` (`<name>.<pid>.tmp`, see
+/// `bank::write::write_atomic`); returns how many.
+pub fn remove_own_temp_files(dir: &Path) -> usize {
+    let suffix = format!(".{}.tmp", std::process::id());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(&suffix))
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_on_the_same_folder_is_refused_with_the_holder_pid() {
+        let d = tempfile::tempdir().unwrap();
+        let held = FolderLock::acquire(d.path(), ".lock", "--out").unwrap();
+        let e = FolderLock::acquire(d.path(), ".lock", "--out").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("in use by another process"), "{msg}");
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
+        // another name (a shard) is another lock
+        let _shard = FolderLock::acquire(d.path(), ".lock.shard-0-of-2", "--shard").unwrap();
+        drop(held);
+        FolderLock::acquire(d.path(), ".lock", "--out").unwrap();
+    }
+}
