@@ -69,3 +69,7 @@ build-cuda:
 # On a GPU machine: the GPU check, with the build-cuda binaries in BIN (default .gpu/)
 gpu-check:
     bash crates/retrain/scripts/gpu-check.sh
+
+# Coverage-guided fuzzing of a file reader (bank_open, pickle, listfile) for SECONDS
+fuzz TARGET SECONDS="600":
+    cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run {{TARGET}} --sanitizer none -- -max_total_time={{SECONDS}} -rss_limit_mb=2048 -max_len=65536

@@ -7,6 +7,7 @@
 //! `safetensors.torch.save_file({"features": f, "labels": y}, "train.safetensors")`.
 
 pub mod error;
+pub mod lock;
 pub mod meta;
 pub mod profile;
 pub mod shots;

@@ -43,6 +43,15 @@ impl Split {
         check_finite(path, "features", features.as_slice(), dim)?;
         let features_flip = if file.has("features_flip") {
             let s = file.shape("features_flip", 2)?;
+            if s[0] != rows {
+                return Err(BankError::Invalid {
+                    path: path.into(),
+                    msg: format!(
+                        "`features_flip` has {} rows, but `features` has {rows} (one flipped view per row)",
+                        s[0]
+                    ),
+                });
+            }
             if s != fshape {
                 return Err(BankError::DimMismatch {
                     path: path.into(),

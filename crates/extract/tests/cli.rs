@@ -303,3 +303,40 @@ fn an_existing_bank_is_not_replaced_without_overwrite() {
     assert_eq!(code, 2);
     assert!(err.contains("--overwrite"), "{err}");
 }
+
+#[test]
+fn a_second_extract_on_the_same_out_is_refused_with_the_holder_pid() {
+    let d = tempfile::tempdir().unwrap();
+    write_list_dataset(d.path());
+    // this test process holds the bank's lock, as a running extract would
+    let lock_path = d.path().join(".b.lock");
+    std::fs::write(&lock_path, "4242").unwrap();
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&lock_path)
+        .unwrap();
+    lock.try_lock().unwrap();
+    let args = [
+        "--dataset",
+        "list",
+        "--root",
+        ".",
+        "--train-list",
+        "test.txt",
+        "--test-list",
+        "test.txt",
+        "--arch",
+        "resnet32",
+        "--out",
+        "b",
+    ];
+    let (code, err) = extract(&args, d.path());
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("--out b: in use by another process (pid 4242)"),
+        "{err}"
+    );
+    assert!(!d.path().join("b").exists() && !d.path().join("b.partial").exists());
+    drop(lock);
+}

@@ -529,6 +529,26 @@ fn cases() -> Vec<Case> {
             E(&["test.safetensors", "`features_flip`"]),
         ),
         case(
+            "bank_features_flip_rows",
+            rb,
+            |d| {
+                let (x, y) = split_data(&[10, 10, 10], 0.5);
+                with_test(
+                    d,
+                    vec![
+                        ("features", f32s(&[30, D], &x)),
+                        ("features_flip", zeros(&[29, D])),
+                        ("labels", i64s(&[30], &y)),
+                    ],
+                );
+            },
+            &[],
+            E(&[
+                "test.safetensors",
+                "`features_flip` has 29 rows, but `features` has 30",
+            ]),
+        ),
+        case(
             "bank_label_ge_k",
             rb,
             |d| {

@@ -11,7 +11,8 @@ pub mod cifar;
 pub mod fmnist;
 pub mod listfile;
 pub mod long_tail;
-mod pickle;
+/// The pickle reader (public for the fuzz targets of `fuzz/`).
+pub mod pickle;
 
 use std::path::PathBuf;
 

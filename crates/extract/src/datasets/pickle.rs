@@ -124,14 +124,67 @@ fn unreachable_fortran(f: &Py) -> Result<(), String> {
     }
 }
 
+/// How deep values may nest (CIFAR batches and `.pth` state dicts nest fewer than 10 levels);
+/// deeper ones are refused, so that cloning, comparing and dropping them cannot overflow the
+/// stack.
+const MAX_DEPTH: usize = 256;
+
+/// (nesting depth, number of values) of `p`; values on the stack never nest deeper than
+/// [`MAX_DEPTH`], so the recursion is bounded.
+fn measure(p: &Py) -> (usize, usize) {
+    let fold = |it: &mut dyn Iterator<Item = &Py>| {
+        it.map(measure)
+            .fold((0, 0), |(d, n), (cd, cn)| (d.max(cd), n + cn))
+    };
+    let (d, n) = match p {
+        Py::List(v) | Py::Tuple(v) => fold(&mut v.iter()),
+        Py::Dict(kv) => fold(&mut kv.iter().flat_map(|(k, v)| [k, v])),
+        Py::Object {
+            callable,
+            args,
+            state,
+        } => fold(
+            &mut [Some(&**callable), Some(&**args), state.as_deref()]
+                .into_iter()
+                .flatten(),
+        ),
+        _ => return (0, 1),
+    };
+    (d + 1, n + 1)
+}
+
 /// Parse a pickle stream.
 pub fn parse(data: &[u8]) -> Result<Py, String> {
     let mut pos = 0usize;
     let mut stack: Vec<Py> = Vec::new();
     let mut memo: HashMap<u32, Py> = HashMap::new();
+    // values copied through the memo, bounded: a few bytes of memo references can otherwise
+    // ask for exponentially many copies ("billion laughs")
+    let mut copied = 0usize;
+    let budget = 64 * data.len() + (1 << 20);
+    let mut copy = |p: &Py| -> Result<Py, String> {
+        copied += measure(p).1;
+        if copied > budget {
+            return Err(format!(
+                "memo references expand to more than {budget} values (a malformed or hostile pickle)"
+            ));
+        }
+        Ok(p.clone())
+    };
+    // a container made of `items` must not nest deeper than MAX_DEPTH
+    let nest = |items: &mut dyn Iterator<Item = &Py>| -> Result<(), String> {
+        match items.map(|p| measure(p).0).max() {
+            Some(d) if d + 1 > MAX_DEPTH => {
+                Err(format!("values nest deeper than {MAX_DEPTH} levels"))
+            }
+            _ => Ok(()),
+        }
+    };
     let take = |pos: &mut usize, n: usize| -> Result<&[u8], String> {
-        let s = data
-            .get(*pos..*pos + n)
+        // a length field can be anything up to 2^64 − 1: no overflow on the way to "truncated"
+        let s = pos
+            .checked_add(n)
+            .and_then(|end| data.get(*pos..end))
             .ok_or_else(|| format!("truncated at byte {}", *pos))?;
         *pos += n;
         Ok(s)
@@ -233,29 +286,32 @@ pub fn parse(data: &[u8]) -> Result<Py, String> {
             }
             b'q' => {
                 let k = take(&mut pos, 1)?[0] as u32;
-                memo.insert(k, stack.last().cloned().ok_or("BINPUT on empty stack")?);
+                let top = stack.last().ok_or("BINPUT on empty stack")?;
+                memo.insert(k, copy(top)?);
             }
             b'r' => {
                 let k = le(take(&mut pos, 4)?) as u32;
-                memo.insert(
-                    k,
-                    stack.last().cloned().ok_or("LONG_BINPUT on empty stack")?,
-                );
+                let top = stack.last().ok_or("LONG_BINPUT on empty stack")?;
+                memo.insert(k, copy(top)?);
             }
             0x94 => {
                 let k = memo.len() as u32;
-                memo.insert(k, stack.last().cloned().ok_or("MEMOIZE on empty stack")?);
+                let top = stack.last().ok_or("MEMOIZE on empty stack")?;
+                memo.insert(k, copy(top)?);
             }
             b'h' => {
                 let k = take(&mut pos, 1)?[0] as u32;
-                stack.push(memo.get(&k).cloned().ok_or(format!("memo {k} missing"))?);
+                let v = memo.get(&k).ok_or(format!("memo {k} missing"))?;
+                stack.push(copy(v)?);
             }
             b'j' => {
                 let k = le(take(&mut pos, 4)?) as u32;
-                stack.push(memo.get(&k).cloned().ok_or(format!("memo {k} missing"))?);
+                let v = memo.get(&k).ok_or(format!("memo {k} missing"))?;
+                stack.push(copy(v)?);
             }
             b't' => {
                 let items = pop_mark(&mut stack)?;
+                nest(&mut items.iter())?;
                 stack.push(Py::Tuple(items));
             }
             0x85..=0x87 => {
@@ -264,18 +320,22 @@ pub fn parse(data: &[u8]) -> Result<Py, String> {
                     return Err("stack underflow".into());
                 }
                 let items = stack.split_off(stack.len() - n);
+                nest(&mut items.iter())?;
                 stack.push(Py::Tuple(items));
             }
             b'l' => {
                 let items = pop_mark(&mut stack)?;
+                nest(&mut items.iter())?;
                 stack.push(Py::List(items));
             }
             b'd' => {
                 let items = pop_mark(&mut stack)?;
+                nest(&mut items.iter())?;
                 stack.push(Py::Dict(pairs(items)?));
             }
             b'a' => {
                 let v = pop(&mut stack)?;
+                nest(&mut std::iter::once(&v))?;
                 match stack.last_mut() {
                     Some(Py::List(l)) => l.push(v),
                     _ => return Err("APPEND to a non-list".into()),
@@ -283,6 +343,7 @@ pub fn parse(data: &[u8]) -> Result<Py, String> {
             }
             b'e' => {
                 let items = pop_mark(&mut stack)?;
+                nest(&mut items.iter())?;
                 match stack.last_mut() {
                     Some(Py::List(l)) => l.extend(items),
                     _ => return Err("APPENDS to a non-list".into()),
@@ -291,6 +352,7 @@ pub fn parse(data: &[u8]) -> Result<Py, String> {
             b's' => {
                 let v = pop(&mut stack)?;
                 let k = pop(&mut stack)?;
+                nest(&mut [&k, &v].into_iter())?;
                 match stack.last_mut() {
                     Some(Py::Dict(d)) => d.push((k, v)),
                     _ => return Err("SETITEM on a non-dict".into()),
@@ -298,6 +360,7 @@ pub fn parse(data: &[u8]) -> Result<Py, String> {
             }
             b'u' => {
                 let items = pop_mark(&mut stack)?;
+                nest(&mut items.iter())?;
                 let kv = pairs(items)?;
                 match stack.last_mut() {
                     Some(Py::Dict(d)) => d.extend(kv),
@@ -307,6 +370,7 @@ pub fn parse(data: &[u8]) -> Result<Py, String> {
             b'R' | 0x81 => {
                 let args = pop(&mut stack)?;
                 let callable = pop(&mut stack)?;
+                nest(&mut [&callable, &args].into_iter())?;
                 stack.push(Py::Object {
                     callable: Box::new(callable),
                     args: Box::new(args),
@@ -315,6 +379,7 @@ pub fn parse(data: &[u8]) -> Result<Py, String> {
             }
             b'b' => {
                 let st = pop(&mut stack)?;
+                nest(&mut std::iter::once(&st))?;
                 match stack.last_mut() {
                     Some(Py::Object { state, .. }) => *state = Some(Box::new(st)),
                     Some(Py::Dict(d)) => {
@@ -447,6 +512,43 @@ mod tests {
             obj.get("names").unwrap().strings().unwrap(),
             vec!["apple", "zebra"]
         );
+    }
+
+    #[test]
+    fn a_huge_length_field_is_an_error_not_an_overflow() {
+        // found by `just fuzz pickle` (kept as fuzz/regressions/pickle-huge-length): BINUNICODE8
+        // (0x8d) with a length of 2^64 − 1 overflowed `pos + n`
+        let mut data = vec![0x8d];
+        data.extend([0xff; 8]);
+        data.extend([0xff; 16]);
+        let e = parse(&data).unwrap_err();
+        assert!(e.contains("truncated at byte 9"), "{e}");
+        let crash = include_bytes!("../../../../fuzz/regressions/pickle-huge-length");
+        assert!(parse(crash).is_err());
+    }
+
+    #[test]
+    fn deep_nesting_and_memo_blow_up_are_errors_not_stack_overflows() {
+        // found by `just fuzz pickle`: 100 000 nested one-tuples (TUPLE1, 0x85), cloned
+        // through the memo, overflowed the stack
+        let mut data = vec![b'N'];
+        data.extend(std::iter::repeat_n(0x85u8, 100_000));
+        data.extend([b'q', 0, b'h', 0, b'.']);
+        let e = parse(&data).unwrap_err();
+        assert!(e.contains("nest deeper than 256"), "{e}");
+        // 256 levels are fine
+        let mut ok = vec![b'N'];
+        ok.extend(std::iter::repeat_n(0x85u8, 255));
+        ok.push(b'.');
+        assert!(parse(&ok).is_ok());
+        // a list doubled through the memo 60 times: 2^60 copies asked for
+        let mut data = vec![b']', b'N', b'a', b'q', 0];
+        for _ in 0..60 {
+            data.extend([b'(', b'h', 0, b'h', 0, b'l', b'q', 0]);
+        }
+        data.push(b'.');
+        let e = parse(&data).unwrap_err();
+        assert!(e.contains("memo references expand"), "{e}");
     }
 
     #[test]

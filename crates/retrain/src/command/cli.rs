@@ -224,7 +224,7 @@ pub struct Plan {
     /// With the default `--out`: the results root and the experiment's folder under it.
     pub experiment: Option<(PathBuf, String)>,
     /// This process's lock on `out` (or, with `--shard`, on its shard of `records`).
-    pub lock: crate::output::lock::FolderLock,
+    pub lock: bank::lock::FolderLock,
     pub threads: usize,
     /// The GPU of `--device` (`None`: the CPU engine).
     pub device: Option<candle_core::Device>,

@@ -9,9 +9,9 @@
 //! changes the numbers and differs from its default (`-seeds1`, `-epochs5`, `-lr0.01`, …).
 
 use crate::command::cli::RunArgs;
-use crate::output::lock::FolderLock;
 use anyhow::{Context, bail};
 use bank::Bank;
+use bank::lock::FolderLock;
 use std::path::{Path, PathBuf};
 
 /// The experiment folder's name for `args` on banks named `banks`.

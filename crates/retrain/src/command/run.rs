@@ -6,11 +6,11 @@ use crate::command::cli::{Plan, RunArgs};
 use crate::command::execute::{BankRun, Records, run_bank};
 use crate::command::outputs::write_outputs;
 use crate::command::tune::tune;
-use crate::output::lock::remove_own_temp_files;
 use crate::output::records::{self, Appender, Stored};
 use crate::output::sweeps::{TuneRow, tune_frame};
 use crate::output::tables::write_csv;
 use crate::run::RunOptions;
+use bank::lock::remove_own_temp_files;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 

@@ -7,7 +7,6 @@
 
 pub mod compare;
 pub mod figures;
-pub mod lock;
 pub mod loma;
 pub mod notebook;
 pub mod plots;

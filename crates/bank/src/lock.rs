@@ -1,9 +1,10 @@
-//! One writer per folder: an advisory lock (`flock` through std's `File::try_lock`) on
-//! `<dir>/.lock` held for the whole run. A second process on the same folder stops at once,
-//! naming the folder and the holder's pid (written into the lock file), before it writes
+//! One writer per output: an advisory lock (`flock` through std's `File::try_lock`) on a lock
+//! file, held for the whole run by `retrain` (`<out>/.lock`; `--shard i/n` runs lock
+//! `.lock.shard-i-of-n` in their records folder, so that shards run side by side) and by
+//! `extract` (`.<bank>.lock` beside the bank folder it writes). A second process stops at once,
+//! naming the output and the holder's pid (written into the lock file), before it writes
 //! anything. The OS drops the lock with the process, so a holder killed with SIGKILL does not
-//! block the next run. `--shard i/n` runs lock `.lock.shard-i-of-n` in their records folder
-//! instead, so that shards run side by side.
+//! block the next run.
 
 use anyhow::{Context, bail};
 use std::fs::{File, OpenOptions, TryLockError};
@@ -20,14 +21,20 @@ pub struct FolderLock {
 impl FolderLock {
     /// Lock `<dir>/<name>`; `flag` names the option that chose `dir` in the error.
     pub fn acquire(dir: &Path, name: &str, flag: &str) -> anyhow::Result<FolderLock> {
-        let path = dir.join(name);
+        FolderLock::acquire_file(&dir.join(name), &format!("{flag} {}", dir.display()))
+    }
+
+    /// Lock the file `path`; `shown` names the output in the error (`--out features/x`).
+    pub fn acquire_file(path: &Path, shown: &str) -> anyhow::Result<FolderLock> {
+        let path = path.to_path_buf();
+        let dir = path.parent().unwrap_or(Path::new("."));
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(&path)
-            .with_context(|| format!("{flag} {}: folder is not writable", dir.display()))?;
+            .with_context(|| format!("{shown}: {} is not writable", dir.display()))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
@@ -35,8 +42,7 @@ impl FolderLock {
                 let _ = file.read_to_string(&mut pid);
                 let pid = pid.trim();
                 bail!(
-                    "{flag} {}: in use by another process (pid {}); wait for it to finish, or choose another folder",
-                    dir.display(),
+                    "{shown}: in use by another process (pid {}); wait for it to finish, or choose another folder",
                     if pid.is_empty() { "unknown" } else { pid }
                 );
             }
