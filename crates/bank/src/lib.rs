@@ -9,6 +9,7 @@
 pub mod error;
 pub mod lock;
 pub mod meta;
+mod open;
 pub mod profile;
 pub mod shots;
 mod split;
@@ -22,7 +23,7 @@ pub use split::Split;
 pub use tensors::Features;
 pub use write::{BankDir, FeatureDtype, write_head, write_meta, write_split};
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The stage-1 classifier, nn.Linear layout.
 #[derive(Debug, Clone)]
@@ -52,174 +53,6 @@ pub struct Bank {
 }
 
 impl Bank {
-    /// Read and validate the bank in `dir`.
-    pub fn open(dir: &Path) -> Result<Bank> {
-        if !dir.is_dir() {
-            return Err(BankError::Io {
-                path: dir.into(),
-                err: std::io::Error::new(std::io::ErrorKind::NotFound, "no such bank folder"),
-            });
-        }
-        let need = |file: &'static str| -> Result<PathBuf> {
-            let p = dir.join(file);
-            if p.exists() {
-                Ok(p)
-            } else {
-                Err(BankError::MissingSplit {
-                    dir: dir.into(),
-                    file,
-                })
-            }
-        };
-        let train = Split::read(&need("train.safetensors")?)?;
-        let test = Split::read(&need("test.safetensors")?)?;
-        let val_path = dir.join("val.safetensors");
-        let val = if val_path.exists() {
-            Some(Split::read(&val_path)?)
-        } else {
-            None
-        };
-        let meta_path = dir.join("meta.json");
-        let meta = if meta_path.exists() {
-            Meta::read(&meta_path)?
-        } else {
-            Meta::default()
-        };
-        let head_path = dir.join("head.safetensors");
-        let head = if head_path.exists() {
-            Some(read_head(&head_path)?)
-        } else {
-            None
-        };
-
-        let dim = train.dim;
-        for s in std::iter::once(&test).chain(val.as_ref()) {
-            if s.dim != dim {
-                return Err(BankError::DimMismatch {
-                    path: s.path.clone(),
-                    name: "features".into(),
-                    got: s.dim,
-                    expected: dim,
-                    reference: train.path.display().to_string(),
-                });
-            }
-        }
-        if let Some(h) = &head {
-            if h.dim != dim {
-                return Err(BankError::DimMismatch {
-                    path: head_path.clone(),
-                    name: "weight".into(),
-                    got: h.dim,
-                    expected: dim,
-                    reference: train.path.display().to_string(),
-                });
-            }
-        }
-
-        // K: meta.json, else the head, else the largest label seen.
-        let max_label = std::iter::once(&train)
-            .chain(val.as_ref())
-            .chain(Some(&test))
-            .map(|s| s.max_label() as usize + 1)
-            .max()
-            .unwrap_or(0);
-        let num_classes = match (meta.num_classes, &head) {
-            (Some(k), Some(h)) if k != h.num_classes => {
-                return Err(BankError::Meta {
-                    path: meta_path,
-                    field: "num_classes".into(),
-                    msg: format!(
-                        "says {k} but head.safetensors `weight` has {} rows",
-                        h.num_classes
-                    ),
-                });
-            }
-            (Some(k), _) => k,
-            (None, Some(h)) => h.num_classes,
-            (None, None) => max_label,
-        };
-        for s in std::iter::once(&train)
-            .chain(val.as_ref())
-            .chain(Some(&test))
-        {
-            s.check_labels(num_classes)?;
-        }
-        // Every class needs a training row, so K ≤ train rows; checking this before counting
-        // keeps a wild K (a label of 4e9, num_classes = 1e18) from allocating per class.
-        if num_classes > train.rows {
-            if meta.num_classes == Some(num_classes) {
-                return Err(BankError::Meta {
-                    path: meta_path,
-                    field: "num_classes".into(),
-                    msg: format!(
-                        "is {num_classes}, more than the {} training rows (every class needs one)",
-                        train.rows
-                    ),
-                });
-            }
-            let mut seen: Vec<u32> = train.labels.clone();
-            seen.sort_unstable();
-            seen.dedup();
-            let class = seen
-                .iter()
-                .enumerate()
-                .find(|(i, c)| **c as usize != *i)
-                .map_or(seen.len(), |(i, _)| i);
-            return Err(BankError::EmptyClass {
-                path: train.path.clone(),
-                class,
-            });
-        }
-        let train_counts = train.class_counts(num_classes);
-        if let Some(class) = train_counts.iter().position(|&n| n == 0) {
-            return Err(BankError::EmptyClass {
-                path: train.path.clone(),
-                class,
-            });
-        }
-        if let Some(given) = &meta.train_counts {
-            if given != &train_counts {
-                return Err(BankError::Meta {
-                    path: meta_path,
-                    field: "train_counts".into(),
-                    msg: "disagrees with the labels in train.safetensors".into(),
-                });
-            }
-        }
-        if let Some(names) = &meta.class_names {
-            if names.len() != num_classes {
-                return Err(BankError::Meta {
-                    path: meta_path,
-                    field: "class_names".into(),
-                    msg: format!("has {} names for {num_classes} classes", names.len()),
-                });
-            }
-        }
-        let shots = meta.shots.unwrap_or_default();
-        if shots.many_above + 1 < shots.few_below {
-            return Err(BankError::Meta {
-                path: meta_path,
-                field: "shots".into(),
-                msg: format!(
-                    "many (n > {}) and few (n < {}) overlap",
-                    shots.many_above, shots.few_below
-                ),
-            });
-        }
-        Ok(Bank {
-            dir: dir.into(),
-            train,
-            val,
-            test,
-            head,
-            meta,
-            num_classes,
-            dim,
-            train_counts,
-            shots,
-        })
-    }
-
     /// Display name: meta.json `dataset`, else the folder name.
     pub fn name(&self) -> String {
         self.meta.dataset.clone().unwrap_or_else(|| {
@@ -284,33 +117,4 @@ impl Fnv {
             self.0 = (self.0 ^ x.to_bits() as u64).wrapping_mul(0x0100_0000_01b3);
         }
     }
-}
-
-fn read_head(path: &Path) -> Result<Head> {
-    let file = tensors::File::open(path)?;
-    let ws = file.shape("weight", 2)?;
-    let bs = file.shape("bias", 1)?;
-    if bs[0] != ws[0] {
-        return Err(BankError::DimMismatch {
-            path: path.into(),
-            name: "bias".into(),
-            got: bs[0],
-            expected: ws[0],
-            reference: "`weight` rows".into(),
-        });
-    }
-    let weight = file.floats("weight")?.as_slice().to_vec();
-    let bias = file.floats("bias")?.as_slice().to_vec();
-    if let Some(i) = weight.iter().chain(&bias).position(|v| !v.is_finite()) {
-        return Err(BankError::Invalid {
-            path: path.into(),
-            msg: format!("head has a non-finite value at flat index {i}"),
-        });
-    }
-    Ok(Head {
-        num_classes: ws[0],
-        dim: ws[1],
-        weight,
-        bias,
-    })
 }

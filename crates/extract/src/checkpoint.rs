@@ -9,7 +9,7 @@
 
 use crate::backbones::{Arch, Backbone};
 use crate::error::{ExtractError, Result};
-use crate::weights::{Checked, CheckedHandle, KeyReport};
+use crate::weights::{Checked, CheckedHandle, KeyReport, hash_rule_tensors};
 use candle_core::pickle::{Object, Stack, TensorInfo};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -136,6 +136,32 @@ pub fn build_checked(
         num_classes,
         head_note,
     })
+}
+
+/// A loaded backbone, the checkpoint classifier's K, and a note when a classifier was left out.
+pub type LoadedBackbone = (Box<dyn Backbone>, Option<usize>, Option<String>);
+
+/// Load the backbone: checked checkpoint, or hash-rule weights from `seed`.
+pub fn load_backbone(
+    arch: Arch,
+    checkpoint: Option<&Path>,
+    seed: u64,
+    dev: &Device,
+) -> Result<LoadedBackbone> {
+    match checkpoint {
+        Some(p) => {
+            let loaded = build_checked(arch, load_state_dict(p)?, p, dev)?;
+            Ok((loaded.model, loaded.num_classes, loaded.head_note))
+        }
+        None => {
+            let t: HashMap<String, Tensor> = hash_rule_tensors(arch, None, seed, dev)?;
+            Ok((
+                arch.build(None, VarBuilder::from_tensors(t, DType::F32, dev))?,
+                None,
+                None,
+            ))
+        }
+    }
 }
 
 /// Read a zip-format `torch.save` file: every floating tensor of the state_dict.

@@ -131,48 +131,8 @@ impl Args {
         command: String,
         git_revision: Option<String>,
     ) -> Result<(Plan, Option<String>)> {
-        if !(self.ir.is_finite() && self.ir >= 1.0) {
-            return Err(ExtractError::Usage(format!(
-                "--ir must be a finite number ≥ 1, got {}",
-                self.ir
-            )));
-        }
-        if let Some(m) = self.img_max {
-            if !(m.is_finite() && (1.0..=1e9).contains(&m)) {
-                return Err(ExtractError::Usage(format!(
-                    "--img-max must be between 1 and 1e9, got {m}"
-                )));
-            }
-        }
-        if self.limit == Some(0) {
-            return Err(ExtractError::Usage(
-                "--limit must be ≥ 1 (rows kept per split)".into(),
-            ));
-        }
-        if self.batch_size == 0 {
-            return Err(ExtractError::Usage("--batch-size must be ≥ 1".into()));
-        }
-        let root = match (&self.root, self.dataset) {
-            (Some(r), _) => r.clone(),
-            (None, DatasetKind::FmnistLt) => PathBuf::from(crate::datasets::fmnist::DEFAULT_ROOT),
-            (None, k) => {
-                return Err(ExtractError::Usage(format!(
-                    "--dataset {} needs --root",
-                    k.name()
-                )));
-            }
-        };
-        let spec = SourceSpec {
-            kind: self.dataset,
-            root,
-            lists: self.lists.clone(),
-            train_list: self.train_list.clone(),
-            val_list: self.val_list.clone(),
-            test_list: self.test_list.clone(),
-            imb_ratio: self.ir,
-            img_max: self.img_max,
-            skip_bad: self.skip_bad,
-        };
+        self.check_numbers()?;
+        let spec = self.source_spec()?;
         let (device, notice) = device::select(self.device)?;
         let mut source = spec.resolve()?;
         if let Some(p) = self.crop_padding {
@@ -183,28 +143,8 @@ impl Args {
             .clone()
             .unwrap_or_else(|| PathBuf::from("features").join(&source.name));
         let arch = self.default_arch();
-        let stage1 = self.stage1.then_some(Stage1Plan {
-            recipe: Recipe {
-                epochs: self.epochs,
-                batch_size: self.train_batch_size,
-                lr: self.lr,
-                momentum: self.momentum,
-                weight_decay: self.weight_decay,
-                crop_padding: source.crop_padding,
-                seed: self.seed,
-            },
-            resume: self.resume,
-            only: self.stage1_only,
-        });
-        let checkpoint = match (&self.checkpoint, self.stage1) {
-            (Some(c), _) => Some(c.clone()),
-            (None, true) => Some(PathBuf::from("features/checkpoints").join(format!(
-                "{}-{}.safetensors",
-                arch.name(),
-                source.name
-            ))),
-            (None, false) => None,
-        };
+        let stage1 = self.stage1_plan(source.crop_padding);
+        let checkpoint = self.checkpoint_path(arch, &source.name);
         let plan = Plan {
             source,
             arch,
@@ -226,6 +166,111 @@ impl Args {
             git_revision,
         };
         Ok((plan, notice))
+    }
+
+    /// `--ir`, `--img-max`, `--limit` and `--batch-size` in range.
+    fn check_numbers(&self) -> Result<()> {
+        if !(self.ir.is_finite() && self.ir >= 1.0) {
+            return Err(ExtractError::Usage(format!(
+                "--ir must be a finite number ≥ 1, got {}",
+                self.ir
+            )));
+        }
+        if let Some(m) = self.img_max {
+            if !(m.is_finite() && (1.0..=1e9).contains(&m)) {
+                return Err(ExtractError::Usage(format!(
+                    "--img-max must be between 1 and 1e9, got {m}"
+                )));
+            }
+        }
+        if self.limit == Some(0) {
+            return Err(ExtractError::Usage(
+                "--limit must be ≥ 1 (rows kept per split)".into(),
+            ));
+        }
+        if self.batch_size == 0 {
+            return Err(ExtractError::Usage("--batch-size must be ≥ 1".into()));
+        }
+        Ok(())
+    }
+
+    /// The data to read (`--root` defaults to the Debian Fashion-MNIST folder for fmnist-lt).
+    fn source_spec(&self) -> Result<SourceSpec> {
+        let root = match (&self.root, self.dataset) {
+            (Some(r), _) => r.clone(),
+            (None, DatasetKind::FmnistLt) => PathBuf::from(crate::datasets::fmnist::DEFAULT_ROOT),
+            (None, k) => {
+                return Err(ExtractError::Usage(format!(
+                    "--dataset {} needs --root",
+                    k.name()
+                )));
+            }
+        };
+        Ok(SourceSpec {
+            kind: self.dataset,
+            root,
+            lists: self.lists.clone(),
+            train_list: self.train_list.clone(),
+            val_list: self.val_list.clone(),
+            test_list: self.test_list.clone(),
+            imb_ratio: self.ir,
+            img_max: self.img_max,
+            skip_bad: self.skip_bad,
+        })
+    }
+
+    /// The stage-1 recipe with `--stage1`.
+    fn stage1_plan(&self, crop_padding: usize) -> Option<Stage1Plan> {
+        self.stage1.then_some(Stage1Plan {
+            recipe: Recipe {
+                epochs: self.epochs,
+                batch_size: self.train_batch_size,
+                lr: self.lr,
+                momentum: self.momentum,
+                weight_decay: self.weight_decay,
+                crop_padding,
+                seed: self.seed,
+            },
+            resume: self.resume,
+            only: self.stage1_only,
+        })
+    }
+
+    /// `--checkpoint`; with `--stage1` and none given, features/checkpoints/<arch>-<bank>.
+    fn checkpoint_path(&self, arch: Arch, source_name: &str) -> Option<PathBuf> {
+        match (&self.checkpoint, self.stage1) {
+            (Some(c), _) => Some(c.clone()),
+            (None, true) => Some(PathBuf::from("features/checkpoints").join(format!(
+                "{}-{}.safetensors",
+                arch.name(),
+                source_name
+            ))),
+            (None, false) => None,
+        }
+    }
+}
+
+/// The command as the user typed it, for provenance: `extract` and the arguments after the
+/// program path (`args` as `std::env::args()` gives them), each shell-quoted where a shell
+/// would read it otherwise, so the line can be pasted back.
+pub fn typed_command(args: impl IntoIterator<Item = String>) -> String {
+    std::iter::once("extract".to_owned())
+        .chain(args.into_iter().skip(1).map(|a| shell_quote(&a)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `arg` as one POSIX shell word: unchanged when every character is one no shell treats
+/// specially, else in single quotes (a `'` inside written `'\''`).
+pub fn shell_quote(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    if plain {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
     }
 }
 
@@ -261,6 +306,47 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("vgg16"), "{e}");
+    }
+
+    #[test]
+    fn shell_quote_leaves_plain_words_and_quotes_the_rest() {
+        for plain in [
+            "--dataset",
+            "fmnist-lt",
+            "/data/imagenet",
+            "features/x",
+            "0.05",
+            "a=b,c:d@e%f+g",
+        ] {
+            assert_eq!(shell_quote(plain), plain);
+        }
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("my bank"), "'my bank'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote("$HOME/x"), "'$HOME/x'");
+        assert_eq!(shell_quote("a;b|c&d"), "'a;b|c&d'");
+        assert_eq!(shell_quote("*.png"), "'*.png'");
+        assert_eq!(shell_quote("~/data"), "'~/data'");
+        assert_eq!(shell_quote("tab\there"), "'tab\there'");
+        assert_eq!(shell_quote("é"), "'é'");
+    }
+
+    #[test]
+    fn typed_command_drops_the_program_path() {
+        let args = [
+            "/root/.cache/ltbench-target/debug/extract",
+            "--dataset",
+            "list",
+            "--root",
+            "/data/my images",
+            "--out",
+            "features/it's",
+        ];
+        assert_eq!(
+            typed_command(args.map(String::from)),
+            r"extract --dataset list --root '/data/my images' --out 'features/it'\''s'"
+        );
+        assert_eq!(typed_command(["x".to_owned()]), "extract");
     }
 
     #[test]

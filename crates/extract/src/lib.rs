@@ -7,8 +7,13 @@
 //! writes the bank atomically through `bank::BankDir`. [`stage1`] trains a backbone end to end
 //! first (`--stage1`: cross-entropy + weight decay), which is how the committed default bank
 //! `features/fmnist-lt-ir100/` is made.
+//!
+//! Imports point down the flow: [`datasets`] / [`transform`] / [`batch`] (network inputs) →
+//! [`backbones`] (with [`checkpoint`], [`weights`]) → [`stage1`] (and its CPU pass
+//! [`stage1_cpu`]) → [`run`] (the extract command) → [`cli`] / `main`.
 
 pub mod backbones;
+pub mod batch;
 pub mod checkpoint;
 pub mod error;
 pub mod weights;

@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use extract::cli::Args;
-use extract::run::{Event, run};
+use extract::run::{Event, Summary, run};
 use extract::stage1::TrainEvent;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::process::ExitCode;
@@ -34,98 +34,136 @@ fn main() -> ExitCode {
 }
 
 fn real_main(args: &Args) -> extract::Result<()> {
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let git = std::process::Command::new("git")
+    let command = extract::cli::typed_command(std::env::args());
+    let (plan, notice) = args.plan(command, git_revision())?;
+    if let Some(n) = notice {
+        eprintln!("extract: {n}");
+    }
+    let mut ui = Progress::new(args.quiet);
+    let start = std::time::Instant::now();
+    let summary = run(&plan, &mut |ev| ui.show(ev))?;
+    if plan.stage1.as_ref().is_some_and(|s| s.only) {
+        return Ok(());
+    }
+    print_summary(&summary, start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// `git rev-parse HEAD` of the working directory, if there is one.
+fn git_revision() -> Option<String> {
+    std::process::Command::new("git")
         .args(["rev-parse", "HEAD"])
         .output()
         .ok()
         .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
-    let (plan, notice) = args.plan(command, git)?;
-    if let Some(n) = notice {
-        eprintln!("extract: {n}");
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+}
+
+/// Progress bars (per split, per stage-1 epoch) and the stage-1 lines on stderr.
+struct Progress {
+    quiet: bool,
+    style: ProgressStyle,
+    train_style: ProgressStyle,
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    fn new(quiet: bool) -> Progress {
+        let style =
+            ProgressStyle::with_template("{prefix:>5} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+                .expect("valid template")
+                .progress_chars("=> ");
+        let train_style = ProgressStyle::with_template(
+            "{prefix:>13} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> ");
+        Progress {
+            quiet,
+            style,
+            train_style,
+            bar: None,
+        }
     }
-    let style =
-        ProgressStyle::with_template("{prefix:>5} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> ");
-    let train_style = ProgressStyle::with_template(
-        "{prefix:>13} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}",
-    )
-    .expect("valid template")
-    .progress_chars("=> ");
-    let mut bar: Option<ProgressBar> = None;
-    let quiet = args.quiet;
-    let start = std::time::Instant::now();
-    let summary = run(&plan, &mut |ev| match ev {
-        Event::Train(TrainEvent::EpochStart {
-            epoch,
-            epochs,
-            rows,
-        }) if !quiet => {
-            let b = ProgressBar::new(rows as u64)
-                .with_style(train_style.clone())
-                .with_prefix(format!("epoch {epoch}/{epochs}"));
-            bar = Some(b);
-        }
-        Event::Train(TrainEvent::Advance { done, loss }) => {
-            if let Some(b) = &bar {
-                b.set_position(done as u64);
-                b.set_message(format!("loss {loss:.4}"));
+
+    fn show(&mut self, ev: Event) {
+        match ev {
+            Event::Train(t) => self.show_train(t),
+            Event::Stage1Done(r) => {
+                eprintln!(
+                    "stage1: {} ({} params, {} epochs, {:.1}s training) -> {}: test top-1 {:.2}% ({:.2}% with flip TTA)",
+                    r.arch,
+                    r.parameters,
+                    r.recipe.epochs,
+                    r.train_secs,
+                    r.checkpoint.display(),
+                    r.test_top1,
+                    r.test_top1_flip
+                );
             }
-        }
-        Event::Train(TrainEvent::EpochEnd(l)) => {
-            if let Some(b) = bar.take() {
-                b.finish_and_clear();
+            Event::Start { split, rows } if !self.quiet => {
+                let b = ProgressBar::new(rows as u64)
+                    .with_style(self.style.clone())
+                    .with_prefix(split.to_owned());
+                self.bar = Some(b);
             }
-            eprintln!(
-                "stage1: epoch {:>3}  lr {:.5}  loss {:.4}  train acc {:5.2}%  {:.1}s",
-                l.epoch, l.lr, l.loss, l.train_acc, l.secs
-            );
-        }
-        Event::Train(TrainEvent::Evaluating { rows }) if !quiet => {
-            eprintln!("stage1: evaluating on {rows} test images (BatchNorm in eval mode)");
-        }
-        Event::Stage1Done(r) => {
-            eprintln!(
-                "stage1: {} ({} params, {} epochs, {:.1}s training) -> {}: test top-1 {:.2}% ({:.2}% with flip TTA)",
-                r.arch,
-                r.parameters,
-                r.recipe.epochs,
-                r.train_secs,
-                r.checkpoint.display(),
-                r.test_top1,
-                r.test_top1_flip
-            );
-        }
-        Event::Start { split, rows } if !quiet => {
-            let b = ProgressBar::new(rows as u64)
-                .with_style(style.clone())
-                .with_prefix(split.to_owned());
-            bar = Some(b);
-        }
-        Event::Advance { done, .. } => {
-            if let Some(b) = &bar {
-                b.set_position(done as u64);
+            Event::Advance { done, .. } => {
+                if let Some(b) = &self.bar {
+                    b.set_position(done as u64);
+                }
             }
-        }
-        Event::Finish { .. } => {
-            if let Some(b) = bar.take() {
-                b.finish();
+            Event::Finish { .. } => {
+                if let Some(b) = self.bar.take() {
+                    b.finish();
+                }
             }
+            _ => {}
         }
-        _ => {}
-    })?;
-    if plan.stage1.as_ref().is_some_and(|s| s.only) {
-        return Ok(());
     }
+
+    fn show_train(&mut self, ev: TrainEvent) {
+        match ev {
+            TrainEvent::EpochStart {
+                epoch,
+                epochs,
+                rows,
+            } if !self.quiet => {
+                let b = ProgressBar::new(rows as u64)
+                    .with_style(self.train_style.clone())
+                    .with_prefix(format!("epoch {epoch}/{epochs}"));
+                self.bar = Some(b);
+            }
+            TrainEvent::Advance { done, loss } => {
+                if let Some(b) = &self.bar {
+                    b.set_position(done as u64);
+                    b.set_message(format!("loss {loss:.4}"));
+                }
+            }
+            TrainEvent::EpochEnd(l) => {
+                if let Some(b) = self.bar.take() {
+                    b.finish_and_clear();
+                }
+                eprintln!(
+                    "stage1: epoch {:>3}  lr {:.5}  loss {:.4}  train acc {:5.2}%  {:.1}s",
+                    l.epoch, l.lr, l.loss, l.train_acc, l.secs
+                );
+            }
+            TrainEvent::Evaluating { rows } if !self.quiet => {
+                eprintln!("stage1: evaluating on {rows} test images (BatchNorm in eval mode)");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The closing line: where the bank went, its splits and the throughput.
+fn print_summary(summary: &Summary, secs: f64) {
     let rows: Vec<String> = summary
         .rows
         .iter()
         .map(|(s, n)| format!("{s} {n}"))
         .collect();
     let total: usize = summary.rows.iter().map(|(_, n)| n).sum();
-    let secs = start.elapsed().as_secs_f64();
     eprintln!(
         "extract: wrote {} ({}; D={}; head {}; {} skipped) in {:.1}s, {:.0} images/s",
         summary.out.display(),
@@ -136,5 +174,4 @@ fn real_main(args: &Args) -> extract::Result<()> {
         secs,
         total as f64 / secs.max(1e-9)
     );
-    Ok(())
 }

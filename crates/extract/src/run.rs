@@ -8,21 +8,21 @@
 //! `labels` [N].
 
 use crate::backbones::{Arch, Backbone, flip_lr};
-use crate::checkpoint::{build_checked, load_state_dict};
-use crate::datasets::{Images, Labeled, Normalize};
+use crate::batch::{batch_input, input_shape};
+use crate::datasets::{Images, Labeled};
 use crate::error::{ExtractError, Result};
 use crate::source::Source;
 use crate::stage1::{Recipe, Stage1Report, TrainEvent};
 use crate::transform;
-use crate::weights::hash_rule_tensors;
 use bank::{BankDir, FeatureDtype, Meta};
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use rand::SeedableRng;
-use rayon::prelude::*;
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::PathBuf;
+
+/// Loading a backbone lives with the checkpoint reader (stage 1 uses it too); re-exported here,
+/// where it was.
+pub use crate::checkpoint::{LoadedBackbone, load_backbone};
 
 /// Everything a run needs, checked.
 pub struct Plan {
@@ -78,81 +78,103 @@ pub struct Summary {
     pub stage1: Option<Stage1Report>,
 }
 
-/// A loaded backbone, the checkpoint classifier's K, and a note when a classifier was left out.
-pub type LoadedBackbone = (Box<dyn Backbone>, Option<usize>, Option<String>);
-
-/// Load the backbone: checked checkpoint, or hash-rule weights from `seed`.
-pub fn load_backbone(
-    arch: Arch,
-    checkpoint: Option<&std::path::Path>,
-    seed: u64,
-    dev: &Device,
-) -> Result<LoadedBackbone> {
-    match checkpoint {
-        Some(p) => {
-            let loaded = build_checked(arch, load_state_dict(p)?, p, dev)?;
-            Ok((loaded.model, loaded.num_classes, loaded.head_note))
-        }
-        None => {
-            let t: HashMap<String, Tensor> = hash_rule_tensors(arch, None, seed, dev)?;
-            Ok((
-                arch.build(None, VarBuilder::from_tensors(t, DType::F32, dev))?,
-                None,
-                None,
-            ))
-        }
-    }
-}
-
+/// Stage 1 if asked (stopping there with `--stage1-only`), then every split through the
+/// backbone into the bank, the stage-1 head when it fits, and meta.json.
 pub fn run(plan: &Plan, progress: &mut dyn FnMut(Event)) -> Result<Summary> {
     let _lock = lock_output(&plan.out)?;
-    let src = &plan.source;
     let stage1 = match &plan.stage1 {
         Some(s1) => {
-            if !s1.only && plan.out.exists() && !plan.overwrite {
-                return Err(ExtractError::Usage(format!(
-                    "{} already exists (pass --overwrite to replace it)",
-                    plan.out.display()
-                )));
-            }
-            let ckpt = plan
-                .checkpoint
-                .as_deref()
-                .ok_or_else(|| ExtractError::Usage("stage 1 needs a checkpoint path".into()))?;
-            let report = crate::stage1::train(
-                plan.arch,
-                src.num_classes,
-                &src.train,
-                &src.test,
-                &src.normalize,
-                &s1.recipe,
-                &plan.device,
-                ckpt,
-                s1.resume,
-                None,
-                &mut |e| progress(Event::Train(e)),
-            )?;
-            progress(Event::Stage1Done(&report));
+            let report = train_stage1(plan, s1, progress)?;
             if s1.only {
-                return Ok(Summary {
-                    out: ckpt.to_path_buf(),
-                    rows: Vec::new(),
-                    skipped: 0,
-                    dim: plan.arch.feature_dim(),
-                    head_written: false,
-                    stage1: Some(report),
-                });
+                return Ok(stage1_only_summary(plan, report));
             }
             Some(report)
         }
         None => None,
     };
-    let (model, head_k, mut head_note) = load_backbone(
+    let (model, head_k, head_note) = load_backbone(
         plan.arch,
         plan.checkpoint.as_deref(),
         plan.seed,
         &plan.device,
     )?;
+    check_input(plan)?;
+    let bank = BankDir::create(&plan.out, plan.overwrite)?;
+    let mut summary = Summary {
+        out: plan.out.clone(),
+        rows: Vec::new(),
+        skipped: plan.source.skipped.len(),
+        dim: plan.arch.feature_dim(),
+        head_written: false,
+        stage1: None,
+    };
+    let (train_counts, skipped_msgs) =
+        write_splits(model.as_ref(), plan, &bank, &mut summary, progress)?;
+    let head_note = write_head(model.as_ref(), head_k, plan, &bank, &mut summary)?.or(head_note);
+    let meta = bank_meta(
+        plan,
+        &summary,
+        train_counts,
+        head_k,
+        head_note,
+        &skipped_msgs,
+        stage1.as_ref(),
+    )?;
+    bank::write_meta(&bank.file("meta.json"), &meta)?;
+    bank.finish()?;
+    summary.stage1 = stage1;
+    Ok(summary)
+}
+
+/// Stage 1 into the plan's checkpoint (refused first if the bank it would lead to exists).
+fn train_stage1(
+    plan: &Plan,
+    s1: &Stage1Plan,
+    progress: &mut dyn FnMut(Event),
+) -> Result<Stage1Report> {
+    if !s1.only && plan.out.exists() && !plan.overwrite {
+        return Err(ExtractError::Usage(format!(
+            "{} already exists (pass --overwrite to replace it)",
+            plan.out.display()
+        )));
+    }
+    let ckpt = plan
+        .checkpoint
+        .as_deref()
+        .ok_or_else(|| ExtractError::Usage("stage 1 needs a checkpoint path".into()))?;
+    let src = &plan.source;
+    let report = crate::stage1::train(
+        plan.arch,
+        src.num_classes,
+        &src.train,
+        &src.test,
+        &src.normalize,
+        &s1.recipe,
+        &plan.device,
+        ckpt,
+        s1.resume,
+        None,
+        &mut |e| progress(Event::Train(e)),
+    )?;
+    progress(Event::Stage1Done(&report));
+    Ok(report)
+}
+
+/// `--stage1-only`: the checkpoint is the output, no bank.
+fn stage1_only_summary(plan: &Plan, report: Stage1Report) -> Summary {
+    Summary {
+        out: report.checkpoint.clone(),
+        rows: Vec::new(),
+        skipped: 0,
+        dim: plan.arch.feature_dim(),
+        head_written: false,
+        stage1: Some(report),
+    }
+}
+
+/// The images fit the backbone, and batches hold at least one image.
+fn check_input(plan: &Plan) -> Result<()> {
+    let src = &plan.source;
     let in_ch = match &src.train.images {
         Images::Raw(r) => r.channels,
         Images::Files(_) => 3,
@@ -170,19 +192,21 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(Event)) -> Result<Summary> {
             "--batch-size must be at least 1".into(),
         ));
     }
-    let dim = plan.arch.feature_dim();
-    let bank = BankDir::create(&plan.out, plan.overwrite)?;
-    let mut summary = Summary {
-        out: plan.out.clone(),
-        rows: Vec::new(),
-        skipped: src.skipped.len(),
-        dim,
-        head_written: false,
-        stage1: None,
-    };
+    Ok(())
+}
+
+/// train, val (if any), test: features into `<split>.safetensors` (and the train views);
+/// returns the training rows per class and every skip message (the source's first).
+fn write_splits(
+    model: &dyn Backbone,
+    plan: &Plan,
+    bank: &BankDir,
+    summary: &mut Summary,
+    progress: &mut dyn FnMut(Event),
+) -> Result<(Vec<usize>, Vec<String>)> {
+    let src = &plan.source;
     let mut skipped_msgs: Vec<String> = src.skipped.clone();
     let mut train_counts = Vec::new();
-
     let splits: Vec<(&str, &Labeled)> = [
         ("train", Some(&src.train)),
         ("val", src.val.as_ref()),
@@ -192,44 +216,10 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(Event)) -> Result<Summary> {
     .filter_map(|(n, s)| s.map(|s| (n, s)))
     .collect();
     for (name, data) in splits {
-        let data = match plan.limit {
-            Some(n) => data.truncate(n),
-            None => data.clone(),
-        };
-        let flip = name != "train";
-        let views = if name == "train" { plan.views } else { 0 };
-        progress(Event::Start {
-            split: name,
-            rows: data.len(),
-        });
-        let out = features(model.as_ref(), &data, src, plan, flip, views, &mut |done| {
-            progress(Event::Advance { split: name, done })
-        })?;
-        progress(Event::Finish { split: name });
-        if out.labels.is_empty() {
-            return Err(ExtractError::Usage(format!(
-                "split {name}: every image was skipped"
-            )));
-        }
+        let mut out = extract_split(model, plan, name, data, progress)?;
         summary.skipped += out.skipped.len();
-        skipped_msgs.extend(out.skipped);
-        bank::write_split(
-            &bank.file(&format!("{name}.safetensors")),
-            dim,
-            &out.features,
-            out.flip.as_deref(),
-            &out.labels,
-            plan.dtype,
-        )?;
-        if !out.views.is_empty() {
-            write_views(
-                &bank.file("train_views.safetensors"),
-                dim,
-                &out.views,
-                &out.labels,
-                plan.dtype,
-            )?;
-        }
+        skipped_msgs.append(&mut out.skipped);
+        write_split_files(plan, bank, name, &out)?;
         if name == "train" {
             train_counts = vec![0usize; src.num_classes];
             for &l in &out.labels {
@@ -238,31 +228,108 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(Event)) -> Result<Summary> {
         }
         summary.rows.push((name.to_owned(), out.labels.len()));
     }
+    Ok((train_counts, skipped_msgs))
+}
 
-    // The stage-1 classifier goes to head.safetensors when it classifies these classes.
-    if let (Some(k), Some(head)) = (head_k, model.head()) {
-        if k == src.num_classes {
-            let w = head
-                .weight()
-                .to_device(&Device::Cpu)?
-                .flatten_all()?
-                .to_vec1::<f32>()?;
-            let b = head
-                .bias()
-                .map(|b| b.to_device(&Device::Cpu)?.to_vec1::<f32>())
-                .transpose()?
-                .unwrap_or_else(|| vec![0.0; k]);
-            bank::write_head(&bank.file("head.safetensors"), k, dim, &w, &b)?;
-            summary.head_written = true;
-        } else {
-            head_note = Some(format!(
-                "checkpoint classifier has {k} classes, the dataset {}; head.safetensors not written",
-                src.num_classes
-            ));
-        }
+/// One split (cut to `--limit`) through the backbone: the test view, its flip for val / test,
+/// the random views for train.
+fn extract_split(
+    model: &dyn Backbone,
+    plan: &Plan,
+    name: &str,
+    data: &Labeled,
+    progress: &mut dyn FnMut(Event),
+) -> Result<SplitFeatures> {
+    let data = match plan.limit {
+        Some(n) => data.truncate(n),
+        None => data.clone(),
+    };
+    let flip = name != "train";
+    let views = if name == "train" { plan.views } else { 0 };
+    progress(Event::Start {
+        split: name,
+        rows: data.len(),
+    });
+    let out = features(model, &data, &plan.source, plan, flip, views, &mut |done| {
+        progress(Event::Advance { split: name, done })
+    })?;
+    progress(Event::Finish { split: name });
+    if out.labels.is_empty() {
+        return Err(ExtractError::Usage(format!(
+            "split {name}: every image was skipped"
+        )));
     }
+    Ok(out)
+}
 
-    let meta = Meta {
+/// `<name>.safetensors`, and `train_views.safetensors` when the split has views.
+fn write_split_files(plan: &Plan, bank: &BankDir, name: &str, out: &SplitFeatures) -> Result<()> {
+    let dim = plan.arch.feature_dim();
+    bank::write_split(
+        &bank.file(&format!("{name}.safetensors")),
+        dim,
+        &out.features,
+        out.flip.as_deref(),
+        &out.labels,
+        plan.dtype,
+    )?;
+    if !out.views.is_empty() {
+        write_views(
+            &bank.file("train_views.safetensors"),
+            dim,
+            &out.views,
+            &out.labels,
+            plan.dtype,
+        )?;
+    }
+    Ok(())
+}
+
+/// The stage-1 classifier goes to head.safetensors when it classifies these classes; returns
+/// the note saying why it was not written when it does not.
+fn write_head(
+    model: &dyn Backbone,
+    head_k: Option<usize>,
+    plan: &Plan,
+    bank: &BankDir,
+    summary: &mut Summary,
+) -> Result<Option<String>> {
+    let (Some(k), Some(head)) = (head_k, model.head()) else {
+        return Ok(None);
+    };
+    let num_classes = plan.source.num_classes;
+    if k != num_classes {
+        return Ok(Some(format!(
+            "checkpoint classifier has {k} classes, the dataset {num_classes}; head.safetensors not written"
+        )));
+    }
+    let w = head
+        .weight()
+        .to_device(&Device::Cpu)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    let b = head
+        .bias()
+        .map(|b| b.to_device(&Device::Cpu)?.to_vec1::<f32>())
+        .transpose()?
+        .unwrap_or_else(|| vec![0.0; k]);
+    bank::write_head(&bank.file("head.safetensors"), k, summary.dim, &w, &b)?;
+    summary.head_written = true;
+    Ok(None)
+}
+
+/// meta.json: the dataset, the backbone and the provenance of the bank.
+fn bank_meta(
+    plan: &Plan,
+    summary: &Summary,
+    train_counts: Vec<usize>,
+    head_k: Option<usize>,
+    head_note: Option<String>,
+    skipped_msgs: &[String],
+    stage1: Option<&Stage1Report>,
+) -> Result<Meta> {
+    let src = &plan.source;
+    Ok(Meta {
         dataset: Some(src.name.clone()),
         num_classes: Some(src.num_classes),
         class_names: src.class_names.clone(),
@@ -274,30 +341,36 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(Event)) -> Result<Summary> {
             summary.head_written,
             head_note,
         )?),
-        provenance: Some(json!({
-            "command": plan.command,
-            "seed": plan.seed,
-            "git_revision": plan.git_revision,
-            "crate": format!("extract {}", env!("CARGO_PKG_VERSION")),
-            "device": crate::device::describe(&plan.device),
-            "feature_dtype": match plan.dtype { FeatureDtype::F32 => "f32", FeatureDtype::F16 => "f16" },
-            "train_views": plan.views,
-            "limit": plan.limit,
-            "transform": transform_json(src),
-            "skipped": summary.skipped,
-            "skipped_examples": skipped_msgs.iter().take(20).collect::<Vec<_>>(),
-            "stage1": stage1.as_ref().map(stage1_json),
-        })),
+        provenance: Some(provenance_json(plan, summary.skipped, skipped_msgs, stage1)),
         extra: src
             .long_tail
             .iter()
             .map(|lt| ("long_tail".to_string(), lt.clone()))
             .collect(),
-    };
-    bank::write_meta(&bank.file("meta.json"), &meta)?;
-    bank.finish()?;
-    summary.stage1 = stage1;
-    Ok(summary)
+    })
+}
+
+/// How the bank was made: the command, seed, code, device, transform, skips and stage 1.
+fn provenance_json(
+    plan: &Plan,
+    skipped: usize,
+    skipped_msgs: &[String],
+    stage1: Option<&Stage1Report>,
+) -> serde_json::Value {
+    json!({
+        "command": plan.command,
+        "seed": plan.seed,
+        "git_revision": plan.git_revision,
+        "crate": format!("extract {}", env!("CARGO_PKG_VERSION")),
+        "device": crate::device::describe(&plan.device),
+        "feature_dtype": match plan.dtype { FeatureDtype::F32 => "f32", FeatureDtype::F16 => "f16" },
+        "train_views": plan.views,
+        "limit": plan.limit,
+        "transform": transform_json(&plan.source),
+        "skipped": skipped,
+        "skipped_examples": skipped_msgs.iter().take(20).collect::<Vec<_>>(),
+        "stage1": stage1.map(stage1_json),
+    })
 }
 
 /// The stage-1 record in meta.json provenance.
@@ -373,63 +446,6 @@ struct SplitFeatures {
     views: Vec<Vec<f32>>,
     labels: Vec<u32>,
     skipped: Vec<String>,
-}
-
-/// Batch input for rows `rows` of `data` (view `None`: test view; `Some(v)`: random view `v`),
-/// and the rows that made it (others were skipped with a message).
-pub(crate) fn batch_input(
-    data: &Labeled,
-    rows: &[usize],
-    norm: &Normalize,
-    pad: usize,
-    view: Option<(usize, u64)>,
-) -> Vec<(usize, Result<Vec<f32>>)> {
-    let rng = |i: usize| {
-        let (v, seed) = view.unwrap();
-        rand::rngs::StdRng::seed_from_u64(
-            seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ((v as u64) << 40) ^ i as u64,
-        )
-    };
-    match &data.images {
-        Images::Raw(r) => rows
-            .iter()
-            .map(|&i| {
-                let mut out = Vec::with_capacity(r.image_len());
-                match view {
-                    None => transform::normalize_chw(r.image(i), r.channels, norm, &mut out),
-                    Some(_) => transform::normalize_chw(
-                        &transform::random_crop_flip(r, i, pad, &mut rng(i)),
-                        r.channels,
-                        norm,
-                        &mut out,
-                    ),
-                }
-                (i, Ok(out))
-            })
-            .collect(),
-        Images::Files(f) => rows
-            .par_iter()
-            .map(|&i| {
-                let res = transform::decode(f, i).map(|img| {
-                    let img = match view {
-                        None => transform::test_view(&img),
-                        Some(_) => transform::random_resized_crop_flip(&img, &mut rng(i)),
-                    };
-                    let mut out = Vec::with_capacity(3 * 224 * 224);
-                    transform::rgb_to_chw(&img, norm, &mut out);
-                    out
-                });
-                (i, res)
-            })
-            .collect(),
-    }
-}
-
-fn input_shape(data: &Labeled) -> (usize, usize, usize) {
-    match &data.images {
-        Images::Raw(r) => (r.channels, r.height, r.width),
-        Images::Files(_) => (3, transform::CROP as usize, transform::CROP as usize),
-    }
 }
 
 fn to_rows(t: &Tensor) -> Result<Vec<f32>> {

@@ -121,6 +121,16 @@ fn fashion_mnist_idx_makes_a_bank_with_its_shot_thresholds() {
     );
     assert_eq!((b.dim, b.test.rows), (128, 40));
     assert_eq!((b.shots.many_above, b.shots.few_below), (1200, 240));
+    // The command as typed (not the build folder's path to the binary), pasteable.
+    let command = meta(&d.path().join("bank"))["provenance"]["command"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(command.starts_with("extract --dataset"), "{command}");
+    assert_eq!(
+        command,
+        "extract --dataset fmnist-lt --root . --img-max 4 --ir 4 --out bank --dtype f16 --quiet"
+    );
 }
 
 fn write_list_dataset(root: &Path) {

@@ -1,0 +1,69 @@
+//! Network inputs from labelled images, below both consumers (`stage1` trains on them, `run`
+//! extracts features from them): the rows of a batch normalised, as the test view or as a
+//! seeded random training view; image files are decoded in parallel.
+//!
+//! May import: [`crate::datasets`], [`crate::transform`], [`crate::error`].
+
+use crate::datasets::{Images, Labeled, Normalize};
+use crate::error::Result;
+use crate::transform;
+use rand::SeedableRng;
+use rayon::prelude::*;
+
+/// Batch input for rows `rows` of `data` (view `None`: test view; `Some(v)`: random view `v`),
+/// and the rows that made it (others were skipped with a message).
+pub fn batch_input(
+    data: &Labeled,
+    rows: &[usize],
+    norm: &Normalize,
+    pad: usize,
+    view: Option<(usize, u64)>,
+) -> Vec<(usize, Result<Vec<f32>>)> {
+    let rng = |i: usize| {
+        let (v, seed) = view.unwrap();
+        rand::rngs::StdRng::seed_from_u64(
+            seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ((v as u64) << 40) ^ i as u64,
+        )
+    };
+    match &data.images {
+        Images::Raw(r) => rows
+            .iter()
+            .map(|&i| {
+                let mut out = Vec::with_capacity(r.image_len());
+                match view {
+                    None => transform::normalize_chw(r.image(i), r.channels, norm, &mut out),
+                    Some(_) => transform::normalize_chw(
+                        &transform::random_crop_flip(r, i, pad, &mut rng(i)),
+                        r.channels,
+                        norm,
+                        &mut out,
+                    ),
+                }
+                (i, Ok(out))
+            })
+            .collect(),
+        Images::Files(f) => rows
+            .par_iter()
+            .map(|&i| {
+                let res = transform::decode(f, i).map(|img| {
+                    let img = match view {
+                        None => transform::test_view(&img),
+                        Some(_) => transform::random_resized_crop_flip(&img, &mut rng(i)),
+                    };
+                    let mut out = Vec::with_capacity(3 * 224 * 224);
+                    transform::rgb_to_chw(&img, norm, &mut out);
+                    out
+                });
+                (i, res)
+            })
+            .collect(),
+    }
+}
+
+/// The (channels, height, width) of one input of `data`.
+pub fn input_shape(data: &Labeled) -> (usize, usize, usize) {
+    match &data.images {
+        Images::Raw(r) => (r.channels, r.height, r.width),
+        Images::Files(_) => (3, transform::CROP as usize, transform::CROP as usize),
+    }
+}
