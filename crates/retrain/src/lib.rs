@@ -2,7 +2,7 @@
 //! on a cached feature bank.
 //!
 //! The rooms follow the flow, and every arrow points down (a module imports only from its own
-//! room or from rooms below it; `tests/layout.rs` checks it):
+//! room or from rooms below it; `tests/suite/layout.rs` checks it):
 //!
 //! ```text
 //! command   cli, run (the `run` command), synth         prints; may use everything below
