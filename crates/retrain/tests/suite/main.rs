@@ -1,7 +1,11 @@
-//! The end-to-end suite of the paths no older test covered, in one test binary (one link
-//! against polars and candle instead of four): see each module's header.
+//! The integration tests of `retrain`, in one test binary (one link against polars and candle
+//! instead of eight): see each module's header.
 
+mod catalogue;
+mod cli;
+mod device;
 mod layout;
+mod parity;
 mod paths;
 mod results;
 mod writers;
