@@ -598,7 +598,7 @@ fn bad_command_line_values() {
 
 // ---- durable runs ------------------------------------------------------------------------
 
-fn small_synth(dir: &Path) {
+pub(crate) fn small_synth(dir: &Path) {
     let o = run(&[
         "synth",
         "--out",

@@ -26,29 +26,9 @@ fn ok(o: Output) -> Output {
     o
 }
 
+/// The bank of the durable-run tests in `cli.rs` (K = 20, D = 32, IR = 20).
 fn bank(dir: &Path) {
-    ok(retrain()
-        .args([
-            "synth",
-            "--out",
-            s(dir),
-            "--classes",
-            "20",
-            "--dim",
-            "32",
-            "--img-max",
-            "200",
-            "--ir",
-            "20",
-            "--test-per-class",
-            "20",
-            "--latent-dim",
-            "8",
-            "--stage1-epochs",
-            "5",
-        ])
-        .output()
-        .unwrap());
+    crate::cli::small_synth(dir);
 }
 
 /// A sweep that takes about a second on one thread (24 runs).
