@@ -288,28 +288,28 @@ fn cuda_without_a_gpu_says_so_in_one_line() {
     assert!(err.contains("CUDA"), "{err}");
 }
 
+/// The list dataset of [`write_list_dataset`] through ResNet-32 into `b/`.
+const LIST_TO_B: [&str; 12] = [
+    "--dataset",
+    "list",
+    "--root",
+    ".",
+    "--train-list",
+    "test.txt",
+    "--test-list",
+    "test.txt",
+    "--arch",
+    "resnet32",
+    "--out",
+    "b",
+];
+
 #[test]
 fn an_existing_bank_is_not_replaced_without_overwrite() {
     let d = tempfile::tempdir().unwrap();
     write_list_dataset(d.path());
     std::fs::create_dir_all(d.path().join("b")).unwrap();
-    let (code, err) = extract(
-        &[
-            "--dataset",
-            "list",
-            "--root",
-            ".",
-            "--train-list",
-            "test.txt",
-            "--test-list",
-            "test.txt",
-            "--arch",
-            "resnet32",
-            "--out",
-            "b",
-        ],
-        d.path(),
-    );
+    let (code, err) = extract(&LIST_TO_B, d.path());
     assert_eq!(code, 2);
     assert!(err.contains("--overwrite"), "{err}");
 }
@@ -326,21 +326,7 @@ fn a_second_extract_on_the_same_out_is_refused_with_the_holder_pid() {
         .open(&lock_path)
         .unwrap();
     lock.try_lock().unwrap();
-    let args = [
-        "--dataset",
-        "list",
-        "--root",
-        ".",
-        "--train-list",
-        "test.txt",
-        "--test-list",
-        "test.txt",
-        "--arch",
-        "resnet32",
-        "--out",
-        "b",
-    ];
-    let (code, err) = extract(&args, d.path());
+    let (code, err) = extract(&LIST_TO_B, d.path());
     assert_eq!(code, 2, "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(

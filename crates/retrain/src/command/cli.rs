@@ -297,6 +297,9 @@ impl RunArgs {
         let expanded = self.expand(&methods)?;
         let banks = self.open_banks(log)?;
         let (out, records, experiment) = super::experiment::folders(self, &banks);
+        if let Some((root, _)) = &experiment {
+            crate::output::notebook::read_index(root)?;
+        }
         let lock = super::experiment::lock(self, &out, &records)?;
         let jobs = self.jobs_of(&expanded);
         let (device, notice) = crate::engine::device::select(self.device)?;

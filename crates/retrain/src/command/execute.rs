@@ -19,6 +19,8 @@ use std::collections::HashMap;
 /// Everything one bank produced.
 pub struct BankRun<'a> {
     pub bank: &'a Bank,
+    /// [`Bank::fingerprint`], computed once (it reads every feature).
+    pub fingerprint: String,
     pub groups: Vec<ShotGroup>,
     pub records: Vec<RunRecord>,
     pub rows: Vec<Row>,
@@ -93,6 +95,7 @@ pub fn run_bank<'a>(
     let rows = aggregate(&bank.name(), &groups, &records);
     Ok(BankRun {
         bank,
+        fingerprint,
         groups,
         records,
         rows,

@@ -14,20 +14,22 @@ use bank::Bank;
 use bank::lock::FolderLock;
 use std::path::{Path, PathBuf};
 
-/// The experiment folder's name for `args` on banks named `banks`.
+/// The experiment folder's name for `args` (the bank folder above it is [`banks_folder`]).
 pub fn experiment_name(args: &RunArgs) -> String {
-    let methods = if args.method.iter().any(|m| m == "all") {
-        match &args.config {
-            Some(p) => p
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "table".into()),
-            None => "table1".into(),
-        }
-    } else {
-        args.method.join("+")
+    let all = args.method.iter().any(|m| m == "all");
+    let methods = match (&args.config, all) {
+        (Some(p), true) => p
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "table".into()),
+        (None, true) => "table1".into(),
+        (_, false) => args.method.join("+"),
     };
-    let mut name = methods;
+    let mut name = match (args.tune, all && args.config.is_none()) {
+        (true, true) => "tune".to_string(),
+        (true, false) => format!("{methods}-tune"),
+        (false, _) => methods,
+    };
     if args.sweep_delta {
         name.push_str("-delta-sweep");
         if let Some(d) = &args.deltas {
@@ -39,13 +41,6 @@ pub fn experiment_name(args: &RunArgs) -> String {
     }
     if let Some(g) = &args.grid {
         name.push_str(&format!("-grid-lr{}-wd{}", list(&g.lr), list(&g.wd)));
-    }
-    if args.tune {
-        name = if args.method.iter().any(|m| m == "all") && args.config.is_none() {
-            "tune".into()
-        } else {
-            format!("{name}-tune")
-        };
     }
     for part in overrides(args) {
         name.push('-');
@@ -169,4 +164,52 @@ fn create(dir: &Path) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(dir)
         .with_context(|| format!("--out {}: cannot create the folder", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn name(args: &[&str]) -> String {
+        let cli = crate::command::cli::Cli::try_parse_from(
+            std::iter::once("retrain").chain(args.iter().copied()),
+        )
+        .unwrap();
+        experiment_name(&cli.run)
+    }
+
+    #[test]
+    fn the_folder_is_named_from_the_command() {
+        assert_eq!(name(&[]), "table1");
+        assert_eq!(name(&["--method", "all", "--seeds", "3"]), "table1");
+        assert_eq!(
+            name(&["--method", "los", "--sweep-delta"]),
+            "los-delta-sweep"
+        );
+        assert_eq!(
+            name(&[
+                "--method",
+                "tau-norm,logit-adjust",
+                "--sweep-tau",
+                "--seeds",
+                "1"
+            ]),
+            "tau-norm+logit-adjust-tau-sweep-seeds1"
+        );
+        assert_eq!(
+            name(&["--method", "los", "--grid", "lr=1e-4,1e-3:wd=0"]),
+            "los-grid-lr0.0001_0.001-wd0"
+        );
+        assert_eq!(name(&["--tune"]), "tune");
+        assert_eq!(name(&["--tune", "--grid", "lr=0.1"]), "tune-grid-lr0.1-wd0");
+        assert_eq!(name(&["--method", "los", "--tune"]), "los-tune");
+        assert_eq!(
+            name(&[
+                "--epochs", "5", "--lr", "0.01", "--no-tta", "--init", "fresh"
+            ]),
+            "table1-lr0.01-epochs5-init-fresh-no-tta"
+        );
+        assert_eq!(banks_folder(&["a".into(), "b c".into()]), "a+b_c");
+    }
 }

@@ -63,7 +63,7 @@ fn write_notebook(
         git: records::GIT_REV.into(),
         fingerprints: runs
             .iter()
-            .map(|r| (r.bank.name(), r.bank.fingerprint()))
+            .map(|r| (r.bank.name(), r.fingerprint.clone()))
             .collect(),
         headline,
         figures: figures.to_vec(),
@@ -190,7 +190,7 @@ fn write_config(args: &RunArgs, plan: &Plan, runs: &[BankRun]) -> anyhow::Result
         "banks": runs.iter().map(|r| serde_json::json!({
             "name": r.bank.name(),
             "dir": r.bank.dir.display().to_string(),
-            "fingerprint": r.bank.fingerprint(),
+            "fingerprint": r.fingerprint,
             "shots": r.bank.shots,
             "selection": if r.bank.val.is_some() { "best val epoch" } else { "final epoch" },
         })).collect::<Vec<_>>(),

@@ -108,15 +108,7 @@ pub fn update_index(root: &Path, e: &Entry) -> anyhow::Result<()> {
         .and_then(|f| f.lock().map(|_| f))
         .with_context(|| format!("{}: cannot lock the index", root.display()))?;
     let json = root.join("index.json");
-    let mut entries: Vec<Entry> = match std::fs::read_to_string(&json) {
-        Ok(text) => serde_json::from_str(&text).with_context(|| {
-            format!(
-                "{}: not an ltbench index (delete it to start a new one)",
-                json.display()
-            )
-        })?,
-        Err(_) => Vec::new(),
-    };
+    let mut entries = read_index(root)?;
     entries.retain(|x| x.folder != e.folder);
     // newest first; a stable sort keeps the entry just written first among equal dates
     entries.insert(0, e.clone());
@@ -128,6 +120,21 @@ pub fn update_index(root: &Path, e: &Entry) -> anyhow::Result<()> {
     bank::write::write_atomic(&root.join("index.md"), |tmp| std::fs::write(tmp, &md))?;
     drop(lock);
     Ok(())
+}
+
+/// The entries of `<root>/index.json` (none when there is no index yet); an unreadable one
+/// is an error naming the file (checked before a run starts, so that it writes nothing).
+pub fn read_index(root: &Path) -> anyhow::Result<Vec<Entry>> {
+    let json = root.join("index.json");
+    match std::fs::read_to_string(&json) {
+        Ok(text) => serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{}: not an ltbench index (delete it to start a new one)",
+                json.display()
+            )
+        }),
+        Err(_) => Ok(Vec::new()),
+    }
 }
 
 /// The index as a markdown table (entries already in order).

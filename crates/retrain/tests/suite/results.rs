@@ -199,3 +199,56 @@ fn explicit_out_keeps_records_in_it_and_writes_no_index() {
         "--out writes nothing under the results root"
     );
 }
+
+#[test]
+fn a_broken_index_stops_the_run_before_anything_is_written() {
+    let t = tempfile::tempdir().unwrap();
+    let bank = t.path().join("toy");
+    run(&[
+        "synth",
+        "--out",
+        s(&bank),
+        "--classes",
+        "5",
+        "--dim",
+        "8",
+        "--img-max",
+        "40",
+        "--ir",
+        "5",
+        "--test-per-class",
+        "5",
+        "--latent-dim",
+        "4",
+        "--stage1-epochs",
+        "2",
+    ]);
+    let root = t.path().join("results");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("index.json"), "{ not json").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_retrain"))
+        .args([
+            "--bank",
+            s(&bank),
+            "--results",
+            s(&root),
+            "--method",
+            "vanilla-fc",
+            "-q",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let last = err.trim().lines().last().unwrap();
+    assert!(last.contains("index.json: not an ltbench index"), "{err}");
+    let names: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["index.json"],
+        "the refused run wrote into the results root"
+    );
+}
