@@ -12,7 +12,7 @@ use anyhow::bail;
 use bank::{Bank, ShotThresholds};
 use clap::{Parser, Subcommand};
 
-pub use super::grid::Grid;
+pub use super::grid::{Grid, Sweep};
 use std::path::{Path, PathBuf};
 
 /// The δ grid of the paper's Fig. 4.
@@ -76,7 +76,9 @@ pub struct RunArgs {
     /// bank × method table (the paper's Table 4 layout) and one line per bank in sweeps.
     #[arg(long, value_delimiter = ',')]
     pub bank: Vec<PathBuf>,
-    /// Methods, comma-separated, or `all` (the rows of the method table).
+    /// Methods, comma-separated, or a group: `table1` (the paper's Table 1 rows and the
+    /// reference rows), `zoo` (the stage-2 methods of the toolboxes), `all` (both, paper
+    /// rows first). With --config FILE, `all` is every row of FILE.
     #[arg(long, default_value = "all", value_delimiter = ',')]
     pub method: Vec<String>,
     /// Method table [default: baselines/table1.toml, as compiled into the binary].
@@ -106,7 +108,8 @@ pub struct RunArgs {
     /// Label-smoothing δ of LOS (and of any other CE row with smoothing).
     #[arg(long)]
     pub delta: Option<f32>,
-    /// τ of the post-hoc rows (tau-norm, logit-adjust).
+    /// τ of the rows that have one: post-hoc (tau-norm, logit-adjust) or in the loss
+    /// (balanced-softmax, la-loss, vs).
     #[arg(long)]
     pub tau: Option<f32>,
     /// Run each selected CE-based method over a grid of δ (see --deltas) and write
@@ -134,9 +137,16 @@ pub struct RunArgs {
     /// Split that --tune selects on; `test` is an oracle and is labelled so everywhere.
     #[arg(long, value_enum, default_value = "val")]
     pub tune_on: TuneOn,
-    /// Run each selected post-hoc method over τ = 0, 0.1, ..., 2 and print the curve.
+    /// Run each selected method with a τ (tau-norm, logit-adjust, balanced-softmax,
+    /// la-loss, vs) over τ = 0, 0.1, ..., 2 and print the curve.
     #[arg(long)]
     pub sweep_tau: bool,
+    /// Run each selected method over values of one of its numeric constants, e.g.
+    /// `--method las --sweep eps_head=0.2,0.3,0.4`; PARAM is a row's field (`eps_head`,
+    /// `gamma`, `beta`, `scale`, `lr`, `epochs`, … or a dotted path such as `reweight.beta`).
+    /// Writes <out>/<method>-<param>-sweep.csv.
+    #[arg(long, value_name = "PARAM=v1,v2,..")]
+    pub sweep: Option<Sweep>,
     /// MaxNorm projection after every step (paper) or once per epoch (LTWB code).
     #[arg(long, value_enum)]
     pub maxnorm_every: Option<MaxNormEvery>,
@@ -228,10 +238,15 @@ pub struct Plan {
     pub threads: usize,
     /// The GPU of `--device` (`None`: the CPU engine).
     pub device: Option<candle_core::Device>,
-    pub swept: Vec<&'static str>,
+    pub swept: Vec<String>,
     pub sweep_delta: bool,
     pub sweep_tau: bool,
+    /// The parameter of `--sweep`.
+    pub sweep: Option<String>,
     pub grid: bool,
+    /// Each selected method's group (`table1`, `zoo`, or the --config file), for the
+    /// grouped table on stdout.
+    pub groups: Vec<(String, String)>,
 }
 
 pub const DEFAULT_BANK: &str = "features/fmnist-lt-ir100";
@@ -293,7 +308,7 @@ impl RunArgs {
     /// flag must not wait for a bank to load.
     pub fn plan(&self, log: &dyn Fn(&str)) -> anyhow::Result<Plan> {
         self.check_flags()?;
-        let methods = self.methods()?;
+        let (methods, groups) = self.methods()?;
         let expanded = self.expand(&methods)?;
         let banks = self.open_banks(log)?;
         let (out, records, experiment) = super::experiment::folders(self, &banks);
@@ -322,7 +337,9 @@ impl RunArgs {
             swept: self.swept(),
             sweep_delta: self.sweep_delta,
             sweep_tau: self.sweep_tau,
+            sweep: self.sweep.as_ref().map(|s| s.param.clone()),
             grid: self.grid.is_some(),
+            groups,
         })
     }
 
@@ -343,6 +360,9 @@ impl RunArgs {
         if self.jobs == Some(0) {
             bail!("--jobs must be ≥ 1");
         }
+        if self.sweep.is_some() && (self.sweep_delta || self.sweep_tau) {
+            bail!("--sweep: one sweep at a time (leave out --sweep-delta / --sweep-tau)");
+        }
         Ok(())
     }
 
@@ -362,29 +382,48 @@ impl RunArgs {
     }
 
     /// The selected rows of the method table, with the flags that override a row applied,
-    /// checked.
-    fn methods(&self) -> anyhow::Result<Vec<Method>> {
+    /// checked; and each one's group.
+    fn methods(&self) -> anyhow::Result<(Vec<Method>, Vec<(String, String)>)> {
         let table = match &self.config {
             Some(p) => MethodTable::read(p)?,
             None => MethodTable::embedded(),
         };
         let defaults = self.defaults(&table);
-        let wanted: Vec<&str> = if self.method.iter().any(|m| m == "all") {
-            table.names()
-        } else {
-            self.method.iter().map(String::as_str).collect()
-        };
+        let mut wanted: Vec<&str> = Vec::new();
+        for w in &self.method {
+            let names = match w.as_str() {
+                "all" => table.names(),
+                g if table.groups.iter().any(|x| x == g) => table.group(g),
+                name => vec![name],
+            };
+            for n in names {
+                if !wanted.contains(&n) {
+                    wanted.push(n);
+                }
+            }
+        }
         let mut methods = Vec::new();
+        let mut groups = Vec::new();
         for name in wanted {
             let Some(spec) = table.methods.iter().find(|m| m.name == name) else {
+                let groups: Vec<&str> = crate::method::table::GROUPS
+                    .iter()
+                    .map(|(g, _)| *g)
+                    .filter(|g| table.groups.iter().any(|x| x == g))
+                    .collect();
                 bail!(
-                    "--method: unknown method `{name}` (choose from: {}, all)",
-                    table.names().join(", ")
+                    "--method: unknown method `{name}` (choose from: {}, {}all)",
+                    table.names().join(", "),
+                    groups.iter().map(|g| format!("{g}, ")).collect::<String>()
                 );
             };
             methods.push(self.override_row(spec.clone()).check(&defaults)?);
+            groups.push((
+                name.to_string(),
+                table.group_of(name).unwrap_or_default().to_string(),
+            ));
         }
-        Ok(methods)
+        Ok((methods, groups))
     }
 
     /// A row of the table with `--lr`, `--delta`, `--tau`, `--maxnorm-every`, … applied.
@@ -396,9 +435,10 @@ impl RunArgs {
             }
         }
         if let Some(t) = self.tau {
-            match &mut spec.posthoc {
-                PostHoc::TauNorm { tau } | PostHoc::LogitAdjust { tau } => *tau = t,
-                PostHoc::None => {}
+            match (&mut spec.posthoc, &mut spec.loss) {
+                (PostHoc::TauNorm { tau } | PostHoc::LogitAdjust { tau }, _) => *tau = t,
+                (PostHoc::None, Loss::BalancedSoftmax { tau } | Loss::Vs { tau, .. }) => *tau = t,
+                _ => {}
             }
         }
         if let (Some(e), Constraint::MaxNorm { every, .. }) =
@@ -420,6 +460,10 @@ impl RunArgs {
                 expanded.extend(self.delta_sweep(m)?);
             } else if self.sweep_tau {
                 expanded.extend(tau_sweep(m)?);
+            } else if let Some(sw) = &self.sweep {
+                for &v in &sw.values {
+                    expanded.push(crate::method::params::with_param(m, &sw.param, v)?);
+                }
             } else {
                 expanded.push(m.clone());
             }
@@ -461,16 +505,19 @@ impl RunArgs {
     }
 
     /// The parameters that vary between the rows of the tables.
-    fn swept(&self) -> Vec<&'static str> {
-        let mut swept = Vec::new();
+    fn swept(&self) -> Vec<String> {
+        let mut swept: Vec<String> = Vec::new();
         if self.sweep_delta {
-            swept.push("delta");
+            swept.push("delta".into());
+        }
+        if let Some(s) = &self.sweep {
+            swept.push(s.param.clone());
         }
         if self.grid.is_some() {
-            swept.extend(["lr", "wd"]);
+            swept.extend(["lr".into(), "wd".into()]);
         }
         if self.sweep_tau {
-            swept.push("tau");
+            swept.push("tau".into());
         }
         swept
     }
@@ -547,20 +594,9 @@ impl RunArgs {
 fn tau_sweep(m: &Method) -> anyhow::Result<Vec<Method>> {
     if m.tau().is_none() {
         bail!(
-            "--sweep-tau: method `{}` has no post-hoc τ (use tau-norm or logit-adjust)",
+            "--sweep-tau: method `{}` has no τ (use tau-norm, logit-adjust, balanced-softmax, la-loss or vs)",
             m.name
         );
     }
-    Ok((0..=20)
-        .map(|i| {
-            let mut v = m.clone();
-            let t = i as f32 * 0.1;
-            v.posthoc = match v.posthoc {
-                PostHoc::TauNorm { .. } => PostHoc::TauNorm { tau: t },
-                PostHoc::LogitAdjust { .. } => PostHoc::LogitAdjust { tau: t },
-                p => p,
-            };
-            v
-        })
-        .collect())
+    Ok((0..=20).map(|i| m.with_tau(i as f32 * 0.1)).collect())
 }

@@ -47,3 +47,52 @@ impl std::str::FromStr for Grid {
         })
     }
 }
+
+/// `--sweep PARAM=v1,v2,…`: one numeric constant of the selected rows over a list of values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sweep {
+    pub param: String,
+    pub values: Vec<f64>,
+}
+
+impl std::str::FromStr for Sweep {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Sweep, String> {
+        let (name, values) = s
+            .split_once('=')
+            .ok_or_else(|| format!("`{s}`: expected PARAM=v1,v2,..."))?;
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(format!("`{s}`: the parameter name is empty"));
+        }
+        let values: Vec<f64> = values
+            .split(',')
+            .map(|v| {
+                v.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite())
+                    .ok_or_else(|| format!("{name}: `{v}` is not a finite number"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Sweep {
+            param: name.to_string(),
+            values,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sweep_parses_and_bad_ones_say_why() {
+        let s: Sweep = "eps_head=0.2,0.3, 0.4".parse().unwrap();
+        assert_eq!(s.param, "eps_head");
+        assert_eq!(s.values, vec![0.2, 0.3, 0.4]);
+        assert!("eps_head".parse::<Sweep>().unwrap_err().contains("PARAM="));
+        assert!("x=1,a".parse::<Sweep>().unwrap_err().contains("`a`"));
+        assert!("=1".parse::<Sweep>().is_err());
+    }
+}

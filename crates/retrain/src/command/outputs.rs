@@ -21,7 +21,10 @@ use std::path::Path;
 pub fn write_outputs(args: &RunArgs, plan: &Plan, runs: &[BankRun]) -> anyhow::Result<()> {
     let out_dir = &plan.out;
     let all_rows: Vec<Row> = runs.iter().flat_map(|r| r.rows.iter().cloned()).collect();
-    write_csv(&out_dir.join("table1.csv"), &mut table_frame(&all_rows)?)?;
+    write_csv(
+        &out_dir.join("table1.csv"),
+        &mut table_frame(&all_rows, &plan.swept)?,
+    )?;
     let mut figures = write_run_tables(args, plan, runs)?;
     let notes = write_sweeps(args, plan, runs, &all_rows, &mut figures)?;
     write_config(args, plan, runs)?;
@@ -148,6 +151,12 @@ fn write_sweeps(
                 &mut sweep_frame(&sub, "tau")?,
             )?;
         }
+        if let Some(p) = &plan.sweep {
+            write_csv(
+                &out_dir.join(format!("{}-{}-sweep.csv", m.name, p.replace('.', "-"))),
+                &mut sweep_frame(&sub, p)?,
+            )?;
+        }
         if plan.grid {
             write_csv(
                 &out_dir.join(format!("{}-grid.csv", m.name)),
@@ -238,7 +247,15 @@ fn print_tables(
             r.new_runs,
             r.wall
         )?;
-        write!(out, "{}", render(&r.rows, swept))?;
+        let group = |name: &str| {
+            let g = plan.groups.iter().find(|(n, _)| n == name)?;
+            let label = crate::method::table::GROUPS
+                .iter()
+                .find(|(id, _)| *id == g.1)
+                .map_or(g.1.as_str(), |(_, l)| *l);
+            Some(label.to_string())
+        };
+        write!(out, "{}", render(&r.rows, swept, &group))?;
         let stale = r.records.iter().filter(|x| x.stale.is_some()).count();
         if stale > 0 {
             writeln!(

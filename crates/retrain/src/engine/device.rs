@@ -161,55 +161,102 @@ fn one_hot(y: &Tensor, classes: &Tensor) -> Result<Tensor> {
 struct DeviceLoss {
     loss: Loss,
     k: usize,
-    /// The loss's per-class terms [K] (log n_c, s·m_c or w_c), when it has some.
-    terms: Option<Tensor>,
+    /// The loss's named per-class terms ([`crate::engine::loss::Terms`]) [K], when present.
+    offset: Option<Tensor>,
+    scale: Option<Tensor>,
+    margin: Option<Tensor>,
+    smoothing: Option<Tensor>,
+    weight: Option<Tensor>,
+    reweight: Option<Tensor>,
+    lade_shift: Option<Tensor>,
+    prior: Option<Tensor>,
     /// 0..K as u32 [K] (for one-hot rows).
     classes: Tensor,
 }
 
+/// What a step's loss needs from the host: GCL's noise [B, K] and whether the re-weighting
+/// is on (DRW).
+struct StepInputs<'a> {
+    noise: Option<&'a Tensor>,
+    reweight_on: bool,
+}
+
 impl DeviceLoss {
-    fn new(f: &LossFn, device: &Device) -> Result<DeviceLoss> {
+    fn new(f: &LossFn, reweight: Option<&[f32]>, device: &Device) -> Result<DeviceLoss> {
         let k = f.num_classes;
-        let terms = if f.class_terms().is_empty() {
-            None
-        } else {
-            Some(Tensor::from_slice(f.class_terms(), k, device)?)
+        let up = |v: &[f32]| -> Result<Option<Tensor>> {
+            if v.is_empty() {
+                Ok(None)
+            } else {
+                Tensor::from_slice(v, k, device).map(Some)
+            }
         };
+        let t = &f.terms;
         Ok(DeviceLoss {
             loss: f.loss,
             k,
-            terms,
+            offset: up(&t.offset)?,
+            scale: up(&t.scale)?,
+            margin: up(&t.margin)?,
+            smoothing: up(&t.smoothing)?,
+            weight: up(&t.weight)?,
+            reweight: up(reweight.unwrap_or(&[]))?,
+            lade_shift: up(&t.lade_shift)?,
+            prior: up(&t.prior)?,
             classes: Tensor::arange(0u32, k as u32, device)?,
         })
     }
 
-    fn terms(&self) -> &Tensor {
-        self.terms.as_ref().expect("this loss has per-class terms")
-    }
-
     /// w_{y_i} as a column [B, 1].
-    fn row_weights(&self, y: &Tensor) -> Result<Tensor> {
-        self.terms().index_select(y, 0)?.unsqueeze(1)
+    fn row_weights(w: &Tensor, y: &Tensor) -> Result<Tensor> {
+        w.index_select(y, 0)?.unsqueeze(1)
     }
 
-    fn loss_and_grad(&self, z: &Tensor, y: &Tensor) -> Result<(Tensor, Tensor)> {
+    fn loss_and_grad(&self, z: &Tensor, y: &Tensor, step: &StepInputs) -> Result<(Tensor, Tensor)> {
         let b = z.dim(0)?;
         let inv_b = 1.0 / b as f64;
         let t = one_hot(y, &self.classes)?;
+        let reweight = match (&self.reweight, step.reweight_on) {
+            (Some(w), true) => Some(Self::row_weights(w, y)?),
+            _ => None,
+        };
         match self.loss {
-            Loss::Ce { .. } | Loss::BalancedSoftmax | Loss::Ldam { .. } => {
+            Loss::Ce { .. }
+            | Loss::BalancedSoftmax { .. }
+            | Loss::Ldam { .. }
+            | Loss::Las { .. }
+            | Loss::Cdt { .. }
+            | Loss::Vs { .. }
+            | Loss::Gcl { .. }
+            | Loss::Lade { .. } => {
                 let smoothing = match self.loss {
                     Loss::Ce { smoothing } => smoothing as f64,
                     _ => 0.0,
                 };
-                self.softmax_ce(z, &t, smoothing, None, inv_b)
+                let (l, g) = self.softmax_ce(
+                    z,
+                    y,
+                    &t,
+                    smoothing,
+                    reweight.as_ref(),
+                    true,
+                    step.noise,
+                    inv_b,
+                )?;
+                match self.loss {
+                    Loss::Lade { alpha, lambda } => {
+                        let (lr, gr) = self.lade(z, &t, alpha as f64, lambda as f64)?;
+                        Ok(((l + lr)?, (g + gr)?))
+                    }
+                    _ => Ok((l, g)),
+                }
             }
             Loss::ClassBalanced {
                 form: CbForm::Softmax,
                 ..
             } => {
-                let r = self.row_weights(y)?;
-                self.softmax_ce(z, &t, 0.0, Some(&r), inv_b)
+                let r = Self::row_weights(self.weight.as_ref().expect("cb weights"), y)?;
+                self.softmax_ce(z, y, &t, 0.0, Some(&r), false, None, inv_b)
             }
             Loss::Focal { gamma } => {
                 let gamma = gamma as f64;
@@ -236,11 +283,19 @@ impl DeviceLoss {
             Loss::ClassBalanced {
                 form: CbForm::Sigmoid,
                 ..
-            } => {
-                let w = self.row_weights(y)?;
+            }
+            | Loss::BalBce => {
+                let w = match &self.weight {
+                    Some(w) => Self::row_weights(w, y)?,
+                    None => Tensor::ones((b, 1), DType::F32, z.device())?,
+                };
+                let z = match (&self.offset, self.loss) {
+                    (Some(o), Loss::BalBce) => z.broadcast_add(o)?,
+                    _ => z.clone(),
+                };
                 // max(z, 0) − z t + log(1 + e^(−|z|))
-                let bce =
-                    ((z.relu()? - (z * &t)?)? + z.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?)?;
+                let bce = ((z.relu()? - (&z * &t)?)?
+                    + z.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?)?;
                 let loss = ((bce.sum_keepdim(1)? * &w)?.sum_all()? * inv_b)?;
                 let sig = z.neg()?.exp()?.affine(1.0, 1.0)?.recip()?;
                 let g = (sig - &t)?.broadcast_mul(&w.affine(inv_b, 0.0)?)?;
@@ -251,7 +306,7 @@ impl DeviceLoss {
                 ..
             } => {
                 let norm = inv_b / self.k as f64;
-                let w = self.row_weights(y)?;
+                let w = Self::row_weights(self.weight.as_ref().expect("cb weights"), y)?;
                 let (_, _, p) = softmax_parts(z)?;
                 let log_p = p.log()?.maximum(-100.0)?;
                 let log_q = p.affine(-1.0, 1.0)?.log()?.maximum(-100.0)?;
@@ -266,31 +321,87 @@ impl DeviceLoss {
         }
     }
 
-    /// Softmax CE with label smoothing δ, per-class offset (balanced softmax), true-class
-    /// margin (LDAM) and row weights r (class-balanced softmax form); see `loss/softmax_ce.rs`.
+    /// Softmax CE on the adjusted logits `a = m ⊙ z + o − μ_y·1{y} − ν` with label smoothing δ
+    /// (or the per-class ε_y), row weights r and the mean over B, or over Σ r with
+    /// `weighted_mean`; see `loss/softmax_ce.rs`.
+    #[allow(clippy::too_many_arguments)]
     fn softmax_ce(
         &self,
         z: &Tensor,
+        y: &Tensor,
         t: &Tensor,
         smoothing: f64,
         r: Option<&Tensor>,
+        weighted_mean: bool,
+        noise: Option<&Tensor>,
         inv_b: f64,
     ) -> Result<(Tensor, Tensor)> {
-        let a = match self.loss {
-            Loss::BalancedSoftmax => z.broadcast_add(self.terms())?,
-            Loss::Ldam { .. } => (z - t.broadcast_mul(self.terms())?)?,
-            _ => z.clone(),
-        };
+        let mut a = z.clone();
+        if let Some(m) = &self.scale {
+            a = a.broadcast_mul(m)?;
+        }
+        if let Some(o) = &self.offset {
+            a = a.broadcast_add(o)?;
+        }
+        if let Some(m) = &self.margin {
+            a = (a - t.broadcast_mul(m)?)?;
+        }
+        if let Some(n) = noise {
+            a = (a - n)?;
+        }
         let (s, sum, p) = softmax_parts(&a)?;
         let k = self.k as f64;
-        let q = t.affine(1.0 - smoothing, smoothing / k)?;
+        let q = match &self.smoothing {
+            Some(eps) => {
+                let e = Self::row_weights(eps, y)?;
+                (t.broadcast_mul(&e.affine(-1.0, 1.0)?)?
+                    + e.affine(1.0 / k, 0.0)?.broadcast_as(t.shape())?)?
+            }
+            None => t.affine(1.0 - smoothing, smoothing / k)?,
+        };
         // −Σ q log p = log Σe − Σ q s
         let row = (sum.log()? - (&q * &s)?.sum_keepdim(1)?)?;
-        let (row, g) = match r {
-            Some(r) => ((row * r)?, (p - q)?.broadcast_mul(&r.affine(inv_b, 0.0)?)?),
-            None => (row, ((p - q)? * inv_b)?),
+        let (loss, g) = match r {
+            Some(r) if weighted_mean => {
+                let d = r.sum_all()?;
+                let loss = (row * r)?.sum_all()?.broadcast_div(&d)?;
+                let g = (p - q)?.broadcast_mul(r)?.broadcast_div(&d)?;
+                (loss, g)
+            }
+            Some(r) => (
+                ((row * r)?.sum_all()? * inv_b)?,
+                (p - q)?.broadcast_mul(&r.affine(inv_b, 0.0)?)?,
+            ),
+            None => ((row.sum_all()? * inv_b)?, ((p - q)? * inv_b)?),
         };
-        Ok(((row.sum_all()? * inv_b)?, g))
+        let g = match &self.scale {
+            Some(m) => g.broadcast_mul(m)?,
+            None => g,
+        };
+        Ok((loss, g))
+    }
+
+    /// LADE's regulariser α·L and its gradient (see `loss/mod.rs`, `lade_regulariser`).
+    fn lade(&self, z: &Tensor, t: &Tensor, alpha: f64, lambda: f64) -> Result<(Tensor, Tensor)> {
+        let b = z.dim(0)? as f64;
+        let shift = self.lade_shift.as_ref().expect("lade terms");
+        let prior = self.prior.as_ref().expect("lade terms");
+        let zc = z.broadcast_add(shift)?;
+        let max = zc.max_keepdim(0)?;
+        let e = zc.broadcast_sub(&max)?.exp()?;
+        let sum = e.sum_keepdim(0)?;
+        let p = e.broadcast_div(&sum)?;
+        let second = ((max + sum.log()?)? - b.ln())?; // [1, K]
+        let n = t.sum_keepdim(0)?.affine(1.0, 1e-8)?;
+        let first = (z * t)?.sum_keepdim(0)?.broadcast_div(&n)?;
+        let est = ((&first - &second)? - second.sqr()?.affine(lambda, 0.0)?)?;
+        let loss = (est.broadcast_mul(&prior.unsqueeze(0)?)?.sum_all()? * (-alpha))?;
+        let pull = second.affine(2.0 * lambda, 1.0)?;
+        let inner = (t.broadcast_div(&n)? - p.broadcast_mul(&pull)?)?;
+        let g = inner
+            .broadcast_mul(&prior.unsqueeze(0)?)?
+            .affine(-alpha, 0.0)?;
+        Ok((loss, g))
     }
 }
 
@@ -300,9 +411,16 @@ struct DeviceHead {
     weight: Tensor,
     bias: Tensor,
     scales: Tensor,
+    /// DisAlign: shift t [K], gate v [D, 1] and c [1] (zeros for other heads).
+    shift: Tensor,
+    gate_v: Tensor,
+    gate_c: Tensor,
     m_weight: Tensor,
     m_bias: Tensor,
     m_scales: Tensor,
+    m_shift: Tensor,
+    m_gate_v: Tensor,
+    m_gate_c: Tensor,
 }
 
 /// What the forward pass keeps for the backward pass.
@@ -310,9 +428,15 @@ struct Forward {
     /// The GEMM's input (normalised rows for cosine heads).
     x: Tensor,
     z: Tensor,
-    /// LWS: pre-scale logits; cosine: s·Ŵ and s/‖w_i‖.
+    /// LWS, DisAlign: pre-scale logits; cosine: s·Ŵ and s/‖w_i‖; DisAlign: the gate [B, 1].
     u: Option<Tensor>,
     what: Option<(Tensor, Tensor)>,
+    gate: Option<Tensor>,
+}
+
+/// σ(a), elementwise.
+fn sigmoid(a: &Tensor) -> Result<Tensor> {
+    a.neg()?.exp()?.affine(1.0, 1.0)?.recip()
 }
 
 impl DeviceHead {
@@ -328,9 +452,23 @@ impl DeviceHead {
             weight: Tensor::from_slice(&h.weight, (k, d), device)?,
             bias: Tensor::from_slice(&h.bias, k, device)?,
             scales,
+            shift: if h.shift.is_empty() {
+                Tensor::zeros(k, DType::F32, device)?
+            } else {
+                Tensor::from_slice(&h.shift, k, device)?
+            },
+            gate_v: if h.gate.is_empty() {
+                Tensor::zeros((d, 1), DType::F32, device)?
+            } else {
+                Tensor::from_slice(&h.gate[..d], (d, 1), device)?
+            },
+            gate_c: Tensor::from_slice(&[h.gate.get(d).copied().unwrap_or(0.0)], 1, device)?,
             m_weight: Tensor::zeros((k, d), DType::F32, device)?,
             m_bias: Tensor::zeros(k, DType::F32, device)?,
             m_scales: Tensor::zeros(k, DType::F32, device)?,
+            m_shift: Tensor::zeros(k, DType::F32, device)?,
+            m_gate_v: Tensor::zeros((d, 1), DType::F32, device)?,
+            m_gate_c: Tensor::zeros(1, DType::F32, device)?,
         })
     }
 
@@ -340,6 +478,11 @@ impl DeviceHead {
         h.bias = self.bias.to_vec1()?;
         if !h.scales.is_empty() {
             h.scales = self.scales.to_vec1()?;
+        }
+        if !h.shift.is_empty() {
+            h.shift = self.shift.to_vec1()?;
+            h.gate = self.gate_v.flatten_all()?.to_vec1()?;
+            h.gate.extend(self.gate_c.to_vec1::<f32>()?);
         }
         Ok(h)
     }
@@ -351,6 +494,7 @@ impl DeviceHead {
                 x: xb.clone(),
                 u: None,
                 what: None,
+                gate: None,
             }),
             Head::Cosine { scale } => {
                 let x = normalize_rows(xb)?;
@@ -367,15 +511,31 @@ impl DeviceHead {
                     x,
                     u: None,
                     what: Some((what, f)),
+                    gate: None,
                 })
             }
-            Head::Lws => {
+            Head::Lws { .. } => {
                 let u = xb.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)?;
                 Ok(Forward {
                     z: u.broadcast_mul(&self.scales)?,
                     x: xb.clone(),
                     u: Some(u),
                     what: None,
+                    gate: None,
+                })
+            }
+            Head::DisAlign => {
+                let u = xb.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)?;
+                let g = sigmoid(&xb.matmul(&self.gate_v)?.broadcast_add(&self.gate_c)?)?;
+                let inner = u
+                    .broadcast_mul(&self.scales.affine(1.0, -1.0)?)?
+                    .broadcast_add(&self.shift)?;
+                Ok(Forward {
+                    z: (&u + inner.broadcast_mul(&g)?)?,
+                    x: xb.clone(),
+                    u: Some(u),
+                    what: None,
+                    gate: Some(g),
                 })
             }
         }
@@ -424,10 +584,36 @@ impl DeviceHead {
                 let dw = (a - what.broadcast_mul(&dot)?)?.broadcast_mul(f)?;
                 (self.weight, self.m_weight) = sgd(&self.weight, &dw, &self.m_weight, lr, mu, wd)?;
             }
-            Head::Lws => {
+            Head::Lws { train_linear } => {
                 let u = fwd.u.as_ref().expect("lws forward");
                 let dc = (g * u)?.sum(0)?;
+                if train_linear {
+                    let gu = g.broadcast_mul(&self.scales)?;
+                    let dw = gu.t()?.matmul(&fwd.x)?;
+                    let db = gu.sum(0)?;
+                    (self.weight, self.m_weight) =
+                        sgd(&self.weight, &dw, &self.m_weight, lr, mu, wd)?;
+                    (self.bias, self.m_bias) = sgd(&self.bias, &db, &self.m_bias, lr, mu, wd)?;
+                }
                 (self.scales, self.m_scales) = sgd(&self.scales, &dc, &self.m_scales, lr, mu, wd)?;
+            }
+            Head::DisAlign => {
+                let u = fwd.u.as_ref().expect("disalign forward");
+                let gate = fwd.gate.as_ref().expect("disalign forward");
+                let gg = g.broadcast_mul(gate)?;
+                let ds = (&gg * u)?.sum(0)?;
+                let dt = gg.sum(0)?;
+                let inner = u
+                    .broadcast_mul(&self.scales.affine(1.0, -1.0)?)?
+                    .broadcast_add(&self.shift)?;
+                let dgate = (g * inner)?.sum_keepdim(1)?;
+                let h = (dgate * gate)?.mul(&gate.affine(-1.0, 1.0)?)?;
+                let dv = fwd.x.t()?.matmul(&h)?;
+                let dc = h.sum(0)?;
+                (self.scales, self.m_scales) = sgd(&self.scales, &ds, &self.m_scales, lr, mu, wd)?;
+                (self.shift, self.m_shift) = sgd(&self.shift, &dt, &self.m_shift, lr, mu, wd)?;
+                (self.gate_v, self.m_gate_v) = sgd(&self.gate_v, &dv, &self.m_gate_v, lr, mu, wd)?;
+                (self.gate_c, self.m_gate_c) = sgd(&self.gate_c, &dc, &self.m_gate_c, lr, mu, wd)?;
             }
         }
         Ok(())
@@ -465,10 +651,14 @@ pub fn train_on_device(
     let dev = &db.device;
     let hp = method.hyper;
     let rows = labels.len();
-    let loss = DeviceLoss::new(&LossFn::new(method.loss, method.head, train_counts), dev)?;
+    // the host loss draws GCL's noise and keeps DRW's schedule; the device loss computes
+    let mut host_loss = LossFn::for_method(method, train_counts);
+    host_loss.seed_noise(seed);
+    let loss = DeviceLoss::new(&host_loss, Some(host_loss.reweight()), dev)?;
+    let k = head.num_classes;
     let maxnorm = maxnorm_limit(&head, method.constraint);
     let mut sampler =
-        EpochSampler::new(method.sampler, labels, head.num_classes, seed, opts.shuffle);
+        EpochSampler::new(method.sampler, labels, k, seed, opts.shuffle).with_epochs(hp.epochs);
     let mut dh = DeviceHead::upload(&head, dev)?;
     let bsz = hp.batch_size.min(rows);
     let steps_per_epoch = rows.div_ceil(bsz);
@@ -479,6 +669,7 @@ pub fn train_on_device(
     let mut current = head;
     for epoch in 0..hp.epochs {
         sampler.next_epoch(&mut order);
+        host_loss.start_epoch(epoch, hp.epochs);
         let order_t = Tensor::from_slice(&order, order.len(), dev)?;
         let mut epoch_sum = Tensor::zeros((), DType::F32, dev)?;
         for start in (0..order.len()).step_by(bsz) {
@@ -488,7 +679,16 @@ pub fn train_on_device(
             let xb = db.train.x.index_select(&idx, 0)?;
             let yb = db.train_labels.index_select(&idx, 0)?;
             let fwd = dh.forward(&xb)?;
-            let (l, g) = loss.loss_and_grad(&fwd.z, &yb)?;
+            host_loss.prepare_step(b);
+            let noise = match host_loss.noise() {
+                Some(n) => Some(Tensor::from_slice(n, (b, k), dev)?),
+                None => None,
+            };
+            let inputs = StepInputs {
+                noise: noise.as_ref(),
+                reweight_on: host_loss.active_reweight().is_some(),
+            };
+            let (l, g) = loss.loss_and_grad(&fwd.z, &yb, &inputs)?;
             dh.backward_and_step(&fwd, &g, lr as f64, hp.momentum as f64, hp.wd as f64)?;
             if let Some((t, ProjectEvery::Step)) = maxnorm {
                 dh.project_rows(t)?;

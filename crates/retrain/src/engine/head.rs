@@ -4,10 +4,15 @@
 //! - Linear: `z = x Wᵀ + b`; `∂W = Gᵀ x`, `∂b = Σ_rows G`.
 //! - Cosine: `z = s x̂ Ŵᵀ` (x̂, ŵ_i unit rows, no bias); with `∂Ŵ = s Gᵀ x̂`,
 //!   `∂w_i = (∂ŵ_i − (∂ŵ_i·ŵ_i) ŵ_i) / ‖w_i‖`.
-//! - LWS: `z = c ⊙ (x Wᵀ + b)`, W and b frozen; `∂c_k = Σ_rows G_k u_k`.
+//! - LWS: `z = c ⊙ (x Wᵀ + b)`, W and b frozen; `∂c_k = Σ_rows G_k u_k`; with
+//!   `train_linear` (MiSLAS) also `∂W = (G ⊙ c)ᵀ x`, `∂b = Σ_rows G ⊙ c`.
+//! - DisAlign: `u = x Wᵀ + b` frozen, `g_i = sigmoid(x_i·v + c)`, `z = u + g ⊙ ((s − 1) ⊙ u + t)`;
+//!   `∂s_k = Σ_i G_ik g_i u_ik`, `∂t_k = Σ_i G_ik g_i`, and with
+//!   `h_i = Σ_k G_ik ((s_k − 1) u_ik + t_k) · g_i (1 − g_i)`: `∂v = Σ_i h_i x_i`, `∂c = Σ_i h_i`.
 //!
 //! # Shapes
-//! `weight` [K, D] (nn.Linear layout), `bias` [K], `scales` [K]; minibatches [B, D].
+//! `weight` [K, D] (nn.Linear layout), `bias` [K], `scales` [K], `shift` [K], `gate` [D + 1]
+//! (v, then c); minibatches [B, D].
 
 use crate::engine::linalg::{Parallelism, dot, matmul_abt, matmul_atb, norm};
 use crate::method::{Head, PostHoc};
@@ -24,8 +29,11 @@ pub struct HeadState {
     pub dim: usize,
     pub weight: Vec<f32>,
     pub bias: Vec<f32>,
-    /// LWS scales (empty for other heads).
+    /// LWS and DisAlign scales (empty for other heads).
     pub scales: Vec<f32>,
+    /// DisAlign's shift t [K] and gate (v [D], c) [D + 1] (empty for other heads).
+    pub shift: Vec<f32>,
+    pub gate: Vec<f32>,
 }
 
 impl HeadState {
@@ -39,10 +47,15 @@ impl HeadState {
     ) -> HeadState {
         assert_eq!(weight.len(), num_classes * dim);
         assert_eq!(bias.len(), num_classes);
-        let scales = if kind == Head::Lws {
+        let scales = if matches!(kind, Head::Lws { .. } | Head::DisAlign) {
             vec![1.0; num_classes]
         } else {
             Vec::new()
+        };
+        let (shift, gate) = if kind == Head::DisAlign {
+            (vec![0.0; num_classes], vec![0.0; dim + 1])
+        } else {
+            (Vec::new(), Vec::new())
         };
         let bias = if matches!(kind, Head::Cosine { .. }) {
             vec![0.0; num_classes]
@@ -56,6 +69,8 @@ impl HeadState {
             weight,
             bias,
             scales,
+            shift,
+            gate,
         }
     }
 
@@ -69,6 +84,35 @@ impl HeadState {
             .map(|_| rng.random_range(-bound..bound))
             .collect();
         HeadState::from_linear(kind, num_classes, dim, weight, bias)
+    }
+
+    /// LIFT's class-mean head (and NCM's means): row c = μ_c/‖μ_c‖ · `radius`, μ_c the mean of
+    /// the L2-normalised features of the rows of class c; b = 0. A class without rows gets a
+    /// zero row.
+    pub fn class_mean(
+        kind: Head,
+        num_classes: usize,
+        features: &[f32],
+        labels: &[u32],
+        radius: f32,
+    ) -> HeadState {
+        let d = features.len() / labels.len().max(1);
+        let mut sums = vec![0.0f64; num_classes * d];
+        for (x, &y) in features.chunks_exact(d).zip(labels) {
+            let n = norm(x).max(NORM_EPS) as f64;
+            let row = &mut sums[y as usize * d..(y as usize + 1) * d];
+            row.iter_mut().zip(x).for_each(|(s, &v)| *s += v as f64 / n);
+        }
+        let mut weight = vec![0.0f32; num_classes * d];
+        for (w, s) in weight.chunks_exact_mut(d).zip(sums.chunks_exact(d)) {
+            let n = s.iter().map(|v| v * v).sum::<f64>().sqrt();
+            if n > 0.0 {
+                w.iter_mut()
+                    .zip(s)
+                    .for_each(|(w, s)| *w = (s / n * radius as f64) as f32);
+            }
+        }
+        HeadState::from_linear(kind, num_classes, d, weight, vec![0.0; num_classes])
     }
 
     /// Row norms ‖w_i‖.
@@ -92,7 +136,9 @@ impl HeadState {
                     row.iter_mut().for_each(|v| *v *= scale / n);
                 }
             }
-            Head::Lws => {
+            // the gate is applied after the linear map (EvalHead::logits)
+            Head::DisAlign => {}
+            Head::Lws { .. } => {
                 for (c, (row, b)) in weight.chunks_exact_mut(d).zip(bias.iter_mut()).enumerate() {
                     row.iter_mut().for_each(|v| *v *= self.scales[c]);
                     *b *= self.scales[c];
@@ -116,17 +162,25 @@ impl HeadState {
             }
         }
         debug_assert_eq!(weight.len(), k * d);
+        let gate = (self.kind == Head::DisAlign).then(|| Gate {
+            v: self.gate[..d].to_vec(),
+            c: self.gate[d],
+            scale: self.scales.clone(),
+            shift: self.shift.clone(),
+        });
         EvalHead {
             num_classes: k,
             dim: d,
             weight,
             bias,
             normalize_input,
+            gate,
         }
     }
 }
 
-/// A head ready for inference: `z = x' Wᵀ + b`, x' = x or x/‖x‖.
+/// A head ready for inference: `z = x' Wᵀ + b`, x' = x or x/‖x‖, then DisAlign's gate when
+/// it has one.
 #[derive(Debug, Clone)]
 pub struct EvalHead {
     pub num_classes: usize,
@@ -134,6 +188,38 @@ pub struct EvalHead {
     pub weight: Vec<f32>,
     pub bias: Vec<f32>,
     pub normalize_input: bool,
+    pub gate: Option<Gate>,
+}
+
+/// DisAlign's input-dependent calibration: `z' = z + σ(vᵀx + c)·((s − 1) ⊙ z + t)`.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    pub v: Vec<f32>,
+    pub c: f32,
+    pub scale: Vec<f32>,
+    pub shift: Vec<f32>,
+}
+
+impl Gate {
+    /// σ(vᵀx + c) of one feature row.
+    pub fn value(&self, x: &[f32]) -> f32 {
+        sigmoid(dot(x, &self.v) + self.c)
+    }
+
+    /// Apply to the logits `z` [rows, K] of the feature rows `x` [rows, D].
+    pub fn apply(&self, x: &[f32], z: &mut [f32], k: usize) {
+        let d = self.v.len();
+        for (zr, xr) in z.chunks_exact_mut(k).zip(x.chunks_exact(d)) {
+            let g = self.value(xr);
+            for ((zc, s), t) in zr.iter_mut().zip(&self.scale).zip(&self.shift) {
+                *zc += g * ((s - 1.0) * *zc + t);
+            }
+        }
+    }
+}
+
+fn sigmoid(a: f32) -> f32 {
+    1.0 / (1.0 + (-a).exp())
 }
 
 impl EvalHead {
@@ -159,6 +245,9 @@ impl EvalHead {
             r.copy_from_slice(&self.bias);
         }
         matmul_abt(z, x, &self.weight, rows, k, d, true, par);
+        if let Some(g) = &self.gate {
+            g.apply(&x[..rows * d], &mut z[..rows * k], k);
+        }
     }
 }
 
@@ -179,15 +268,18 @@ pub struct StepBuffers {
     /// Logits [B, K] and ∂L/∂z [B, K].
     pub z: Vec<f32>,
     pub g: Vec<f32>,
-    /// LWS pre-scale logits [B, K].
+    /// LWS and DisAlign pre-scale logits [B, K], DisAlign's gate values [B].
     u: Vec<f32>,
+    gates: Vec<f32>,
     /// Cosine: s·Ŵ [K, D] and ‖w_i‖ [K].
     what: Vec<f32>,
     norms: Vec<f32>,
-    /// Gradients of weight [K, D], bias [K], scales [K].
+    /// Gradients of weight [K, D], bias [K], scales [K], shift [K], gate [D + 1].
     pub dw: Vec<f32>,
     pub db: Vec<f32>,
     pub dc: Vec<f32>,
+    pub dt: Vec<f32>,
+    pub dgate: Vec<f32>,
 }
 
 impl StepBuffers {
@@ -198,11 +290,14 @@ impl StepBuffers {
             z: vec![0.0; batch * k],
             g: vec![0.0; batch * k],
             u: vec![0.0; batch * k],
+            gates: vec![0.0; batch],
             what: vec![0.0; k * d],
             norms: vec![0.0; k],
             dw: vec![0.0; k * d],
             db: vec![0.0; k],
             dc: vec![0.0; k],
+            dt: vec![0.0; k],
+            dgate: vec![0.0; d + 1],
         }
     }
 }
@@ -231,7 +326,7 @@ pub fn forward(head: &HeadState, buf: &mut StepBuffers, b: usize, par: Paralleli
             }
             matmul_abt(&mut buf.z, &buf.xb, &buf.what, b, k, d, false, par);
         }
-        Head::Lws => {
+        Head::Lws { .. } => {
             for r in buf.u[..b * k].chunks_exact_mut(k) {
                 r.copy_from_slice(&head.bias);
             }
@@ -242,6 +337,24 @@ pub fn forward(head: &HeadState, buf: &mut StepBuffers, b: usize, par: Paralleli
             {
                 for ((z, u), c) in zr.iter_mut().zip(ur).zip(&head.scales) {
                     *z = u * c;
+                }
+            }
+        }
+        Head::DisAlign => {
+            for r in buf.u[..b * k].chunks_exact_mut(k) {
+                r.copy_from_slice(&head.bias);
+            }
+            matmul_abt(&mut buf.u, &buf.xb, &head.weight, b, k, d, true, par);
+            let (v, c) = (&head.gate[..d], head.gate[d]);
+            for (i, (zr, ur)) in buf.z[..b * k]
+                .chunks_exact_mut(k)
+                .zip(buf.u.chunks_exact(k))
+                .enumerate()
+            {
+                let g = sigmoid(dot(&buf.xb[i * d..(i + 1) * d], v) + c);
+                buf.gates[i] = g;
+                for (((z, u), s), t) in zr.iter_mut().zip(ur).zip(&head.scales).zip(&head.shift) {
+                    *z = u + g * ((s - 1.0) * u + t);
                 }
             }
         }
@@ -277,12 +390,48 @@ pub fn backward(head: &HeadState, buf: &mut StepBuffers, b: usize, par: Parallel
             }
             buf.db.fill(0.0);
         }
-        Head::Lws => {
+        Head::Lws { train_linear } => {
             buf.dc.fill(0.0);
             for (gr, ur) in buf.g[..b * k].chunks_exact(k).zip(buf.u.chunks_exact(k)) {
                 for ((s, g), u) in buf.dc.iter_mut().zip(gr).zip(ur) {
                     *s += g * u;
                 }
+            }
+            if train_linear {
+                // ∂u = G ⊙ c, in place (G is not needed after this)
+                for gr in buf.g[..b * k].chunks_exact_mut(k) {
+                    gr.iter_mut().zip(&head.scales).for_each(|(g, c)| *g *= c);
+                }
+                matmul_atb(&mut buf.dw, &buf.g, &buf.xb, b, k, d, par);
+                buf.db.fill(0.0);
+                for gr in buf.g[..b * k].chunks_exact(k) {
+                    buf.db.iter_mut().zip(gr).for_each(|(s, g)| *s += g);
+                }
+            }
+        }
+        Head::DisAlign => {
+            buf.dc.fill(0.0);
+            buf.dt.fill(0.0);
+            buf.dgate.fill(0.0);
+            for (i, (gr, ur)) in buf.g[..b * k]
+                .chunks_exact(k)
+                .zip(buf.u.chunks_exact(k))
+                .enumerate()
+            {
+                let g = buf.gates[i];
+                let mut dg = 0.0f32;
+                for (c, (gz, u)) in gr.iter().zip(ur).enumerate() {
+                    buf.dc[c] += gz * g * u;
+                    buf.dt[c] += gz * g;
+                    dg += gz * ((head.scales[c] - 1.0) * u + head.shift[c]);
+                }
+                let h = dg * g * (1.0 - g);
+                let x = &buf.xb[i * d..(i + 1) * d];
+                buf.dgate[..d]
+                    .iter_mut()
+                    .zip(x)
+                    .for_each(|(s, x)| *s += h * x);
+                buf.dgate[d] += h;
             }
         }
     }
@@ -298,8 +447,12 @@ mod tests {
         let w = (0..k * d).map(|i| ((i as f32) * 0.37).sin()).collect();
         let b = vec![0.1, -0.2, 0.3];
         let mut h = HeadState::from_linear(kind, k, d, w, b);
-        if kind == Head::Lws {
+        if matches!(kind, Head::Lws { .. } | Head::DisAlign) {
             h.scales = vec![0.9, 1.2, 1.05];
+        }
+        if kind == Head::DisAlign {
+            h.shift = vec![0.2, -0.1, 0.05];
+            h.gate = vec![0.3, -0.2, 0.1, 0.4, -0.15];
         }
         h
     }
@@ -316,7 +469,15 @@ mod tests {
     fn head_gradients_match_finite_differences() {
         let x: Vec<f32> = (0..8).map(|i| ((i as f32) * 1.3).cos() + 0.5).collect();
         let r: Vec<f32> = (0..6).map(|i| ((i as f32) * 0.9).sin()).collect();
-        for kind in [Head::Linear, Head::Cosine { scale: 16.0 }, Head::Lws] {
+        for kind in [
+            Head::Linear,
+            Head::Cosine { scale: 16.0 },
+            Head::Lws {
+                train_linear: false,
+            },
+            Head::Lws { train_linear: true },
+            Head::DisAlign,
+        ] {
             let h = head(kind);
             let mut buf = StepBuffers::new(2, 3, 4);
             buf.xb.copy_from_slice(&x);
@@ -327,7 +488,11 @@ mod tests {
             let params: Vec<(&str, usize)> = match kind {
                 Head::Linear => vec![("w", 12), ("b", 3)],
                 Head::Cosine { .. } => vec![("w", 12)],
-                Head::Lws => vec![("c", 3)],
+                Head::Lws {
+                    train_linear: false,
+                } => vec![("c", 3)],
+                Head::Lws { train_linear: true } => vec![("w", 12), ("b", 3), ("c", 3)],
+                Head::DisAlign => vec![("c", 3), ("t", 3), ("v", 5)],
             };
             for (name, n) in params {
                 for j in 0..n {
@@ -336,6 +501,8 @@ mod tests {
                         match name {
                             "w" => h2.weight[j] += delta,
                             "b" => h2.bias[j] += delta,
+                            "t" => h2.shift[j] += delta,
+                            "v" => h2.gate[j] += delta,
                             _ => h2.scales[j] += delta,
                         }
                         loss_of(&h2, &x, &r)
@@ -344,6 +511,8 @@ mod tests {
                     let an = match name {
                         "w" => buf.dw[j],
                         "b" => buf.db[j],
+                        "t" => buf.dt[j],
+                        "v" => buf.dgate[j],
                         _ => buf.dc[j],
                     } as f64;
                     assert!(
@@ -351,6 +520,41 @@ mod tests {
                         "{kind:?} {name}[{j}]: fd {fd} vs {an}"
                     );
                 }
+            }
+        }
+    }
+
+    /// Two classes in 2-D, by hand: class 0 rows (3, 4) and (1, 0) normalise to (0.6, 0.8) and
+    /// (1, 0), mean (0.8, 0.4), unit (2, 1)/√5; scaled to radius 2.
+    #[test]
+    fn class_mean_head_by_hand() {
+        let x = [3.0f32, 4.0, 1.0, 0.0, 0.0, -2.0];
+        let h = HeadState::class_mean(Head::Linear, 2, &x, &[0, 0, 1], 2.0);
+        let r5 = 5f32.sqrt();
+        assert!((h.weight[0] - 4.0 / r5).abs() < 1e-6 && (h.weight[1] - 2.0 / r5).abs() < 1e-6);
+        assert_eq!(&h.weight[2..], &[0.0, -2.0]);
+        assert_eq!(h.bias, vec![0.0, 0.0]);
+    }
+
+    /// What the trainer sees (forward) is what inference computes (eval_head), for every head.
+    #[test]
+    fn inference_logits_equal_training_forward() {
+        let x: Vec<f32> = (0..8).map(|i| ((i as f32) * 1.3).cos() + 0.5).collect();
+        for kind in [
+            Head::Linear,
+            Head::Cosine { scale: 16.0 },
+            Head::Lws { train_linear: true },
+            Head::DisAlign,
+        ] {
+            let h = head(kind);
+            let mut buf = StepBuffers::new(2, 3, 4);
+            buf.xb.copy_from_slice(&x);
+            forward(&h, &mut buf, 2, Parallelism::None);
+            let e = h.eval_head(PostHoc::None, &[0.0; 3]);
+            let mut z = vec![0.0; 6];
+            e.logits(&x, 2, &mut z, &mut Vec::new(), Parallelism::None);
+            for (a, b) in z.iter().zip(&buf.z) {
+                assert!((a - b).abs() < 1e-5, "{kind:?}: {z:?} vs {:?}", buf.z);
             }
         }
     }

@@ -75,7 +75,7 @@ impl<'a> Stack<'a> {
             mb: vec![0.0; nk],
             losses: methods
                 .iter()
-                .map(|m| LossFn::new(m.loss, m.head, train_counts))
+                .map(|m| LossFn::for_method(m, train_counts))
                 .collect(),
             maxnorm: methods
                 .iter()
@@ -206,13 +206,17 @@ pub fn train_many(
     let hp0 = methods[0].hyper;
     let bsz = hp0.batch_size.min(split.rows);
     let mut stack = Stack::new(&heads, methods, train_counts, bsz);
-    let mut sampler = EpochSampler::new(methods[0].sampler, &split.labels, k, seed, opts.shuffle);
+    let mut sampler = EpochSampler::new(methods[0].sampler, &split.labels, k, seed, opts.shuffle)
+        .with_epochs(hp0.epochs);
     let steps_per_epoch = split.rows.div_ceil(bsz);
     let mut order = Vec::with_capacity(split.rows);
     let mut step = 0usize;
     let mut epoch_loss = vec![Vec::with_capacity(hp0.epochs); m_count];
     for epoch in 0..hp0.epochs {
         sampler.next_epoch(&mut order);
+        for (l, m) in stack.losses.iter_mut().zip(methods) {
+            l.start_epoch(epoch, m.hyper.epochs);
+        }
         let mut sums = vec![0.0f64; m_count];
         for batch in order.chunks(bsz) {
             stack.step(

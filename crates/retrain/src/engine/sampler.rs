@@ -12,6 +12,46 @@ pub struct EpochSampler {
     rng: ChaCha8Rng,
     rows: usize,
     by_class: Vec<Vec<u32>>,
+    /// The epoch the next call draws, and how many there are (progressive sampling).
+    epoch: usize,
+    epochs: usize,
+}
+
+/// The class probabilities of a class-wise sampler at epoch `epoch` (0-based) of `epochs`,
+/// for train counts `counts` (classes without rows get 0, the rest renormalised):
+/// square-root p_c ∝ √n_c; progressive p_c = (1 − e/E)·π_c + (e/E)/K; effective-number
+/// p_c ∝ n_c·(1 − β)/(1 − β^n_c), β = 0.9999; class-balanced 1/K.
+pub fn class_probabilities(
+    kind: Sampler,
+    counts: &[usize],
+    epoch: usize,
+    epochs: usize,
+) -> Vec<f64> {
+    let k = counts.len() as f64;
+    let total: usize = counts.iter().sum();
+    let raw: Vec<f64> = counts
+        .iter()
+        .map(|&n| {
+            let n = n as f64;
+            match kind {
+                Sampler::SquareRoot => n.sqrt(),
+                Sampler::Progressive => {
+                    let t = epoch as f64 / epochs.max(1) as f64;
+                    (1.0 - t) * n / total as f64 + t / k
+                }
+                Sampler::EffectiveNumber => {
+                    const BETA: f64 = 0.9999;
+                    n * (1.0 - BETA) / (1.0 - BETA.powf(n))
+                }
+                Sampler::ClassBalanced => 1.0,
+                Sampler::InstanceBalanced => n,
+            }
+        })
+        .zip(counts)
+        .map(|(p, &n)| if n == 0 { 0.0 } else { p })
+        .collect();
+    let sum: f64 = raw.iter().sum();
+    raw.iter().map(|p| p / sum).collect()
 }
 
 impl EpochSampler {
@@ -26,7 +66,7 @@ impl EpochSampler {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(1 + kind as u64);
         let mut by_class = vec![Vec::new(); num_classes];
-        if kind == Sampler::ClassBalanced {
+        if kind != Sampler::InstanceBalanced {
             for (i, &l) in labels.iter().enumerate() {
                 by_class[l as usize].push(i as u32);
             }
@@ -37,7 +77,15 @@ impl EpochSampler {
             rng,
             rows: labels.len(),
             by_class,
+            epoch: 0,
+            epochs: 1,
         }
+    }
+
+    /// The number of epochs of the run (progressive sampling's E).
+    pub fn with_epochs(mut self, epochs: usize) -> EpochSampler {
+        self.epochs = epochs;
+        self
     }
 
     /// The row order of the next epoch (length = number of training rows).
@@ -57,7 +105,25 @@ impl EpochSampler {
                     order.push(c[self.rng.random_range(0..c.len())]);
                 }
             }
+            Sampler::SquareRoot | Sampler::Progressive | Sampler::EffectiveNumber => {
+                let counts: Vec<usize> = self.by_class.iter().map(Vec::len).collect();
+                let p = class_probabilities(self.kind, &counts, self.epoch, self.epochs);
+                let mut cum = Vec::with_capacity(p.len());
+                let mut acc = 0.0;
+                for q in &p {
+                    acc += q;
+                    cum.push(acc);
+                }
+                let last = p.iter().rposition(|&q| q > 0.0).unwrap_or(0);
+                for _ in 0..self.rows {
+                    let u: f64 = self.rng.random();
+                    let c = cum.partition_point(|&x| x <= u).min(last);
+                    let rows = &self.by_class[c];
+                    order.push(rows[self.rng.random_range(0..rows.len())]);
+                }
+            }
         }
+        self.epoch += 1;
     }
 }
 
@@ -75,6 +141,57 @@ mod tests {
         let mut s = a.clone();
         s.sort();
         assert_eq!(s, vec![0, 1, 2, 3, 4, 5]);
+    }
+
+    /// Counts [60, 35, 17, 8] (the parity bank), by hand.
+    #[test]
+    fn class_probabilities_by_hand() {
+        let n = [60usize, 35, 17, 8];
+        let s = class_probabilities(Sampler::SquareRoot, &n, 0, 1);
+        let root: f64 = n.iter().map(|&v| (v as f64).sqrt()).sum();
+        assert!((s[3] - 8f64.sqrt() / root).abs() < 1e-15);
+        // progressive: π at e = 0, halfway at e = E/2, uniform-bound at e → E
+        let p0 = class_probabilities(Sampler::Progressive, &n, 0, 4);
+        assert!((p0[0] - 0.5).abs() < 1e-15);
+        let p2 = class_probabilities(Sampler::Progressive, &n, 2, 4);
+        assert!((p2[0] - (0.25 + 0.125)).abs() < 1e-15);
+        // effective number, β = 0.9999: close to uniform at these counts (n β-terms ≈ 1)
+        let e = class_probabilities(Sampler::EffectiveNumber, &n, 0, 1);
+        assert!(e.iter().all(|&q| (q - 0.25).abs() < 0.002), "{e:?}");
+        assert!(e[0] > e[3]);
+        // an empty class is never drawn
+        let z = class_probabilities(Sampler::Progressive, &[5, 0, 5], 3, 4);
+        assert_eq!(z[1], 0.0);
+        assert!((z.iter().sum::<f64>() - 1.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn class_wise_samplers_draw_their_probabilities() {
+        let mut labels = vec![0u32; 900];
+        labels.extend([1u32; 90]);
+        labels.extend([2u32; 10]);
+        let counts = [900usize, 90, 10];
+        for kind in [Sampler::SquareRoot, Sampler::Progressive] {
+            let epochs = 4;
+            let mut s = EpochSampler::new(kind, &labels, 3, 5, true).with_epochs(epochs);
+            let mut order = Vec::new();
+            for e in 0..epochs {
+                s.next_epoch(&mut order);
+                let p = class_probabilities(kind, &counts, e, epochs);
+                let mut seen = [0usize; 3];
+                for &i in &order {
+                    seen[labels[i as usize] as usize] += 1;
+                }
+                for c in 0..3 {
+                    // 1000 draws: 4 binomial standard deviations
+                    let sd = (1000.0 * p[c] * (1.0 - p[c])).sqrt();
+                    assert!(
+                        (seen[c] as f64 - 1000.0 * p[c]).abs() <= 4.0 * sd + 1.0,
+                        "{kind:?} epoch {e}: {seen:?} vs {p:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

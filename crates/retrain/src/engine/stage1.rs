@@ -19,6 +19,7 @@ pub fn stage1_method(epochs: usize, lr: f32) -> Method {
         sampler: Default::default(),
         constraint: Default::default(),
         posthoc: Default::default(),
+        reweight: Default::default(),
         solver: Default::default(),
         train: true,
         hyper: Default::default(),

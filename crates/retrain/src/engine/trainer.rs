@@ -51,7 +51,8 @@ pub struct Trainer<'a> {
     method: &'a Method,
     loss: LossFn,
     buf: StepBuffers,
-    momentum: [Vec<f32>; 3],
+    /// Momentum of weight, bias, scales, shift, gate.
+    momentum: [Vec<f32>; 5],
     maxnorm: Option<(f32, ProjectEvery)>,
     par: Parallelism,
 }
@@ -68,9 +69,15 @@ impl<'a> Trainer<'a> {
         let bsz = method.hyper.batch_size.min(split.rows);
         let maxnorm = maxnorm_limit(&head, method.constraint);
         Trainer {
-            loss: LossFn::new(method.loss, method.head, train_counts),
+            loss: LossFn::for_method(method, train_counts),
             buf: StepBuffers::new(bsz, k, d),
-            momentum: [vec![0.0; k * d], vec![0.0; k], vec![0.0; k]],
+            momentum: [
+                vec![0.0; k * d],
+                vec![0.0; k],
+                vec![0.0; k],
+                vec![0.0; k],
+                vec![0.0; d + 1],
+            ],
             head,
             features: split.features(),
             labels: &split.labels,
@@ -92,6 +99,7 @@ impl<'a> Trainer<'a> {
             buf.yb[j] = self.labels[i];
         }
         forward(head, buf, b, self.par);
+        self.loss.prepare_step(b);
         let l = self.loss.loss_and_grad_par(
             &buf.z[..b * k],
             &buf.yb[..b],
@@ -99,9 +107,9 @@ impl<'a> Trainer<'a> {
             self.par,
         );
         backward(head, buf, b, self.par);
-        let [mw, mb, mc] = &mut self.momentum;
+        let [mw, mb, mc, mt, mg] = &mut self.momentum;
         match head.kind {
-            Head::Linear => {
+            Head::Linear | Head::Lws { train_linear: true } => {
                 sgd_step_par(
                     &mut head.weight,
                     &buf.dw,
@@ -122,12 +130,36 @@ impl<'a> Trainer<'a> {
                 hp.wd,
                 self.par,
             ),
-            Head::Lws => sgd_step(&mut head.scales, &buf.dc, mc, lr, hp.momentum, hp.wd),
+            Head::Lws { .. } | Head::DisAlign => {}
+        }
+        match head.kind {
+            Head::Lws { .. } => sgd_step(&mut head.scales, &buf.dc, mc, lr, hp.momentum, hp.wd),
+            Head::DisAlign => {
+                sgd_step(&mut head.scales, &buf.dc, mc, lr, hp.momentum, hp.wd);
+                sgd_step(&mut head.shift, &buf.dt, mt, lr, hp.momentum, hp.wd);
+                sgd_step(&mut head.gate, &buf.dgate, mg, lr, hp.momentum, hp.wd);
+            }
+            _ => {}
         }
         if let Some((t, ProjectEvery::Step)) = self.maxnorm {
             project_rows(&mut head.weight, d, t);
         }
         l
+    }
+
+    /// Start-of-epoch work: the loss's schedule (deferred re-weighting).
+    pub fn start_epoch(&mut self, epoch: usize) {
+        self.loss.start_epoch(epoch, self.method.hyper.epochs);
+    }
+
+    /// Seed the loss's noise (GCL) for run seed `seed`.
+    pub fn seed_noise(&mut self, seed: u64) {
+        self.loss.seed_noise(seed);
+    }
+
+    /// The loss, to set its noise by hand (parity tests).
+    pub fn loss_mut(&mut self) -> &mut LossFn {
+        &mut self.loss
     }
 
     /// End-of-epoch work (the per-epoch MaxNorm projection).
@@ -163,9 +195,11 @@ pub fn train(
         head.num_classes,
         seed,
         opts.shuffle,
-    );
+    )
+    .with_epochs(hp.epochs);
     let bsz = hp.batch_size.min(split.rows);
     let mut trainer = Trainer::new(split, train_counts, head, method, opts.par);
+    trainer.seed_noise(seed);
     let steps_per_epoch = split.rows.div_ceil(bsz);
     let total_steps = steps_per_epoch * hp.epochs;
     let mut order = Vec::with_capacity(split.rows);
@@ -173,6 +207,7 @@ pub fn train(
     let mut step = 0usize;
     for epoch in 0..hp.epochs {
         sampler.next_epoch(&mut order);
+        trainer.start_epoch(epoch);
         let mut epoch_sum = 0.0;
         for batch in order.chunks(bsz) {
             let lr = lr_at(&hp, epoch, step, total_steps);

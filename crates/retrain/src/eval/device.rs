@@ -26,13 +26,36 @@ pub fn evaluate_on_device(
     let w = Tensor::from_slice(&head.weight, (k, d), dev)?;
     let wt = w.t()?;
     let b = Tensor::from_slice(&head.bias, k, dev)?;
+    // DisAlign's gate: z' = z + σ(xv + c)·((s − 1) ⊙ z + t)
+    let gate = match &head.gate {
+        Some(g) => Some((
+            Tensor::from_slice(&g.v, (d, 1), dev)?,
+            g.c as f64,
+            Tensor::from_slice(&g.scale, k, dev)?.affine(1.0, -1.0)?,
+            Tensor::from_slice(&g.shift, k, dev)?,
+        )),
+        None => None,
+    };
     let logits = |x: &Tensor| -> Result<Tensor> {
         let x = if head.normalize_input {
             normalize_rows(x)?
         } else {
             x.clone()
         };
-        x.matmul(&wt)?.broadcast_add(&b)
+        let z = x.matmul(&wt)?.broadcast_add(&b)?;
+        match &gate {
+            Some((v, c, s1, t)) => {
+                let g = x
+                    .matmul(v)?
+                    .affine(1.0, *c)?
+                    .neg()?
+                    .exp()?
+                    .affine(1.0, 1.0)?
+                    .recip()?;
+                &z + z.broadcast_mul(s1)?.broadcast_add(t)?.broadcast_mul(&g)?
+            }
+            None => Ok(z),
+        }
     };
     let mut tally = Tally::new(k);
     for start in (0..host.rows).step_by(EVAL_CHUNK) {

@@ -19,8 +19,15 @@ pub enum Head {
         #[serde(default = "default_cosine_scale")]
         scale: f32,
     },
-    /// Learnable weight scaling: `z = c ⊙ (W f + b)` with W, b frozen (stage 1), c trained from 1.
-    Lws,
+    /// Learnable weight scaling: `z = c ⊙ (W f + b)`, c trained from 1; W, b frozen (stage 1,
+    /// Decoupling's LWS) or, with `train_linear`, trained too (MiSLAS's stage 2).
+    Lws {
+        #[serde(default)]
+        train_linear: bool,
+    },
+    /// DisAlign (Zhang et al. 2021): W, b frozen; `z' = (1 − σ)·z + σ·(s ⊙ z + t)` with the
+    /// gate `σ = sigmoid(vᵀf + c)`; s (from 1), t, v, c (from 0) trained.
+    DisAlign,
 }
 
 fn default_cosine_scale() -> f32 {
@@ -55,8 +62,136 @@ pub enum Loss {
         #[serde(default = "default_max_margin")]
         max_margin: f32,
     },
-    /// Balanced softmax: CE(z + log n_c) in training, plain z at test.
-    BalancedSoftmax,
+    /// Balanced softmax / logit-adjusted loss (Menon et al.): CE(z + τ log n_c) in training
+    /// (the same softmax as z + τ log π_c), plain z at test; balanced softmax is τ = 1.
+    BalancedSoftmax {
+        #[serde(default = "default_tau")]
+        tau: f32,
+    },
+    /// Label-aware smoothing (MiSLAS): per-class smoothing ε_y from ε_tail (n_min) to ε_head
+    /// (n_max) along `shape`; `loss_i = (1 − ε_y)·NLL_i + ε_y·mean_c(−log p_ic)`.
+    Las {
+        #[serde(default = "default_eps_head")]
+        eps_head: f32,
+        #[serde(default = "default_eps_tail")]
+        eps_tail: f32,
+        #[serde(default)]
+        shape: LasShape,
+        /// Exponent of the `exp` shape.
+        #[serde(default = "default_las_power")]
+        power: f32,
+    },
+    /// Class-dependent temperatures (Ye et al.): CE(z_c / a_c), a_c = (n_max/n_c)^γ; plain z at test.
+    Cdt {
+        #[serde(default = "default_cdt_gamma")]
+        gamma: f32,
+    },
+    /// Vector-scaling loss (Kini et al.): CE(Δ_c z_c + τ log π_c), Δ_c = (n_c/n_max)^γ.
+    Vs {
+        #[serde(default = "default_cdt_gamma")]
+        gamma: f32,
+        #[serde(default = "default_vs_tau")]
+        tau: f32,
+    },
+    /// LADE (Hong et al.): CE(z + log π) + α·L_LADE, the batch's ReMINE estimate with λ.
+    Lade {
+        #[serde(default = "default_lade")]
+        alpha: f32,
+        #[serde(default = "default_lade")]
+        lambda: f32,
+    },
+    /// Balanced BCE (Xu et al. 2023): Σ_c BCE(z_c + log π_c − log(1 − π_c), 1{c = y}) / B.
+    BalBce,
+    /// Gaussian clouded logits (Li et al. 2022), on a cosine head of scale s: training logits
+    /// s·(cos θ_c − noise_mul·|ε_c|·σ_c − margin·1{c = y}), ε ~ N(0, (1/3)²) clipped to ±1,
+    /// σ_c = (log n_max − log n_c)/(log n_max − log n_min); plain s·cos at test.
+    Gcl {
+        #[serde(default = "default_max_margin")]
+        margin: f32,
+        #[serde(default = "default_max_margin")]
+        noise_mul: f32,
+    },
+}
+
+fn default_eps_head() -> f32 {
+    0.4
+}
+fn default_eps_tail() -> f32 {
+    0.1
+}
+fn default_las_power() -> f32 {
+    3.0
+}
+fn default_cdt_gamma() -> f32 {
+    0.2
+}
+fn default_vs_tau() -> f32 {
+    1.5
+}
+fn default_lade() -> f32 {
+    0.1
+}
+
+/// How label-aware smoothing goes from ε_tail to ε_head, with x = (n_y − n_min)/(n_max − n_min).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LasShape {
+    /// ε_t + (ε_h − ε_t)·sin(πx/2).
+    #[default]
+    Concave,
+    /// ε_t + (ε_h − ε_t)·x.
+    Linear,
+    /// ε_h + (ε_h − ε_t)·sin(3π/2 + πx/2).
+    Convex,
+    /// ε_t + (ε_h − ε_t)·x^power.
+    Exp,
+}
+
+/// Per-class weights on a softmax-CE loss, with PyTorch `cross_entropy(weight=w)` semantics:
+/// `Σ_i w_{y_i} CE_i / Σ_i w_{y_i}`. `from` defers them (DRW): plain CE for the epochs
+/// e < ⌊from·E⌋.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Reweight {
+    #[default]
+    None,
+    /// w_c = (1 − β)/(1 − β^n_c), normalised to Σ_c w_c = K (Cui et al.; DRW).
+    ClassBalanced {
+        #[serde(default = "default_beta")]
+        beta: f32,
+        #[serde(default)]
+        from: f32,
+    },
+    /// w_c = (n_min/n_c)^γ (BagofTricks' smooth CS-CE).
+    Power {
+        #[serde(default = "default_gamma")]
+        gamma: f32,
+        #[serde(default)]
+        from: f32,
+    },
+    /// w_c ∝ π_c^(−ρ), normalised to Σ_c w_c = K (DisAlign's generalised re-weighting).
+    Prior {
+        #[serde(default = "default_rho")]
+        rho: f32,
+        #[serde(default)]
+        from: f32,
+    },
+}
+
+fn default_rho() -> f32 {
+    0.3
+}
+
+impl Reweight {
+    /// The fraction of the epochs before the weights apply.
+    pub fn from(&self) -> f32 {
+        match *self {
+            Reweight::None => 0.0,
+            Reweight::ClassBalanced { from, .. }
+            | Reweight::Power { from, .. }
+            | Reweight::Prior { from, .. } => from,
+        }
+    }
 }
 
 fn default_gamma() -> f32 {
@@ -92,6 +227,12 @@ pub enum Sampler {
     InstanceBalanced,
     /// N draws per epoch: a class uniformly, then a row of it uniformly (with replacement).
     ClassBalanced,
+    /// N draws per epoch: class c with p_c = √n_c / Σ √n, then a row of it uniformly.
+    SquareRoot,
+    /// Progressively balanced: at epoch e of E, p_c = (1 − e/E)·π_c + (e/E)/K, then a row.
+    Progressive,
+    /// Effective-number class sampler (GCL's): p_c ∝ n_c·(1 − β)/(1 − β^n_c), β = 0.9999.
+    EffectiveNumber,
 }
 
 /// Constraint on W applied by projection (PGD).
@@ -180,6 +321,9 @@ pub enum Init {
     Stage1,
     /// PyTorch nn.Linear default init, U(±1/√D), seeded.
     Fresh,
+    /// Class means (LIFT, NCM): W_c = μ_c/‖μ_c‖ · r with μ_c the mean of the L2-normalised
+    /// train features of class c and r the mean row norm of the stage-1 head; b = 0.
+    ClassMean,
 }
 
 /// Learning-rate schedule: cosine to 0.
@@ -266,6 +410,8 @@ pub struct MethodSpec {
     #[serde(default)]
     pub posthoc: PostHoc,
     #[serde(default)]
+    pub reweight: Reweight,
+    #[serde(default)]
     pub solver: Solver,
     /// `false` for purely post-hoc rows (τ-norm, logit adjustment): the stage-1 head is
     /// evaluated as it is.
@@ -294,6 +440,8 @@ pub struct Method {
     pub sampler: Sampler,
     pub constraint: Constraint,
     pub posthoc: PostHoc,
+    #[serde(default)]
+    pub reweight: Reweight,
     pub solver: Solver,
     pub train: bool,
     pub hyper: Hyper,
@@ -322,6 +470,7 @@ impl MethodSpec {
             sampler: self.sampler,
             constraint: self.constraint,
             posthoc: self.posthoc,
+            reweight: self.reweight,
             solver: self.solver,
             train: self.train,
             hyper,
@@ -381,27 +530,114 @@ impl MethodSpec {
 
     fn check_loss(&self) -> Result<(), MethodError> {
         let err = |field, msg| self.err(field, msg);
+        let unit = |field: &'static str, v: f32| {
+            if (0.0..1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(err(field, format!("must be in [0, 1), got {v}")))
+            }
+        };
+        let nonneg = |field: &'static str, v: f32| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                Err(err(field, format!("must be ≥ 0, got {v}")))
+            }
+        };
+        let finite = |field: &'static str, v: f32| {
+            if v.is_finite() {
+                Ok(())
+            } else {
+                Err(err(field, format!("must be finite, got {v}")))
+            }
+        };
+        let cosine = matches!(self.head, Head::Cosine { .. });
         match self.loss {
-            Loss::Ce { smoothing } if !(0.0..1.0).contains(&smoothing) => Err(err(
-                "loss.smoothing (δ)",
-                format!("must be in [0, 1), got {smoothing}"),
-            )),
-            Loss::Focal { gamma } if !(gamma.is_finite() && gamma >= 0.0) => {
-                Err(err("loss.gamma", format!("must be ≥ 0, got {gamma}")))
+            Loss::Ce { smoothing } => unit("loss.smoothing (δ)", smoothing)?,
+            Loss::Focal { gamma } => nonneg("loss.gamma", gamma)?,
+            Loss::ClassBalanced { beta, .. } => unit("loss.beta", beta)?,
+            Loss::Ldam { max_margin } if !(max_margin.is_finite() && max_margin > 0.0) => {
+                return Err(err(
+                    "loss.max_margin",
+                    format!("must be > 0, got {max_margin}"),
+                ));
             }
-            Loss::ClassBalanced { beta, .. } if !(0.0..1.0).contains(&beta) => {
-                Err(err("loss.beta", format!("must be in [0, 1), got {beta}")))
+            Loss::Ldam { .. } if !cosine => {
+                return Err(err(
+                    "loss",
+                    "ldam needs a cosine head (head = { kind = \"cosine\", scale = 30 })".into(),
+                ));
             }
-            Loss::Ldam { max_margin } if !(max_margin.is_finite() && max_margin > 0.0) => Err(err(
-                "loss.max_margin",
-                format!("must be > 0, got {max_margin}"),
-            )),
-            Loss::Ldam { .. } if !matches!(self.head, Head::Cosine { .. }) => Err(err(
-                "loss",
-                "ldam needs a cosine head (head = { kind = \"cosine\", scale = 30 })".into(),
-            )),
-            _ => Ok(()),
+            Loss::BalancedSoftmax { tau } => finite("loss.tau", tau)?,
+            Loss::Las {
+                eps_head,
+                eps_tail,
+                power,
+                ..
+            } => {
+                unit("loss.eps_head", eps_head)?;
+                unit("loss.eps_tail", eps_tail)?;
+                if !(power.is_finite() && power > 0.0) {
+                    return Err(err("loss.power", format!("must be > 0, got {power}")));
+                }
+            }
+            Loss::Cdt { gamma } => nonneg("loss.gamma", gamma)?,
+            Loss::Vs { gamma, tau } => {
+                nonneg("loss.gamma", gamma)?;
+                finite("loss.tau", tau)?;
+            }
+            Loss::Lade { alpha, lambda } => {
+                nonneg("loss.alpha", alpha)?;
+                nonneg("loss.lambda", lambda)?;
+            }
+            Loss::Gcl { margin, noise_mul } => {
+                nonneg("loss.margin", margin)?;
+                nonneg("loss.noise_mul", noise_mul)?;
+                if !cosine {
+                    return Err(err(
+                        "loss",
+                        "gcl needs a cosine head (head = { kind = \"cosine\", scale = 30 })".into(),
+                    ));
+                }
+            }
+            _ => {}
         }
+        self.check_reweight()
+    }
+
+    /// The re-weighting's constants, and that its loss is a softmax CE it can weight.
+    fn check_reweight(&self) -> Result<(), MethodError> {
+        let err = |field, msg| self.err(field, msg);
+        match self.reweight {
+            Reweight::None => return Ok(()),
+            Reweight::ClassBalanced { beta, .. } if !(0.0..1.0).contains(&beta) => {
+                return Err(err(
+                    "reweight.beta",
+                    format!("must be in [0, 1), got {beta}"),
+                ));
+            }
+            Reweight::Power { gamma, .. } if !(gamma.is_finite() && gamma >= 0.0) => {
+                return Err(err("reweight.gamma", format!("must be ≥ 0, got {gamma}")));
+            }
+            Reweight::Prior { rho, .. } if !(rho.is_finite() && rho >= 0.0) => {
+                return Err(err("reweight.rho", format!("must be ≥ 0, got {rho}")));
+            }
+            _ => {}
+        }
+        let from = self.reweight.from();
+        if !(0.0..=1.0).contains(&from) {
+            return Err(err(
+                "reweight.from",
+                format!("must be in [0, 1], got {from}"),
+            ));
+        }
+        if !self.loss.softmax_ce() {
+            return Err(err(
+                "reweight",
+                "applies to the softmax cross-entropy losses (ce, balanced-softmax, ldam, las, cdt, vs, gcl)".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Head, constraint, post-hoc, solver and init, and how they fit together.
@@ -427,6 +663,13 @@ impl MethodSpec {
             PostHoc::TauNorm { .. } if self.head != Head::Linear => {
                 return Err(err("posthoc", "tau-norm applies to a linear head".into()));
             }
+            PostHoc::LogitAdjust { .. } if self.head == Head::DisAlign => {
+                return Err(err(
+                    "posthoc",
+                    "logit-adjust does not apply to a disalign head (its gate follows the bias)"
+                        .into(),
+                ));
+            }
             _ => {}
         }
         if let Solver::Lbfgs { l2, max_iter } = self.solver {
@@ -440,13 +683,36 @@ impl MethodSpec {
                 ));
             }
         }
-        if (self.head == Head::Lws || !self.train) && hyper.init == Init::Fresh {
+        let frozen = matches!(
+            self.head,
+            Head::Lws {
+                train_linear: false
+            } | Head::DisAlign
+        );
+        if (frozen || !self.train) && hyper.init == Init::Fresh {
             return Err(err(
                 "init",
                 "this method works on the stage-1 head: --init fresh does not apply".into(),
             ));
         }
         Ok(())
+    }
+}
+
+impl Loss {
+    /// True for the losses that are a softmax cross-entropy on adjusted logits (the ones
+    /// [`Reweight`] can weight).
+    pub fn softmax_ce(&self) -> bool {
+        matches!(
+            self,
+            Loss::Ce { .. }
+                | Loss::BalancedSoftmax { .. }
+                | Loss::Ldam { .. }
+                | Loss::Las { .. }
+                | Loss::Cdt { .. }
+                | Loss::Vs { .. }
+                | Loss::Gcl { .. }
+        )
     }
 }
 
@@ -465,12 +731,29 @@ impl Method {
         }
     }
 
-    /// The post-hoc τ, for tables and sweeps.
+    /// The τ of the row, for tables and sweeps: the post-hoc τ (tau-norm, logit-adjust), else
+    /// the loss's (balanced-softmax / la-loss, vs).
     pub fn tau(&self) -> Option<f32> {
         match self.posthoc {
             PostHoc::TauNorm { tau } | PostHoc::LogitAdjust { tau } => Some(tau),
-            PostHoc::None => None,
+            PostHoc::None => match self.loss {
+                Loss::BalancedSoftmax { tau } | Loss::Vs { tau, .. } => Some(tau),
+                _ => None,
+            },
         }
+    }
+
+    /// The row with τ set to `t` (see [`Method::tau`]); unchanged when it has none.
+    pub fn with_tau(&self, t: f32) -> Method {
+        let mut v = self.clone();
+        match &mut v.posthoc {
+            PostHoc::TauNorm { tau } | PostHoc::LogitAdjust { tau } => *tau = t,
+            PostHoc::None => match &mut v.loss {
+                Loss::BalancedSoftmax { tau } | Loss::Vs { tau, .. } => *tau = t,
+                _ => {}
+            },
+        }
+        v
     }
 }
 

@@ -1,6 +1,8 @@
-//! `baselines/table1.toml`: the defaults and one `[[method]]` row per Table 1 method. The file
-//! in the repository is also compiled into the binary, so `retrain` runs from anywhere;
-//! `--config FILE` reads another one.
+//! The method tables: `baselines/table1.toml` (the defaults and one `[[method]]` row per
+//! Table 1 method) and `baselines/zoo.toml` (the stage-2 methods of the toolboxes). Both are
+//! compiled into the binary, so `retrain` runs from anywhere; `--config FILE` reads another
+//! one. Each row belongs to a group (the file it came from): `--method table1` / `zoo` pick
+//! one, `all` every row, paper rows first.
 
 use crate::method::{HyperSpec, MethodSpec};
 use serde::Deserialize;
@@ -8,6 +10,17 @@ use std::path::Path;
 
 /// The repository's `baselines/table1.toml`, embedded at build time.
 pub const EMBEDDED_TABLE1: &str = include_str!("../../../../baselines/table1.toml");
+/// The repository's `baselines/zoo.toml`, embedded at build time.
+pub const EMBEDDED_ZOO: &str = include_str!("../../../../baselines/zoo.toml");
+
+/// The groups of the embedded tables: (`--method` name, label on stdout).
+pub const GROUPS: [(&str, &str); 2] = [
+    ("table1", "Table 1 of the LOS paper (and reference rows)"),
+    (
+        "zoo",
+        "the stage-2 zoo (BagofTricks-LT, MiSLAS, Decoupling, DisAlign, GCL, LADE, VS, LIFT)",
+    ),
+];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,6 +29,9 @@ pub struct MethodTable {
     pub defaults: HyperSpec,
     #[serde(rename = "method")]
     pub methods: Vec<MethodSpec>,
+    /// The group of each row (parallel to `methods`): `table1`, `zoo`, or the file's name.
+    #[serde(skip)]
+    pub groups: Vec<String>,
 }
 
 impl MethodTable {
@@ -30,6 +46,8 @@ impl MethodTable {
                 None => anyhow::anyhow!("{origin}: {msg}"),
             }
         })?;
+        let mut table = table;
+        table.groups = vec![origin.to_string(); table.methods.len()];
         let mut seen = std::collections::HashSet::new();
         for m in &table.methods {
             anyhow::ensure!(
@@ -47,13 +65,47 @@ impl MethodTable {
         MethodTable::parse(&text, &path.display().to_string())
     }
 
+    /// Table 1, then the zoo (whose rows carry the zoo's defaults).
     pub fn embedded() -> MethodTable {
-        MethodTable::parse(EMBEDDED_TABLE1, "baselines/table1.toml (embedded)")
-            .expect("the embedded table1.toml parses")
+        let mut t = MethodTable::parse(EMBEDDED_TABLE1, "baselines/table1.toml (embedded)")
+            .expect("the embedded table1.toml parses");
+        let zoo = MethodTable::parse(EMBEDDED_ZOO, "baselines/zoo.toml (embedded)")
+            .expect("the embedded zoo.toml parses");
+        t.groups = vec![GROUPS[0].0.to_string(); t.methods.len()];
+        for mut m in zoo.methods {
+            assert!(
+                !t.methods.iter().any(|x| x.name == m.name),
+                "zoo.toml repeats `{}`",
+                m.name
+            );
+            m.hyper = m.hyper.or(&zoo.defaults);
+            t.methods.push(m);
+            t.groups.push(GROUPS[1].0.to_string());
+        }
+        t
     }
 
     pub fn names(&self) -> Vec<&str> {
         self.methods.iter().map(|m| m.name.as_str()).collect()
+    }
+
+    /// The rows of group `group` (`table1`, `zoo`), in table order.
+    pub fn group(&self, group: &str) -> Vec<&str> {
+        self.methods
+            .iter()
+            .zip(&self.groups)
+            .filter(|(_, g)| *g == group)
+            .map(|(m, _)| m.name.as_str())
+            .collect()
+    }
+
+    /// The group of the row `name`.
+    pub fn group_of(&self, name: &str) -> Option<&str> {
+        self.methods
+            .iter()
+            .zip(&self.groups)
+            .find(|(m, _)| m.name == name)
+            .map(|(_, g)| g.as_str())
     }
 }
 
@@ -66,7 +118,7 @@ mod tests {
     fn the_embedded_table_has_the_twelve_rows_plus_stage1_and_all_check() {
         let t = MethodTable::embedded();
         assert_eq!(
-            t.names(),
+            t.group("table1"),
             [
                 "stage1",
                 "logreg-balanced",
@@ -92,6 +144,28 @@ mod tests {
         for m in &t.methods {
             m.check(&base).unwrap();
         }
+        assert_eq!(
+            t.group("zoo"),
+            [
+                "crt",
+                "ncm",
+                "las",
+                "mislas",
+                "cdt",
+                "vs",
+                "la-loss",
+                "cs-ce",
+                "drw",
+                "sqrt-sampling",
+                "progressive",
+                "disalign",
+                "gcl",
+                "lade",
+                "bal-bce",
+                "class-mean-init"
+            ]
+        );
+        assert_eq!(t.group_of("gcl"), Some("zoo"));
     }
 
     #[test]

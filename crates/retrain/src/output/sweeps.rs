@@ -124,7 +124,8 @@ fn r4(x: f64) -> f64 {
     (x * 1e4).round() / 1e4
 }
 
-/// `<method>-delta-sweep.csv` / `<method>-tau-sweep.csv`: one row per value of `param`.
+/// `<method>-delta-sweep.csv` / `<method>-tau-sweep.csv` / `<method>-<param>-sweep.csv`:
+/// one row per value of `param`.
 pub fn sweep_frame(rows: &[Row], param: &str) -> PolarsResult<DataFrame> {
     let f = |g: usize, std: bool| {
         rows.iter()
@@ -140,9 +141,7 @@ pub fn sweep_frame(rows: &[Row], param: &str) -> PolarsResult<DataFrame> {
             ),
             Column::new(
                 param.into(),
-                rows.iter()
-                    .map(|r| if param == "delta" { r.delta } else { r.tau })
-                    .collect::<Vec<_>>(),
+                rows.iter().map(|r| r.param(param)).collect::<Vec<_>>(),
             ),
             Column::new(
                 "n_seeds".into(),

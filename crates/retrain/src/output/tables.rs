@@ -6,6 +6,7 @@
 //! - `table1.csv`: one row per method × parameters, mean and sample std over seeds.
 
 use crate::eval::Evaluation;
+use crate::method::{Method, params};
 use crate::run::RunRecord;
 use bank::{Bank, ShotGroup};
 use polars::prelude::*;
@@ -50,12 +51,20 @@ pub struct Row {
     pub selection: String,
     /// Seeds whose record was made by another code identity (`--reuse-stale`).
     pub stale_runs: usize,
+    /// The configuration of the row (its first seed's method), for any swept parameter.
+    pub config: Method,
 }
 
 impl Row {
+    /// The value of parameter `p` of the row: delta, tau, lr, wd, or any numeric constant
+    /// of the method (`--sweep`).
+    pub fn param(&self, p: &str) -> Option<f64> {
+        param_value(&self.config, p)
+    }
+
     /// The method name with the parameters that vary in this table (`los δ=0.5`).
-    pub fn label(&self, swept: &[&str]) -> String {
-        let l = label(&self.method, self.delta, self.tau, self.lr, self.wd, swept);
+    pub fn label(&self, swept: &[String]) -> String {
+        let l = label(&self.config, swept);
         if self.stale_runs > 0 {
             format!("{l} {STALE}")
         } else {
@@ -65,16 +74,8 @@ impl Row {
 }
 
 /// The label of a run's method, as [`Row::label`] gives it for its row.
-pub fn record_label(r: &RunRecord, swept: &[&str]) -> String {
-    let m = &r.method;
-    let l = label(
-        &m.name,
-        m.delta().map(wide),
-        m.tau().map(wide),
-        wide(m.hyper.lr),
-        wide(m.hyper.wd),
-        swept,
-    );
+pub fn record_label(r: &RunRecord, swept: &[String]) -> String {
+    let l = label(&r.method, swept);
     if r.stale.is_some() {
         format!("{l} {STALE}")
     } else {
@@ -85,24 +86,28 @@ pub fn record_label(r: &RunRecord, swept: &[&str]) -> String {
 /// The label of rows and runs reused from another code identity (`--reuse-stale`).
 pub const STALE: &str = "[stale]";
 
-fn label(
-    method: &str,
-    delta: Option<f64>,
-    tau: Option<f64>,
-    lr: f64,
-    wd: f64,
-    swept: &[&str],
-) -> String {
-    let mut s = method.to_string();
+/// Parameter `p` of `m` as the user typed it: δ, τ, lr, wd or a `--sweep` constant.
+fn param_value(m: &Method, p: &str) -> Option<f64> {
+    match p {
+        "delta" => m.delta().map(wide),
+        "tau" => m.tau().map(wide),
+        "lr" => Some(wide(m.hyper.lr)),
+        "wd" => Some(wide(m.hyper.wd)),
+        other => params::value(m, other).map(|v| wide(v as f32)),
+    }
+}
+
+fn label(m: &Method, swept: &[String]) -> String {
+    let mut s = m.name.clone();
     for p in swept {
-        let v = match *p {
-            "delta" => delta.map(|v| format!(" δ={v}")),
-            "tau" => tau.map(|v| format!(" τ={v}")),
-            "lr" => Some(format!(" lr={lr}")),
-            "wd" => Some(format!(" wd={wd}")),
-            _ => None,
+        let sym = match p.as_str() {
+            "delta" => "δ",
+            "tau" => "τ",
+            other => other,
         };
-        s.push_str(&v.unwrap_or_default());
+        if let Some(v) = param_value(m, p) {
+            s.push_str(&format!(" {sym}={v}"));
+        }
     }
     s
 }
@@ -116,19 +121,9 @@ fn r4(x: f64) -> f64 {
     (x * 1e4).round() / 1e4
 }
 
+/// The configuration a record belongs to: its whole method (every part and constant).
 fn key(r: &RunRecord) -> String {
-    let m = &r.method;
-    format!(
-        "{}|{:?}|{:?}|{}|{}|{}|{}|{:?}",
-        m.name,
-        m.delta(),
-        m.tau(),
-        m.hyper.lr,
-        m.hyper.wd,
-        m.hyper.epochs,
-        m.hyper.batch_size,
-        m.hyper.init
-    )
+    serde_json::to_string(&r.method).expect("a method serialises")
 }
 
 /// All (g = 0, micro top-1), Many, Medium, Few (g = 1, 2, 3) of an evaluation, with the shot
@@ -201,6 +196,7 @@ pub fn aggregate(bank: &str, groups: &[ShotGroup], records: &[RunRecord]) -> Vec
                 }
                 .to_string(),
                 stale_runs: rs.iter().filter(|r| r.stale.is_some()).count(),
+                config: m.clone(),
             }
         })
         .collect()
@@ -210,8 +206,8 @@ fn opt(v: Option<f64>) -> Option<f64> {
     v.map(r4)
 }
 
-/// `table1.csv`.
-pub fn table_frame(rows: &[Row]) -> PolarsResult<DataFrame> {
+/// `table1.csv`; a column for each swept parameter beyond delta, tau, lr and wd.
+pub fn table_frame(rows: &[Row], swept: &[String]) -> PolarsResult<DataFrame> {
     let c = |name: &str, f: &dyn Fn(&Row) -> Option<f64>| {
         Column::new(
             name.into(),
@@ -261,6 +257,11 @@ pub fn table_frame(rows: &[Row]) -> PolarsResult<DataFrame> {
                 .collect::<Vec<_>>(),
         ),
     ];
+    for p in swept {
+        if !["delta", "tau", "lr", "wd"].contains(&p.as_str()) {
+            cols.push(c(p, &|r| r.param(p)));
+        }
+    }
     if rows.iter().any(|r| r.val_all.is_some()) {
         cols.push(c("val_all", &|r| r.val_all));
         cols.push(c("val_balanced", &|r| r.val_balanced));
@@ -457,26 +458,28 @@ fn cell(m: Option<f64>, s: Option<f64>) -> String {
     }
 }
 
-/// The table as text for stdout.
-pub fn render(rows: &[Row], swept: &[&str]) -> String {
+/// The table as text for stdout; `group(method)` names each row's group, and a label line
+/// opens each group when the table holds more than one.
+pub fn render(rows: &[Row], swept: &[String], group: &dyn Fn(&str) -> Option<String>) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let extra: String = swept.iter().map(|p| format!(" {p:>6}")).collect();
+    let groups: Vec<Option<String>> = rows.iter().map(|r| group(&r.method)).collect();
+    let grouped = groups.iter().any(|g| g.is_some() && *g != groups[0]);
+    let mut last: Option<&Option<String>> = None;
     let _ = writeln!(
         s,
         "{:<18}{extra} {:>3}  {:>13}  {:>13}  {:>13}  {:>13}  {:>6}  {:>7}",
         "method", "n", "All", "Many", "Medium", "Few", "ECE", "LoMa cv"
     );
-    for r in rows {
+    for (r, g) in rows.iter().zip(&groups) {
+        if grouped && last != Some(g) {
+            let _ = writeln!(s, "── {} ──", g.as_deref().unwrap_or("other rows"));
+        }
+        last = Some(g);
         let mut e = String::new();
         for p in swept {
-            let v = match *p {
-                "delta" => r.delta,
-                "tau" => r.tau,
-                "lr" => Some(r.lr),
-                "wd" => Some(r.wd),
-                _ => None,
-            };
+            let v = r.param(p);
             let _ = write!(
                 e,
                 " {:>6}",

@@ -136,6 +136,11 @@ fn initial_head(bank: &Bank, stage1: &HeadState, job: &Job) -> HeadState {
             rng.set_stream(200);
             HeadState::fresh(m.head, k, d, &mut rng)
         }
+        Init::ClassMean => {
+            let norms = stage1.row_norms();
+            let radius = norms.iter().sum::<f32>() / norms.len().max(1) as f32;
+            HeadState::class_mean(m.head, k, bank.train.features(), &bank.train.labels, radius)
+        }
     }
 }
 

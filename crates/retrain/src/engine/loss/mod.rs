@@ -13,54 +13,219 @@ pub use softmax_bce::softmax_bce;
 pub use softmax_ce::{CeTerms, softmax_ce};
 
 use crate::engine::linalg::Parallelism;
-use crate::method::{CbForm, Head, Loss};
+use crate::method::{CbForm, Head, Loss, Method, Reweight};
+use rand::SeedableRng;
+use rand_distr::Distribution;
 use rayon::prelude::*;
 
 /// Rows per chunk of the loss computation (see [`LossFn::loss_and_grad_par`]).
 pub const LOSS_CHUNK_ROWS: usize = 64;
 
-/// A loss bound to a bank's class counts (and the head's logit scale, for LDAM).
+/// A loss bound to a bank's class counts (and the head's logit scale, for LDAM and GCL),
+/// with its re-weighting and, for GCL, its noise.
 #[derive(Debug, Clone)]
 pub struct LossFn {
     pub loss: Loss,
     pub num_classes: usize,
-    /// log n_c (balanced softmax), s·m_c (LDAM) or w_c (class-balanced), by loss.
-    class_terms: Vec<f32>,
+    /// The named per-class constants of the loss.
+    pub terms: Terms,
+    /// Re-weighting w_c (empty: none), applied from epoch `weights_from`.
+    reweight: Vec<f32>,
+    reweight_from: f32,
+    weights_on: bool,
+    noise: Option<Noise>,
+}
+
+/// The per-class constants a loss adds to the logits (empty vectors: absent), computed once.
+#[derive(Debug, Clone, Default)]
+pub struct Terms {
+    /// o_c, added: τ log n_c (balanced softmax), τ log π_c (VS), log(π_c + 1e-9) (LADE),
+    /// log π_c − log(1 − π_c) (balanced BCE).
+    pub offset: Vec<f32>,
+    /// m_c, multiplied: 1/a_c (CDT), Δ_c (VS).
+    pub scale: Vec<f32>,
+    /// μ_c, subtracted from the true class: s·m_c (LDAM), s·margin (GCL).
+    pub margin: Vec<f32>,
+    /// ε_c: label-aware smoothing of rows of class c.
+    pub smoothing: Vec<f32>,
+    /// w_c: class-balanced weights (Cui et al.), mean over B.
+    pub weight: Vec<f32>,
+    /// s·noise_mul·σ_c: the scale of GCL's noise per class.
+    pub noise_scale: Vec<f32>,
+    /// LADE: −log(π_c + 1e-9) + log(1/K + 1e-9) and π_c.
+    pub lade_shift: Vec<f32>,
+    pub prior: Vec<f32>,
+}
+
+/// GCL's noise: |clamp(ε, −1, 1)|·s·noise_mul·σ_c with ε ~ N(0, (1/3)²), drawn per step for
+/// every row and class from a seeded stream.
+#[derive(Debug, Clone)]
+struct Noise {
+    rng: rand_chacha::ChaCha8Rng,
+    values: Vec<f32>,
+}
+
+fn some(v: &[f32]) -> Option<&[f32]> {
+    (!v.is_empty()).then_some(v)
 }
 
 impl LossFn {
-    pub fn new(loss: Loss, head: Head, train_counts: &[usize]) -> LossFn {
+    /// The loss of `method` (its loss, head scale and re-weighting) on a bank's counts.
+    pub fn for_method(method: &Method, train_counts: &[usize]) -> LossFn {
+        let mut f = LossFn::new(method.loss, method.head, train_counts);
         let to32 = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect();
-        let class_terms = match loss {
-            Loss::BalancedSoftmax => to32(weights::log_counts(train_counts)),
+        f.reweight = match method.reweight {
+            Reweight::None => Vec::new(),
+            Reweight::ClassBalanced { beta, .. } => {
+                to32(weights::class_balanced_weights(train_counts, beta as f64))
+            }
+            Reweight::Power { gamma, .. } => {
+                to32(weights::power_weights(train_counts, gamma as f64))
+            }
+            Reweight::Prior { rho, .. } => to32(weights::prior_weights(train_counts, rho as f64)),
+        };
+        f.reweight_from = method.reweight.from();
+        f.weights_on = !f.reweight.is_empty() && f.reweight_from == 0.0;
+        f
+    }
+
+    pub fn new(loss: Loss, head: Head, train_counts: &[usize]) -> LossFn {
+        let to32 = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
+        let scale = match head {
+            Head::Cosine { scale } => scale as f64,
+            _ => 1.0,
+        };
+        let k = train_counts.len();
+        let log_pi = weights::log_priors(train_counts);
+        let mut t = Terms::default();
+        match loss {
+            Loss::BalancedSoftmax { tau } => {
+                t.offset = to32(
+                    weights::log_counts(train_counts)
+                        .into_iter()
+                        .map(|v| tau as f64 * v)
+                        .collect(),
+                )
+            }
             Loss::Ldam { max_margin } => {
-                let s = match head {
-                    Head::Cosine { scale } => scale as f64,
-                    _ => 1.0,
-                };
-                to32(
+                t.margin = to32(
                     weights::ldam_margins(train_counts, max_margin as f64)
                         .into_iter()
-                        .map(|m| m * s)
+                        .map(|m| m * scale)
                         .collect(),
                 )
             }
             Loss::ClassBalanced { beta, .. } => {
-                to32(weights::class_balanced_weights(train_counts, beta as f64))
+                t.weight = to32(weights::class_balanced_weights(train_counts, beta as f64))
             }
-            Loss::Ce { .. } | Loss::Focal { .. } => Vec::new(),
-        };
+            Loss::Las {
+                eps_head,
+                eps_tail,
+                shape,
+                power,
+            } => {
+                t.smoothing = to32(weights::las_smoothing(
+                    train_counts,
+                    eps_head as f64,
+                    eps_tail as f64,
+                    shape,
+                    power as f64,
+                ))
+            }
+            Loss::Cdt { gamma } => t.scale = to32(weights::cdt_scales(train_counts, gamma as f64)),
+            Loss::Vs { gamma, tau } => {
+                t.scale = to32(weights::vs_scales(train_counts, gamma as f64));
+                t.offset = to32(log_pi.iter().map(|v| tau as f64 * v).collect());
+            }
+            Loss::Lade { .. } => {
+                let total: usize = train_counts.iter().sum();
+                let pi: Vec<f64> = train_counts
+                    .iter()
+                    .map(|&n| n as f64 / total as f64)
+                    .collect();
+                t.offset = to32(pi.iter().map(|p| (p + 1e-9).ln()).collect());
+                let log_uniform = (1.0 / k as f64 + 1e-9).ln();
+                t.lade_shift = to32(pi.iter().map(|p| log_uniform - (p + 1e-9).ln()).collect());
+                t.prior = to32(pi);
+            }
+            Loss::BalBce => t.offset = to32(weights::bal_bce_offsets(train_counts)),
+            Loss::Gcl { margin, noise_mul } => {
+                t.margin = vec![(scale * margin as f64) as f32; k];
+                t.noise_scale = to32(
+                    weights::gcl_sigma(train_counts)
+                        .into_iter()
+                        .map(|s| s * scale * noise_mul as f64)
+                        .collect(),
+                );
+            }
+            Loss::Ce { .. } | Loss::Focal { .. } => {}
+        }
+        let noise = matches!(loss, Loss::Gcl { .. }).then(|| Noise {
+            rng: rand_chacha::ChaCha8Rng::seed_from_u64(0),
+            values: Vec::new(),
+        });
         LossFn {
             loss,
-            num_classes: train_counts.len(),
-            class_terms,
+            num_classes: k,
+            terms: t,
+            reweight: Vec::new(),
+            reweight_from: 0.0,
+            weights_on: false,
+            noise,
         }
     }
 
-    /// The per-class terms: log n_c (balanced softmax), s·m_c (LDAM), w_c (class-balanced);
-    /// empty for the other losses.
-    pub fn class_terms(&self) -> &[f32] {
-        &self.class_terms
+    /// Seed the loss's noise stream (GCL; a no-op for the others).
+    pub fn seed_noise(&mut self, seed: u64) {
+        if let Some(n) = &mut self.noise {
+            n.rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            n.rng.set_stream(300);
+        }
+    }
+
+    /// Before the steps of epoch `epoch` of `epochs`: deferred re-weighting (DRW) switches
+    /// on at ⌊from·E⌋.
+    pub fn start_epoch(&mut self, epoch: usize, epochs: usize) {
+        let from: f64 = self.reweight_from.to_string().parse().unwrap_or(0.0);
+        let start = (from * epochs as f64 + 1e-9).floor() as usize;
+        self.weights_on = !self.reweight.is_empty() && epoch >= start;
+    }
+
+    /// The re-weighting w_c of the method (empty: none), whether in force yet or not.
+    pub fn reweight(&self) -> &[f32] {
+        &self.reweight
+    }
+
+    /// The re-weighting w_c in force now (`None` before DRW's switch, or without one).
+    pub fn active_reweight(&self) -> Option<&[f32]> {
+        (self.weights_on).then_some(&self.reweight[..])
+    }
+
+    /// Before a step of `rows` rows: draw the noise it uses (GCL), in row-major order.
+    pub fn prepare_step(&mut self, rows: usize) {
+        let Some(n) = &mut self.noise else { return };
+        let k = self.num_classes;
+        let dist = rand_distr::Normal::new(0.0f32, 1.0 / 3.0).expect("a valid normal");
+        n.values.clear();
+        for _ in 0..rows {
+            for c in 0..k {
+                let e: f32 = dist.sample(&mut n.rng);
+                n.values
+                    .push(e.clamp(-1.0, 1.0).abs() * self.terms.noise_scale[c]);
+            }
+        }
+    }
+
+    /// The noise ν [rows, K] the next step uses (GCL), after [`LossFn::prepare_step`].
+    pub fn noise(&self) -> Option<&[f32]> {
+        self.noise.as_ref().map(|n| &n.values[..])
+    }
+
+    /// Set the noise ν [rows, K] by hand (parity tests of GCL with a fixed draw).
+    pub fn set_noise(&mut self, values: Vec<f32>) {
+        if let Some(n) = &mut self.noise {
+            n.values = values;
+        }
     }
 
     /// Batch-mean loss of logits `z` [B, K] for labels `y` [B]; writes ∂L/∂z into `grad`.
@@ -70,7 +235,8 @@ impl LossFn {
 
     /// [`LossFn::loss_and_grad`], with the rows split over threads when `par` has several.
     /// Rows are processed in fixed chunks of [`LOSS_CHUNK_ROWS`] whose partial losses are
-    /// summed in order, so the result does not depend on the number of threads.
+    /// summed in order, so the result does not depend on the number of threads. LADE's
+    /// regulariser, a function of the whole batch, is added after the chunks.
     pub fn loss_and_grad_par(
         &self,
         z: &[f32],
@@ -80,86 +246,138 @@ impl LossFn {
     ) -> f64 {
         let (b, k) = (y.len(), self.num_classes);
         let rows = LOSS_CHUNK_ROWS;
+        let denom = self
+            .active_reweight()
+            .map(|w| y.iter().map(|&c| w[c as usize] as f64).sum::<f64>());
+        let noise = self.noise();
+        let chunk = |((g, z), (y, ci)): ((&mut [f32], &[f32]), (&[u32], usize))| {
+            let nu = noise.map(|n| &n[ci * rows * k..(ci * rows + y.len()) * k]);
+            self.chunk(z, y, g, b, denom, nu)
+        };
         let parts: Vec<f64> = match par {
             Parallelism::Rayon(n) if n != 1 && b > rows => grad[..b * k]
                 .par_chunks_mut(rows * k)
                 .zip(z[..b * k].par_chunks(rows * k))
-                .zip(y.par_chunks(rows))
-                .map(|((g, z), y)| self.chunk(z, y, g, b))
+                .zip(y.par_chunks(rows).enumerate().map(|(i, y)| (y, i)))
+                .map(chunk)
                 .collect(),
             _ => grad[..b * k]
                 .chunks_mut(rows * k)
                 .zip(z[..b * k].chunks(rows * k))
-                .zip(y.chunks(rows))
-                .map(|((g, z), y)| self.chunk(z, y, g, b))
+                .zip(y.chunks(rows).enumerate().map(|(i, y)| (y, i)))
+                .map(chunk)
                 .collect(),
         };
-        parts.iter().sum()
+        let mut total: f64 = parts.iter().sum();
+        if let Loss::Lade { alpha, lambda } = self.loss {
+            total += lade_regulariser(
+                &z[..b * k],
+                y,
+                k,
+                &self.terms,
+                alpha as f64,
+                lambda as f64,
+                &mut grad[..b * k],
+            );
+        }
+        total
     }
 
     /// The rows `y` (a chunk of a batch of `batch` rows): their share of the batch-mean loss.
-    fn chunk(&self, z: &[f32], y: &[u32], grad: &mut [f32], batch: usize) -> f64 {
+    fn chunk(
+        &self,
+        z: &[f32],
+        y: &[u32],
+        grad: &mut [f32],
+        batch: usize,
+        denom: Option<f64>,
+        noise: Option<&[f32]>,
+    ) -> f64 {
         let k = self.num_classes;
-        let t = &self.class_terms;
+        let t = &self.terms;
+        let ce = |smoothing: f32, weight: Option<&[f32]>, grad: &mut [f32]| {
+            let terms = CeTerms {
+                smoothing: smoothing as f64,
+                smoothing_per_class: some(&t.smoothing),
+                scale: some(&t.scale),
+                offset: some(&t.offset),
+                margin: some(&t.margin),
+                noise,
+                weight,
+                denom,
+            };
+            softmax_ce(z, y, k, terms, grad, batch)
+        };
+        let reweight = self.active_reweight();
         match self.loss {
-            Loss::Ce { smoothing } => softmax_ce(
-                z,
-                y,
-                k,
-                CeTerms {
-                    smoothing: smoothing as f64,
-                    ..Default::default()
-                },
-                grad,
-                batch,
-            ),
-            Loss::BalancedSoftmax => softmax_ce(
-                z,
-                y,
-                k,
-                CeTerms {
-                    offset: Some(t),
-                    ..Default::default()
-                },
-                grad,
-                batch,
-            ),
-            Loss::Ldam { .. } => softmax_ce(
-                z,
-                y,
-                k,
-                CeTerms {
-                    margin: Some(t),
-                    ..Default::default()
-                },
-                grad,
-                batch,
-            ),
+            Loss::Ce { smoothing } => ce(smoothing, reweight, grad),
+            Loss::BalancedSoftmax { .. }
+            | Loss::Ldam { .. }
+            | Loss::Las { .. }
+            | Loss::Cdt { .. }
+            | Loss::Vs { .. }
+            | Loss::Lade { .. }
+            | Loss::Gcl { .. } => ce(0.0, reweight, grad),
             Loss::ClassBalanced {
                 form: CbForm::Softmax,
                 ..
-            } => softmax_ce(
-                z,
-                y,
-                k,
-                CeTerms {
-                    weight: Some(t),
-                    ..Default::default()
-                },
-                grad,
-                batch,
-            ),
+            } => ce(0.0, some(&t.weight), grad),
             Loss::ClassBalanced {
                 form: CbForm::Sigmoid,
                 ..
-            } => sigmoid_bce(z, y, k, t, grad, batch),
+            } => sigmoid_bce(z, y, k, some(&t.weight), None, grad, batch),
+            Loss::BalBce => sigmoid_bce(z, y, k, None, some(&t.offset), grad, batch),
             Loss::ClassBalanced {
                 form: CbForm::SoftmaxBce,
                 ..
-            } => softmax_bce(z, y, k, t, grad, batch),
+            } => softmax_bce(z, y, k, &t.weight, grad, batch),
             Loss::Focal { gamma } => focal(z, y, k, gamma as f64, grad, batch),
         }
     }
+}
+
+/// LADE's regulariser α·L on the whole batch (Hong et al., `LADELoss` with ReMINE λ), added to
+/// `grad`: per class c, first_c = Σ_{i: y_i = c} z_ic / (b_c + 1e-8), second_c =
+/// LSE_i(z_ic + shift_c) − log B, L = −Σ_c π_c (first_c − second_c − λ second_c²).
+/// Gradient: ∂L/∂z_ic = −π_c [1{y_i = c}/(b_c + 1e-8) − (1 + 2λ second_c) P_ic], P_·c the
+/// softmax over the batch of column c.
+fn lade_regulariser(
+    z: &[f32],
+    y: &[u32],
+    k: usize,
+    t: &Terms,
+    alpha: f64,
+    lambda: f64,
+    grad: &mut [f32],
+) -> f64 {
+    let b = y.len();
+    let mut per_class = vec![0usize; k];
+    for &c in y {
+        per_class[c as usize] += 1;
+    }
+    let log_b = (b as f64).ln();
+    let mut total = 0.0f64;
+    for c in 0..k {
+        let col = |i: usize| z[i * k + c] as f64 + t.lade_shift[c] as f64;
+        let max = (0..b).map(col).fold(f64::NEG_INFINITY, f64::max);
+        let sum: f64 = (0..b).map(|i| (col(i) - max).exp()).sum();
+        let second = max + sum.ln() - log_b;
+        let n_c = per_class[c] as f64 + 1e-8;
+        let first: f64 = (0..b)
+            .filter(|&i| y[i] as usize == c)
+            .map(|i| z[i * k + c] as f64)
+            .sum::<f64>()
+            / n_c;
+        let pi = t.prior[c] as f64;
+        total -= pi * (first - second - lambda * second * second);
+        let pull = 1.0 + 2.0 * lambda * second;
+        for i in 0..b {
+            let p = (col(i) - max).exp() / sum;
+            let own = if y[i] as usize == c { 1.0 / n_c } else { 0.0 };
+            grad[i * k + c] += (-alpha * pi * (own - pull * p)) as f32;
+        }
+    }
+    alpha * total
 }
 
 #[cfg(test)]
@@ -200,7 +418,7 @@ mod tests {
     fn every_loss_gradient_matches_finite_differences() {
         check_gradient(Loss::Ce { smoothing: 0.0 }, Head::Linear);
         check_gradient(Loss::Ce { smoothing: 0.98 }, Head::Linear);
-        check_gradient(Loss::BalancedSoftmax, Head::Linear);
+        check_gradient(Loss::BalancedSoftmax { tau: 1.0 }, Head::Linear);
         check_gradient(Loss::Ldam { max_margin: 0.5 }, Head::Cosine { scale: 30.0 });
         check_gradient(
             Loss::ClassBalanced {
@@ -281,7 +499,7 @@ mod tests {
     #[test]
     fn balanced_softmax_shifts_by_log_counts() {
         // equal logits, counts [1, e²]: adjusted [0, 2]
-        let f = LossFn::new(Loss::BalancedSoftmax, Head::Linear, &[1, 7]);
+        let f = LossFn::new(Loss::BalancedSoftmax { tau: 1.0 }, Head::Linear, &[1, 7]);
         let mut g = vec![0.0; 2];
         let l = f.loss_and_grad(&[0.0, 0.0], &[0], &mut g);
         let want = -(1.0f64 / (1.0 + 7.0)).ln();

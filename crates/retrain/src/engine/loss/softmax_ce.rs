@@ -1,11 +1,13 @@
 //! Softmax cross-entropy with everything the CE-based rows need, as fields of one formula:
 //!
-//! `L = (1/B) Σ_i r_i · (−Σ_c q_ic log softmax(a_i)_c)`, with
-//! - `a_ic = z_ic + o_c − μ_{y_i}·1{c = y_i}` (o = log n: balanced softmax; μ = s·m: LDAM),
-//! - `q_i` = PyTorch label-smoothing targets with δ (δ = 0: one-hot; LOS: δ = 0.98),
-//! - `r_i = w_{y_i}` (class-balanced softmax form) or 1.
+//! `L = (1/D) Σ_i r_i · (−Σ_c q_ic log softmax(a_i)_c)`, with
+//! - `a_ic = m_c·z_ic + o_c − μ_{y_i}·1{c = y_i} − ν_ic` (o = τ log n: balanced softmax / LA
+//!   loss; μ = s·m: LDAM, GCL; m = 1/a: CDT; m = Δ, o = τ log π: VS; ν: GCL's noise),
+//! - `q_i` = PyTorch label-smoothing targets with δ (δ = 0: one-hot; LOS: δ = 0.98), or with
+//!   the row's class's ε_{y_i} (label-aware smoothing),
+//! - `r_i = w_{y_i}` (class weights) or 1, and D = B, or Σ_i w_{y_i} (PyTorch's weighted mean).
 //!
-//! Gradient: `∂L/∂z_ic = r_i (p_ic − q_ic) / B`.
+//! Gradient: `∂L/∂z_ic = m_c r_i (p_ic − q_ic) / D`.
 //!
 //! `batch` is the size of the whole minibatch (the mean's denominator); `z`/`y` may hold a
 //! chunk of its rows.
@@ -19,9 +21,16 @@ use crate::engine::linalg;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CeTerms<'a> {
     pub smoothing: f64,
+    /// Per-class smoothing ε_c (label-aware smoothing): row i uses ε_{y_i}.
+    pub smoothing_per_class: Option<&'a [f32]>,
+    pub scale: Option<&'a [f32]>,
     pub offset: Option<&'a [f32]>,
     pub margin: Option<&'a [f32]>,
+    /// ν [rows, K] for these rows (GCL's scaled noise).
+    pub noise: Option<&'a [f32]>,
     pub weight: Option<&'a [f32]>,
+    /// The mean's denominator D when it is not the batch size (Σ_i w_{y_i}).
+    pub denom: Option<f64>,
 }
 
 /// Returns the batch-mean loss and writes `∂L/∂z` into `grad`.
@@ -35,16 +44,31 @@ pub fn softmax_ce(
 ) -> f64 {
     // the rows may be a chunk of the batch: normalise by the whole batch
     let b = batch;
-    let (q_true, q_other) = smoothed_targets(k, t.smoothing);
-    let (q_true, q_other) = (q_true as f32, q_other as f32);
-    let inv_b = 1.0 / b as f32;
+    let targets = |d: f64| {
+        let (q_true, q_other) = smoothed_targets(k, d);
+        (q_true as f32, q_other as f32)
+    };
+    let fixed = targets(t.smoothing);
+    let inv_b = match t.denom {
+        Some(d) => (1.0 / d) as f32,
+        None => 1.0 / b as f32,
+    };
     let mut total = 0.0f64;
     for (i, &yi) in y.iter().enumerate() {
         let yi = yi as usize;
+        let (q_true, q_other) = match t.smoothing_per_class {
+            Some(e) => targets(e[yi] as f64),
+            None => fixed,
+        };
         let row = &z[i * k..(i + 1) * k];
         let g = &mut grad[i * k..(i + 1) * k];
         // adjusted logits into g (reused as scratch)
         g.copy_from_slice(row);
+        if let Some(m) = t.scale {
+            for (a, m) in g.iter_mut().zip(m) {
+                *a *= m;
+            }
+        }
         if let Some(o) = t.offset {
             for (a, o) in g.iter_mut().zip(o) {
                 *a += o;
@@ -52,6 +76,11 @@ pub fn softmax_ce(
         }
         if let Some(m) = t.margin {
             g[yi] -= m[yi];
+        }
+        if let Some(nu) = t.noise {
+            for (a, n) in g.iter_mut().zip(&nu[i * k..(i + 1) * k]) {
+                *a -= n;
+            }
         }
         let max = linalg::max(g);
         g.iter_mut().for_each(|a| *a -= max);
@@ -68,6 +97,11 @@ pub fn softmax_ce(
             let q = if c == yi { q_true } else { q_other };
             *a = *a * scale - q * r * inv_b;
         }
+        if let Some(m) = t.scale {
+            for (a, m) in g.iter_mut().zip(m) {
+                *a *= m;
+            }
+        }
     }
-    total / b as f64
+    total / t.denom.unwrap_or(b as f64)
 }

@@ -43,6 +43,113 @@ pub fn log_priors(counts: &[usize]) -> Vec<f64> {
         .collect()
 }
 
+/// The largest and smallest class count (over classes with rows).
+fn count_range(counts: &[usize]) -> (f64, f64) {
+    let present = counts.iter().copied().filter(|&n| n > 0);
+    let max = present.clone().max().unwrap_or(1) as f64;
+    let min = present.min().unwrap_or(1) as f64;
+    (max, min)
+}
+
+/// Label-aware smoothing ε_c (MiSLAS `LabelAwareSmoothing`), with x = (n_c − n_min)/(n_max −
+/// n_min) (x = 1 for every class when all counts are equal): concave ε_t + (ε_h − ε_t)
+/// sin(πx/2), linear ε_t + (ε_h − ε_t) x, convex ε_h + (ε_h − ε_t) sin(3π/2 + πx/2), exp
+/// ε_t + (ε_h − ε_t) x^power.
+pub fn las_smoothing(
+    counts: &[usize],
+    eps_head: f64,
+    eps_tail: f64,
+    shape: crate::method::LasShape,
+    power: f64,
+) -> Vec<f64> {
+    use crate::method::LasShape;
+    use std::f64::consts::FRAC_PI_2;
+    let (max, min) = count_range(counts);
+    counts
+        .iter()
+        .map(|&n| {
+            let x = if max > min {
+                ((n as f64 - min) / (max - min)).max(0.0)
+            } else {
+                1.0
+            };
+            let span = eps_head - eps_tail;
+            match shape {
+                LasShape::Concave => eps_tail + span * (FRAC_PI_2 * x).sin(),
+                LasShape::Linear => eps_tail + span * x,
+                LasShape::Convex => eps_head + span * (3.0 * FRAC_PI_2 + FRAC_PI_2 * x).sin(),
+                LasShape::Exp => eps_tail + span * x.powf(power),
+            }
+        })
+        .collect()
+}
+
+/// CDT's training-logit multipliers 1/a_c, a_c = (n_max/n_c)^γ.
+pub fn cdt_scales(counts: &[usize], gamma: f64) -> Vec<f64> {
+    let (max, _) = count_range(counts);
+    counts
+        .iter()
+        .map(|&n| 1.0 / (max / n.max(1) as f64).powf(gamma))
+        .collect()
+}
+
+/// VS loss's multipliers Δ_c = (n_c/n_max)^γ.
+pub fn vs_scales(counts: &[usize], gamma: f64) -> Vec<f64> {
+    let (max, _) = count_range(counts);
+    counts
+        .iter()
+        .map(|&n| (n as f64 / max).powf(gamma))
+        .collect()
+}
+
+/// Smooth class-sensitive weights w_c = (n_min/n_c)^γ (BagofTricks CS-CE).
+pub fn power_weights(counts: &[usize], gamma: f64) -> Vec<f64> {
+    let (_, min) = count_range(counts);
+    counts
+        .iter()
+        .map(|&n| (min / n.max(1) as f64).powf(gamma))
+        .collect()
+}
+
+/// Generalised re-weighting (DisAlign): w_c ∝ π_c^(−ρ), normalised to Σ_c w_c = K.
+pub fn prior_weights(counts: &[usize], rho: f64) -> Vec<f64> {
+    let raw: Vec<f64> = log_priors(counts)
+        .iter()
+        .map(|lp| (-rho * lp).exp())
+        .collect();
+    let sum: f64 = raw.iter().sum();
+    raw.iter().map(|w| w * counts.len() as f64 / sum).collect()
+}
+
+/// Balanced BCE's offsets log π_c − log(1 − π_c).
+pub fn bal_bce_offsets(counts: &[usize]) -> Vec<f64> {
+    let total: usize = counts.iter().sum();
+    counts
+        .iter()
+        .map(|&n| {
+            let p = n as f64 / total as f64;
+            p.ln() - (1.0 - p).ln()
+        })
+        .collect()
+}
+
+/// GCL's per-class noise scale σ_c = (log n_max − log n_c)/(log n_max − log n_min) (0 for
+/// every class when all counts are equal).
+pub fn gcl_sigma(counts: &[usize]) -> Vec<f64> {
+    let (max, min) = count_range(counts);
+    let span = max.ln() - min.ln();
+    counts
+        .iter()
+        .map(|&n| {
+            if span > 0.0 {
+                (max.ln() - (n.max(1) as f64).ln()) / span
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,6 +174,43 @@ mod tests {
                 .iter()
                 .all(|&x| (x - 1.0).abs() < 1e-12)
         );
+    }
+
+    /// Counts [60, 35, 17, 8] (the parity bank), worked by hand.
+    #[test]
+    fn zoo_constants_on_a_toy() {
+        let n = [60usize, 35, 17, 8];
+        // LAS concave: x = (n − 8)/52; ε = 0.1 + 0.3 sin(πx/2)
+        let e = las_smoothing(&n, 0.4, 0.1, crate::method::LasShape::Concave, 3.0);
+        assert!((e[0] - 0.4).abs() < 1e-12 && (e[3] - 0.1).abs() < 1e-12);
+        let x1 = 27.0f64 / 52.0;
+        assert!((e[1] - (0.1 + 0.3 * (std::f64::consts::FRAC_PI_2 * x1).sin())).abs() < 1e-12);
+        let lin = las_smoothing(&n, 0.4, 0.1, crate::method::LasShape::Linear, 3.0);
+        assert!((lin[2] - (0.1 + 0.3 * 9.0 / 52.0)).abs() < 1e-12);
+        let cvx = las_smoothing(&n, 0.4, 0.1, crate::method::LasShape::Convex, 3.0);
+        assert!((cvx[0] - 0.4).abs() < 1e-12 && (cvx[3] - 0.1).abs() < 1e-12);
+        // CDT: 1/a = (n/60)^0.2; VS Δ the same numbers
+        let c = cdt_scales(&n, 0.2);
+        assert!((c[3] - (8.0f64 / 60.0).powf(0.2)).abs() < 1e-12 && c[0] == 1.0);
+        for (a, b) in c.iter().zip(vs_scales(&n, 0.2)) {
+            assert!((a - b).abs() < 1e-12);
+        }
+        // CS-CE: 8/n
+        let w = power_weights(&n, 1.0);
+        assert!((w[0] - 8.0 / 60.0).abs() < 1e-12 && w[3] == 1.0);
+        // GRW ρ = 0: all ones; ρ = 1: ∝ 1/n, sum K
+        assert!(
+            prior_weights(&n, 0.0)
+                .iter()
+                .all(|&v| (v - 1.0).abs() < 1e-12)
+        );
+        let g = prior_weights(&n, 1.0);
+        let inv: f64 = n.iter().map(|&v| 1.0 / v as f64).sum();
+        assert!((g[3] - 4.0 * (1.0 / 8.0) / inv).abs() < 1e-12);
+        // Bal-BCE: logit(π); GCL σ: 0 for the head, 1 for the tail
+        assert!((bal_bce_offsets(&n)[0] - (0.5f64 / 0.5).ln()).abs() < 1e-12);
+        let s = gcl_sigma(&n);
+        assert!(s[0].abs() < 1e-12 && (s[3] - 1.0).abs() < 1e-12);
     }
 
     #[test]
