@@ -3,12 +3,24 @@
 
 set positional-arguments := false
 
-# Table 1: every method × 3 seeds on the default bank -> results/fmnist-lt-ir100/table1/
+# Table 1: the paper's rows (+ reference rows) × 3 seeds on the default bank -> results/fmnist-lt-ir100/table1/
 table1 *ARGS:
+    cargo run -p retrain -- --method table1 --seeds 3 {{ARGS}}
+
+# Every row: Table 1, then the stage-2 zoo, × 3 seeds on the default bank -> results/fmnist-lt-ir100/all/
+all *ARGS:
     cargo run -p retrain -- --method all --seeds 3 {{ARGS}}
+
+# The stage-2 zoo (baselines/zoo.toml) × 3 seeds on the default bank -> results/fmnist-lt-ir100/zoo/
+zoo *ARGS:
+    cargo run -p retrain -- --method zoo --seeds 3 {{ARGS}}
 
 # Table 1 on the synthetic CIFAR100-LT-like bank (generated on first use)
 table1-synth *ARGS: synth
+    cargo run -p retrain -- --bank features/synth-cifar100-lt-ir100 --method table1 --seeds 3 {{ARGS}}
+
+# Every row on the synthetic CIFAR100-LT-like bank
+all-synth *ARGS: synth
     cargo run -p retrain -- --bank features/synth-cifar100-lt-ir100 --method all --seeds 3 {{ARGS}}
 
 # LOS over the δ grid of Fig. 4 -> results/<bank>/los-delta-sweep/
@@ -34,11 +46,12 @@ test:
 # The twelve Table 1 methods (without the stage1 / logreg-balanced reference rows).
 table1_methods := "vanilla-fc,vanilla-cosine,lws,ldam,balanced-softmax,re-sampling,focal,class-balanced,maxnorm,tau-norm,logit-adjust,los"
 
-# Benchmarks: criterion step/epoch/GEMM benches, then Table 1's wall time on the synthetic bank
+# Benchmarks: criterion step/epoch/GEMM benches, then the wall time of Table 1 on the synthetic bank and of every row (Table 1 + zoo) on the default bank
 bench: synth
     cargo bench --profile dev -p retrain
     cargo build -p retrain
     /usr/bin/time -f "table1 (12 methods x 3 seeds) on the synthetic CIFAR100-LT-like bank: %e s wall, %U s CPU, %M KB max RSS" cargo run -q -p retrain -- --bank features/synth-cifar100-lt-ir100 --method {{table1_methods}} --seeds 3 --rerun --no-plots -q --out results/bench > /dev/null
+    /usr/bin/time -f "all rows (Table 1 + zoo, 30 methods x 3 seeds) on the default bank: %e s wall, %U s CPU, %M KB max RSS" cargo run -q -p retrain -- --method all --seeds 3 --rerun --no-plots -q --out results/bench-all > /dev/null
 
 # Examples (README, section "Bring your own features"; every flag: cargo run -p extract -- --help):
 #   just extract fmnist-lt     (stage 1 + dump, ~12 min on 2 cores: rebuilds the committed default bank)

@@ -167,7 +167,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_shuffle: bool,
     /// Output folder [default: <results>/<bank>/<experiment>/, named from the bank and the
-    /// command, e.g. results/fmnist-lt-ir100/table1/]. With the default, the runs are recorded
+    /// command, e.g. results/fmnist-lt-ir100/all/ or .../table1/]. With the default, the runs are recorded
     /// in <results>/<bank>/records.jsonl, shared by every experiment on that bank; with --out,
     /// in <out>/records.jsonl. Rerunning a command skips the runs already recorded (resume
     /// after a crash or kill).
@@ -417,7 +417,11 @@ impl RunArgs {
                     groups.iter().map(|g| format!("{g}, ")).collect::<String>()
                 );
             };
-            methods.push(self.override_row(spec.clone()).check(&defaults)?);
+            let checked = self.override_row(spec.clone()).check(&defaults);
+            methods.push(match (&self.config, checked) {
+                (Some(p), Err(e)) => bail!("{}: {e}", p.display()),
+                (_, m) => m?,
+            });
             groups.push((
                 name.to_string(),
                 table.group_of(name).unwrap_or_default().to_string(),
@@ -450,76 +454,6 @@ impl RunArgs {
             };
         }
         spec
-    }
-
-    /// Every configuration to run: each method over its δ or τ sweep, then over the grid.
-    fn expand(&self, methods: &[Method]) -> anyhow::Result<Vec<Method>> {
-        let mut expanded = Vec::new();
-        for m in methods {
-            if self.sweep_delta {
-                expanded.extend(self.delta_sweep(m)?);
-            } else if self.sweep_tau {
-                expanded.extend(tau_sweep(m)?);
-            } else if let Some(sw) = &self.sweep {
-                for &v in &sw.values {
-                    expanded.push(crate::method::params::with_param(m, &sw.param, v)?);
-                }
-            } else {
-                expanded.push(m.clone());
-            }
-        }
-        if let Some(g) = &self.grid {
-            expanded = expanded
-                .into_iter()
-                .flat_map(|m| {
-                    g.cells().into_iter().map(move |(lr, wd)| {
-                        let mut v = m.clone();
-                        v.hyper.lr = lr;
-                        v.hyper.wd = wd;
-                        v
-                    })
-                })
-                .collect();
-        }
-        Ok(expanded)
-    }
-
-    fn delta_sweep(&self, m: &Method) -> anyhow::Result<Vec<Method>> {
-        if !matches!(m.loss, Loss::Ce { .. }) {
-            bail!(
-                "--sweep-delta: method `{}` has no label smoothing (it applies to CE rows such as los)",
-                m.name
-            );
-        }
-        Ok(self
-            .deltas
-            .as_deref()
-            .unwrap_or(&DEFAULT_DELTAS)
-            .iter()
-            .map(|&d| {
-                let mut v = m.clone();
-                v.loss = Loss::Ce { smoothing: d };
-                v
-            })
-            .collect())
-    }
-
-    /// The parameters that vary between the rows of the tables.
-    fn swept(&self) -> Vec<String> {
-        let mut swept: Vec<String> = Vec::new();
-        if self.sweep_delta {
-            swept.push("delta".into());
-        }
-        if let Some(s) = &self.sweep {
-            swept.push(s.param.clone());
-        }
-        if self.grid.is_some() {
-            swept.extend(["lr".into(), "wd".into()]);
-        }
-        if self.sweep_tau {
-            swept.push("tau".into());
-        }
-        swept
     }
 
     /// The banks, with `--many-above/--few-below` applied and checked.
@@ -588,15 +522,4 @@ impl RunArgs {
         self.jobs
             .unwrap_or(if on_device { cores.min(2) } else { cores })
     }
-}
-
-/// τ = 0, 0.1, …, 2 of a post-hoc method.
-fn tau_sweep(m: &Method) -> anyhow::Result<Vec<Method>> {
-    if m.tau().is_none() {
-        bail!(
-            "--sweep-tau: method `{}` has no τ (use tau-norm, logit-adjust, balanced-softmax, la-loss or vs)",
-            m.name
-        );
-    }
-    Ok((0..=20).map(|i| m.with_tau(i as f32 * 0.1)).collect())
 }

@@ -4,8 +4,9 @@
 //! shared by its experiments (`<results>/<bank>/records.jsonl`), so a sweep reuses the runs a
 //! table already made.
 //!
-//! The name: the methods (`table1` for `--method all`, else the method names joined by `+`),
-//! then the kind of run (`-delta-sweep`, `-tau-sweep`, `-grid-…`, `-tune`), then every flag that
+//! The name: the methods (`all` for `--method all`, else the method or group names joined by
+//! `+`: `table1`, `zoo`, `los`, …),
+//! then the kind of run (`-delta-sweep`, `-tau-sweep`, `-<param>-sweep<values>`, `-grid-…`, `-tune`), then every flag that
 //! changes the numbers and differs from its default (`-seeds1`, `-epochs5`, `-lr0.01`, …).
 
 use crate::command::cli::RunArgs;
@@ -22,7 +23,7 @@ pub fn experiment_name(args: &RunArgs) -> String {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "table".into()),
-        (None, true) => "table1".into(),
+        (None, true) => "all".into(),
         (_, false) => args.method.join("+"),
     };
     let mut name = match (args.tune, all && args.config.is_none()) {
@@ -38,6 +39,10 @@ pub fn experiment_name(args: &RunArgs) -> String {
     }
     if args.sweep_tau {
         name.push_str("-tau-sweep");
+    }
+    if let Some(sw) = &args.sweep {
+        let values: Vec<String> = sw.values.iter().map(|v| v.to_string()).collect();
+        name.push_str(&format!("-{}-sweep{}", sw.param, values.join("_")));
     }
     if let Some(g) = &args.grid {
         name.push_str(&format!("-grid-lr{}-wd{}", list(&g.lr), list(&g.wd)));
@@ -181,8 +186,9 @@ mod tests {
 
     #[test]
     fn the_folder_is_named_from_the_command() {
-        assert_eq!(name(&[]), "table1");
-        assert_eq!(name(&["--method", "all", "--seeds", "3"]), "table1");
+        assert_eq!(name(&[]), "all");
+        assert_eq!(name(&["--method", "all", "--seeds", "3"]), "all");
+        assert_eq!(name(&["--method", "table1"]), "table1");
         assert_eq!(
             name(&["--method", "los", "--sweep-delta"]),
             "los-delta-sweep"
@@ -201,6 +207,10 @@ mod tests {
             name(&["--method", "los", "--grid", "lr=1e-4,1e-3:wd=0"]),
             "los-grid-lr0.0001_0.001-wd0"
         );
+        assert_eq!(
+            name(&["--method", "las", "--sweep", "eps_head=0.2,0.3"]),
+            "las-eps_head-sweep0.2_0.3"
+        );
         assert_eq!(name(&["--tune"]), "tune");
         assert_eq!(name(&["--tune", "--grid", "lr=0.1"]), "tune-grid-lr0.1-wd0");
         assert_eq!(name(&["--method", "los", "--tune"]), "los-tune");
@@ -208,7 +218,7 @@ mod tests {
             name(&[
                 "--epochs", "5", "--lr", "0.01", "--no-tta", "--init", "fresh"
             ]),
-            "table1-lr0.01-epochs5-init-fresh-no-tta"
+            "all-lr0.01-epochs5-init-fresh-no-tta"
         );
         assert_eq!(banks_folder(&["a".into(), "b c".into()]), "a+b_c");
     }

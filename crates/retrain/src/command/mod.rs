@@ -11,5 +11,6 @@ pub mod experiment;
 pub mod grid;
 pub mod outputs;
 pub mod run;
+pub mod sweeps;
 pub mod synth;
 pub mod tune;

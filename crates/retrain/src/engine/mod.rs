@@ -6,6 +6,7 @@
 //! CSV, polars or plotters, and prints nothing.
 
 pub mod device;
+pub mod device_loss;
 pub mod head;
 pub mod linalg;
 pub mod logreg;

@@ -4,6 +4,7 @@
 //!
 //! The bottom room: imports nothing of this crate.
 
+pub mod check;
 pub mod params;
 pub mod spec;
 pub mod table;

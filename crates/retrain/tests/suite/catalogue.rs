@@ -290,6 +290,12 @@ fn cat(a: &[&'static str], b: &[&'static str]) -> Vec<&'static str> {
     a.iter().chain(b).copied().collect()
 }
 
+/// The base bank and `rows.toml`: a method table of the single row `row`.
+fn bad_row(d: &Path, row: &str) {
+    base(d);
+    std::fs::write(d.join("rows.toml"), format!("[[method]]\n{row}\n")).unwrap();
+}
+
 fn cases() -> Vec<Case> {
     use Bin::*;
     use Want::{Error as E, Ok as Fine};
@@ -880,6 +886,168 @@ fn cases() -> Vec<Case> {
                 "-q",
             ],
             E(&["--out", "file/sub"]),
+        ),
+        // -- zoo rows with a constant out of range, and --sweep ---------------------------------
+        case(
+            "zoo_las_eps_out_of_range",
+            Retrain,
+            |d| {
+                bad_row(
+                    d,
+                    "name = \"las-bad\"\nloss = { kind = \"las\", eps_head = 1.0 }",
+                )
+            },
+            &[
+                "--bank",
+                "{d}/bank",
+                "--config",
+                "{d}/rows.toml",
+                "--method",
+                "las-bad",
+                "--out",
+                "{d}/out",
+                "-q",
+            ],
+            E(&["rows.toml", "las-bad", "loss.eps_head", "[0, 1)"]),
+        ),
+        case(
+            "zoo_cdt_negative_gamma",
+            Retrain,
+            |d| {
+                bad_row(
+                    d,
+                    "name = \"cdt-bad\"\nloss = { kind = \"cdt\", gamma = -0.2 }",
+                )
+            },
+            &[
+                "--bank",
+                "{d}/bank",
+                "--config",
+                "{d}/rows.toml",
+                "--method",
+                "cdt-bad",
+                "--out",
+                "{d}/out",
+                "-q",
+            ],
+            E(&["rows.toml", "cdt-bad", "loss.gamma", "≥ 0"]),
+        ),
+        case(
+            "zoo_disalign_negative_rho",
+            Retrain,
+            |d| {
+                bad_row(
+                    d,
+                    "name = \"da\"\nhead = { kind = \"dis-align\" }\nreweight = { kind = \"prior\", rho = -1.0 }",
+                )
+            },
+            &[
+                "--bank",
+                "{d}/bank",
+                "--config",
+                "{d}/rows.toml",
+                "--method",
+                "da",
+                "--out",
+                "{d}/out",
+                "-q",
+            ],
+            E(&["rows.toml", "da", "reweight.rho"]),
+        ),
+        case(
+            "zoo_drw_beta_1",
+            Retrain,
+            |d| {
+                bad_row(
+                    d,
+                    "name = \"drw-bad\"\nreweight = { kind = \"class-balanced\", beta = 1.0, from = 0.8 }",
+                )
+            },
+            &[
+                "--bank",
+                "{d}/bank",
+                "--config",
+                "{d}/rows.toml",
+                "--method",
+                "drw-bad",
+                "--out",
+                "{d}/out",
+                "-q",
+            ],
+            E(&["rows.toml", "drw-bad", "reweight.beta", "[0, 1)"]),
+        ),
+        case(
+            "zoo_reweight_on_focal",
+            Retrain,
+            |d| {
+                bad_row(
+                    d,
+                    "name = \"fw\"\nloss = { kind = \"focal\" }\nreweight = { kind = \"power\" }",
+                )
+            },
+            &[
+                "--bank",
+                "{d}/bank",
+                "--config",
+                "{d}/rows.toml",
+                "--method",
+                "fw",
+                "--out",
+                "{d}/out",
+                "-q",
+            ],
+            E(&["rows.toml", "fw", "reweight", "softmax cross-entropy"]),
+        ),
+        case(
+            "cli_sweep_unknown_parameter",
+            Retrain,
+            |d| drop(base(d)),
+            &[
+                "--bank",
+                "{d}/bank",
+                "--method",
+                "las",
+                "--sweep",
+                "eps_hed=0.2,0.3",
+                "--out",
+                "{d}/out",
+                "-q",
+            ],
+            E(&["las", "--sweep", "eps_hed", "eps_head"]),
+        ),
+        case(
+            "cli_sweep_value_out_of_range",
+            Retrain,
+            |d| drop(base(d)),
+            &[
+                "--bank",
+                "{d}/bank",
+                "--method",
+                "las",
+                "--sweep",
+                "eps_head=0.2,1.5",
+                "--out",
+                "{d}/out",
+                "-q",
+            ],
+            E(&["las", "loss.eps_head", "[0, 1)"]),
+        ),
+        case(
+            "cli_sweep_not_a_number",
+            Retrain,
+            |d| drop(base(d)),
+            &[
+                "--bank",
+                "{d}/bank",
+                "--method",
+                "las",
+                "--sweep",
+                "eps_head=0.2,x",
+                "--out",
+                "{d}/out",
+                "-q",
+            ],
+            E(&["--sweep", "`x`"]),
         ),
         case(
             "cli_missing_config_file",

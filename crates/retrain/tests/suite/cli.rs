@@ -105,7 +105,7 @@ fn full_table_on_a_small_synthetic_bank() {
         "--bank",
         s(&bank),
         "--method",
-        "all",
+        "table1",
         "--seeds",
         "2",
         "--epochs",

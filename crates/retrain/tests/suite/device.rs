@@ -1,6 +1,7 @@
 //! The device path (`retrain --device cuda`, `retrain::engine::device`) against the hand-written CPU
 //! engine. On a machine without a GPU the device code runs through candle's CPU backend: the
-//! same tensor program that runs on CUDA, checked here for every Table 1 method.
+//! same tensor program that runs on CUDA, checked here for every trainable row of Table 1 and
+//! of the zoo.
 
 use bank::Bank;
 use candle_core::Device;
@@ -101,7 +102,7 @@ fn every_method_trains_the_same_head_on_the_device_path() {
     let bank = small_bank(&dir.path().join("bank"));
     let db = DeviceBank::upload(&bank, &Device::Cpu).unwrap();
     let methods = methods();
-    assert!(methods.len() >= 12, "{} methods", methods.len());
+    assert!(methods.len() >= 12 + 15, "{} methods", methods.len());
     let opts = TrainOptions {
         record_steps: true,
         ..Default::default()
@@ -134,6 +135,8 @@ fn every_method_trains_the_same_head_on_the_device_path() {
         assert_close(&m.name, "weight", &dev.head.weight, &cpu.head.weight, 1e-4);
         assert_close(&m.name, "bias", &dev.head.bias, &cpu.head.bias, 1e-4);
         assert_close(&m.name, "scales", &dev.head.scales, &cpu.head.scales, 1e-4);
+        assert_close(&m.name, "shift", &dev.head.shift, &cpu.head.shift, 1e-4);
+        assert_close(&m.name, "gate", &dev.head.gate, &cpu.head.gate, 1e-4);
         let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<_>>();
         assert_close(
             &m.name,
@@ -167,7 +170,25 @@ fn device_evaluation_matches_the_host_evaluation() {
     let bank = small_bank(&dir.path().join("bank"));
     let db = DeviceBank::upload(&bank, &Device::Cpu).unwrap();
     let priors = log_priors(&bank.train_counts);
+    let mut disalign = stage1(&bank, Head::DisAlign);
+    disalign
+        .scales
+        .iter_mut()
+        .enumerate()
+        .for_each(|(c, s)| *s = 0.8 + 0.05 * c as f32);
+    disalign
+        .shift
+        .iter_mut()
+        .enumerate()
+        .for_each(|(c, t)| *t = 0.1 * c as f32 - 0.3);
+    disalign
+        .gate
+        .iter_mut()
+        .enumerate()
+        .for_each(|(j, v)| *v = 0.02 * j as f32 - 0.1);
+    let disalign = disalign.eval_head(retrain::method::PostHoc::None, &priors);
     for (kind, posthoc) in [
+        (Head::DisAlign, retrain::method::PostHoc::None),
         (Head::Linear, retrain::method::PostHoc::None),
         (Head::Cosine { scale: 16.0 }, retrain::method::PostHoc::None),
         (
@@ -175,7 +196,11 @@ fn device_evaluation_matches_the_host_evaluation() {
             retrain::method::PostHoc::LogitAdjust { tau: 1.0 },
         ),
     ] {
-        let eh = stage1(&bank, kind).eval_head(posthoc, &priors);
+        let eh = if kind == Head::DisAlign {
+            disalign.clone()
+        } else {
+            stage1(&bank, kind).eval_head(posthoc, &priors)
+        };
         for (id, split) in [
             (SplitId::Test, &bank.test),
             (SplitId::Val, bank.val.as_ref().unwrap()),

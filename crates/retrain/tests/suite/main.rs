@@ -9,3 +9,5 @@ mod parity;
 mod paths;
 mod results;
 mod writers;
+mod zoo;
+mod zoo_parity;

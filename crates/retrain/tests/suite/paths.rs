@@ -526,6 +526,7 @@ fn flip_tta_averages_the_logits_of_both_views() {
         weight: vec![1.0, 0.0, 0.0, 1.0, -1.0, -1.0],
         bias: vec![0.0; 3],
         normalize_input: false,
+        gate: None,
     };
     // row 0: view z = (2, 0, -2), flip z' = (0, 3, -3): mean (1, 1.5, -2.5) → class 1
     // row 1: view (1, 0.5, -1.5), flip (-4, -3, 7): mean (-1.5, -1.25, 2.75) → class 2
@@ -592,14 +593,43 @@ fn the_default_bank_reproduces_readme_s_table() {
         .iter()
         .filter(|l| !l.starts_with("wrote "))
         .collect();
-    assert_eq!(rows.len(), 15, "header + 14 rows");
-    for want in rows {
+    assert_eq!(
+        rows.len(),
+        33,
+        "header + 2 group labels + 14 Table 1 rows + 16 zoo rows"
+    );
+    for want in &rows {
         assert!(
             got.contains(want),
             "README row not reproduced:\n  {want}\nretrain printed:\n{}",
             got.join("\n")
         );
     }
+    // `--method table1`: exactly the README's first group, without labels
+    let o = Command::new(env!("CARGO_BIN_EXE_retrain"))
+        .current_dir(&root)
+        .args(["--method", "table1", "--out", s(&t.path().join("t1")), "-q"])
+        .args(["--no-plots"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let t1 = stdout(&o);
+    let printed: Vec<&str> = t1
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with("wrote "))
+        .collect();
+    let zoo_label = rows
+        .iter()
+        .position(|l| l.starts_with("── the stage-2 zoo"))
+        .unwrap();
+    let want: Vec<&str> = std::iter::once(*rows[0])
+        .chain(rows[2..zoo_label].iter().map(|l| **l))
+        .collect();
+    assert_eq!(
+        printed, want,
+        "--method table1 is the paper's rows, unchanged"
+    );
 }
 
 // ---- determinism on the full-precision records -------------------------------------------------
@@ -627,7 +657,8 @@ fn jobs_and_threaded_gemms_do_not_change_the_full_precision_records() {
     // many jobs: one per core with --jobs 2, all on one thread with --jobs 1
     let one = go("all-1", &["--method", "all", "--seeds", "2", "--jobs", "1"]);
     let two = go("all-2", &["--method", "all", "--seeds", "2", "--jobs", "2"]);
-    assert_eq!(one.len(), 2 * 10 + 4);
+    // Table 1: 10 seeded rows + 4 deterministic; the zoo: 15 seeded + ncm
+    assert_eq!(one.len(), 2 * (10 + 15) + 4 + 1);
     assert_eq!(one, two);
     // a single job: its GEMMs, loss and SGD on 2 threads vs sequential
     let one = go("los-1", &["--method", "los", "--seeds", "1", "--jobs", "1"]);

@@ -78,7 +78,7 @@ fn four_commands_leave_four_experiment_folders_and_a_rerun_touches_only_its_own(
         run(&a)
     };
     // the four commands of the README, one after another
-    let table1: &[&str] = &["--method", "all", "--seeds", "3"];
+    let table1: &[&str] = &["--method", "table1", "--seeds", "3"];
     go(table1);
     let sweep = go(&["--method", "los", "--sweep-delta"]);
     go(&[

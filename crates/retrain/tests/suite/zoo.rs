@@ -1,0 +1,237 @@
+//! The stage-2 zoo end to end, through the real binary: every row of `baselines/zoo.toml` and
+//! of Table 1 runs on a bank without a stage-1 head and resumes; `--method table1` is the
+//! paper's rows alone and `--method all` prints them first, then the zoo, each group under
+//! its label; `--sweep PARAM=…` and `--sweep-tau` work on zoo rows with no code of their own.
+
+use retrain::command::synth::SynthSpec;
+use retrain::engine::linalg::Parallelism;
+use retrain::method::table::MethodTable;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn ok(args: &[&str]) -> Output {
+    let o = Command::new(env!("CARGO_BIN_EXE_retrain"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "retrain {args:?} failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn bank(dir: &Path) -> PathBuf {
+    let spec = SynthSpec {
+        classes: 8,
+        dim: 12,
+        ir: 20.0,
+        img_max: 80,
+        test_per_class: 10,
+        val_per_class: 0,
+        separation: 1.0,
+        latent_dim: 6,
+        ambient_noise: 0.5,
+        stage1_epochs: 3,
+        stage1_lr: 0.05,
+        seed: 5,
+        f16: false,
+    };
+    retrain::command::synth::write_synthetic_bank(&spec, dir, true, Parallelism::None).unwrap();
+    dir.to_path_buf()
+}
+
+/// The `method` column and the `all` column of a table1.csv.
+fn table(path: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let at = |n: &str| header.iter().position(|c| *c == n).unwrap();
+    let (m, a) = (at("method"), at("all"));
+    lines
+        .map(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            (c[m].to_string(), c[a].to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn every_row_runs_on_a_bank_without_a_stage1_head_and_resumes() {
+    let t = tempfile::tempdir().unwrap();
+    let b = bank(&t.path().join("bank"));
+    std::fs::remove_file(b.join("head.safetensors")).unwrap();
+    let out = t.path().join("out");
+    let args = [
+        "--bank",
+        s(&b),
+        "--method",
+        "all",
+        "--seeds",
+        "1",
+        "--epochs",
+        "2",
+        "--out",
+        s(&out),
+        "-q",
+        "--no-plots",
+    ];
+    let first = ok(&args);
+    assert!(String::from_utf8_lossy(&first.stderr).contains("stage-1 head"));
+    let rows = table(&out.join("table1.csv"));
+    let names = MethodTable::embedded();
+    assert_eq!(
+        rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
+        names.names(),
+        "every row, in table order"
+    );
+    for (m, acc) in &rows {
+        let a: f64 = acc.parse().unwrap_or_else(|_| panic!("{m}: all = `{acc}`"));
+        assert!((0.0..=100.0).contains(&a), "{m}: {a}");
+    }
+    let before = std::fs::read_to_string(out.join("table1.csv")).unwrap();
+    let again = ok(&args);
+    let log = String::from_utf8_lossy(&again.stderr);
+    assert!(log.contains("resuming"), "{log}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("table1.csv")).unwrap(),
+        before,
+        "a resumed table is the same table"
+    );
+}
+
+#[test]
+fn table1_is_the_paper_rows_and_all_prints_them_first_then_the_zoo_labelled() {
+    let t = tempfile::tempdir().unwrap();
+    let b = bank(&t.path().join("bank"));
+    let run = |what: &str| {
+        let out = t.path().join(what);
+        let o = ok(&[
+            "--bank",
+            s(&b),
+            "--method",
+            what,
+            "--seeds",
+            "2",
+            "--epochs",
+            "2",
+            "--out",
+            s(&out),
+            "--no-plots",
+            "-q",
+        ]);
+        (
+            table(&out.join("table1.csv")),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+        )
+    };
+    let table = MethodTable::embedded();
+    let (t1, t1_out) = run("table1");
+    assert_eq!(
+        t1.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
+        table.group("table1")
+    );
+    assert!(
+        !t1_out.contains("──"),
+        "one group: no group labels\n{t1_out}"
+    );
+    let (all, all_out) = run("all");
+    assert_eq!(
+        &all[..t1.len()],
+        &t1[..],
+        "the paper rows first, the same numbers"
+    );
+    assert_eq!(
+        all[t1.len()..]
+            .iter()
+            .map(|r| r.0.as_str())
+            .collect::<Vec<_>>(),
+        table.group("zoo")
+    );
+    let lines: Vec<&str> = all_out.lines().collect();
+    let label = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.starts_with("── ") && l.contains(needle))
+            .unwrap_or_else(|| panic!("no `{needle}` label:\n{all_out}"))
+    };
+    let (paper, zoo) = (label("Table 1"), label("zoo"));
+    let row = |m: &str| {
+        lines
+            .iter()
+            .position(|l| l.split_whitespace().next() == Some(m))
+            .unwrap()
+    };
+    assert!(paper < row("stage1") && row("los") < zoo && zoo < row("crt"));
+}
+
+#[test]
+fn a_generic_sweep_and_the_tau_sweep_run_zoo_rows() {
+    let t = tempfile::tempdir().unwrap();
+    let b = bank(&t.path().join("bank"));
+    let out = t.path().join("las");
+    ok(&[
+        "--bank",
+        s(&b),
+        "--method",
+        "las",
+        "--sweep",
+        "eps_head=0.2,0.6",
+        "--seeds",
+        "1",
+        "--epochs",
+        "2",
+        "--lr",
+        "0.05",
+        "--out",
+        s(&out),
+        "--no-plots",
+        "-q",
+    ]);
+    let sweep = std::fs::read_to_string(out.join("las-eps_head-sweep.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = sweep.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows[0][1], "eps_head");
+    assert_eq!((rows[1][1], rows[2][1]), ("0.2", "0.6"));
+    assert_eq!(rows.len(), 3);
+    // the two values train different heads
+    let t1 = std::fs::read_to_string(out.join("runs.csv")).unwrap();
+    assert_eq!(t1.lines().filter(|l| l.contains(",test,all,")).count(), 2);
+
+    let out = t.path().join("la");
+    let o = ok(&[
+        "--bank",
+        s(&b),
+        "--method",
+        "la-loss,vs",
+        "--sweep-tau",
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--out",
+        s(&out),
+        "--no-plots",
+        "-q",
+    ]);
+    let tau = std::fs::read_to_string(out.join("la-loss-tau-sweep.csv")).unwrap();
+    assert_eq!(tau.lines().count(), 22, "τ = 0, 0.1, …, 2");
+    assert!(out.join("vs-tau-sweep.csv").exists());
+    let taus: Vec<&str> = tau
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap())
+        .collect();
+    assert_eq!(taus[9], "0.9", "τ as typed: {taus:?}");
+    let printed = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        printed
+            .lines()
+            .any(|l| l.starts_with("vs ") && l.contains(" 1.3 ")),
+        "{printed}"
+    );
+}

@@ -1,0 +1,371 @@
+//! Exact parity of the zoo rows with PyTorch: `fixtures/zoo-trajectories.*` (written by
+//! `scripts/zoo_parity.py`, PyTorch 2.15 in f64) hold, on the tiny bank and `head_init` of
+//! `tiny-trajectories.safetensors` (K = 4, D = 8, counts 60/35/17/8, batch 16 in file order,
+//! 3 epochs, SGD lr 0.1 / momentum 0.9 / wd 5e-4, cosine per epoch stepped after the epoch;
+//! cRT: lr 0.2, one batch of 120, 10 epochs), every minibatch loss, the trained parameters,
+//! the test logits and test top-1 of crt, las, mislas, cdt, vs, la-loss (τ = 1, 0.5), cs-ce,
+//! drw, disalign, gcl (noise off), lade, bal-bce and class-mean-init; NCM's class means and
+//! logits; one GCL loss and gradient with a stored noise draw (`gcl-step`); and the per-class
+//! constants (LAS ε of the four shapes, CDT's a, the re-weightings w, the sampler
+//! probabilities). The JSON's `semantics` says each row's formula in one line.
+//!
+//! Tolerances, |got − want| ≤ rel·max(1, |want|): 2e-6 on losses, 3e-6 on parameters and
+//! gradients, 1e-5 on test logits (an f32 engine against f64), 1e-12 on the f64 constants.
+
+use bank::{Features, Split};
+use retrain::engine::head::{HeadState, StepBuffers, backward, forward};
+use retrain::engine::linalg::Parallelism;
+use retrain::engine::loss::LossFn;
+use retrain::engine::loss::weights::{self, log_priors};
+use retrain::engine::sampler::class_probabilities;
+use retrain::engine::trainer::{TrainOptions, train};
+use retrain::method::{
+    Head, Hyper, Init, LasShape, Method, MethodSpec, PostHoc, Sampler, Schedule,
+};
+use safetensors::SafeTensors;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+const K: usize = 4;
+const D: usize = 8;
+// Tolerances, f32 engine vs f64 PyTorch, each about 5× the worst error seen over all rows
+// (losses 2.7e-7 (drw); parameters 4.7e-7 (gcl-step ∂W, gcl W); logits 2.2e-6 (gcl's 30·cos)).
+/// Every step loss, and the gcl-step loss.
+const LOSS_REL: f64 = 2e-6;
+/// Trained parameters and gradients.
+const PARAM_REL: f64 = 3e-6;
+/// Test logits.
+const LOGIT_REL: f64 = 1e-5;
+/// The per-class constants (f64 on both sides).
+const CONST_REL: f64 = 1e-12;
+
+struct Fixture {
+    bank: Vec<u8>,
+    zoo: Vec<u8>,
+    json: Value,
+}
+
+fn fx() -> &'static Fixture {
+    static FX: OnceLock<Fixture> = OnceLock::new();
+    FX.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let read = |f: &str| std::fs::read(dir.join(f)).unwrap_or_else(|_| panic!("fixture {f}"));
+        Fixture {
+            bank: read("tiny-trajectories.safetensors"),
+            zoo: read("zoo-trajectories.safetensors"),
+            json: serde_json::from_slice(&read("zoo-trajectories.json")).unwrap(),
+        }
+    })
+}
+
+impl Fixture {
+    /// An F64 tensor of the zoo file (`None` when absent).
+    fn zoo(&self, name: &str) -> Option<Vec<f64>> {
+        f64s(&self.zoo, name)
+    }
+    fn zoo_req(&self, name: &str) -> Vec<f64> {
+        self.zoo(name)
+            .unwrap_or_else(|| panic!("zoo tensor {name}"))
+    }
+    fn bank_f32(&self, name: &str) -> Vec<f32> {
+        let v = f64s(&self.bank, name).unwrap_or_else(|| panic!("bank tensor {name}"));
+        v.iter().map(|&v| v as f32).collect()
+    }
+    fn split(&self, which: &str) -> Split {
+        let st = SafeTensors::deserialize(&self.bank).unwrap();
+        let labels: Vec<u32> = st
+            .tensor(&format!("{which}.labels"))
+            .unwrap()
+            .data()
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32)
+            .collect();
+        Split {
+            path: which.into(),
+            rows: labels.len(),
+            dim: D,
+            features: Features::Owned(self.bank_f32(&format!("{which}.features"))),
+            features_flip: None,
+            labels,
+        }
+    }
+    fn row(&self, name: &str) -> &Value {
+        &self.json["methods"][name]
+    }
+    fn head_init(&self, kind: Head) -> HeadState {
+        let w = self.bank_f32("head_init.weight");
+        HeadState::from_linear(kind, K, D, w, self.bank_f32("head_init.bias"))
+    }
+}
+
+fn f64s(bytes: &[u8], name: &str) -> Option<Vec<f64>> {
+    let st = SafeTensors::deserialize(bytes).unwrap();
+    let le = |c: &[u8]| f64::from_le_bytes(c.try_into().unwrap());
+    Some(
+        st.tensor(name)
+            .ok()?
+            .data()
+            .chunks_exact(8)
+            .map(le)
+            .collect(),
+    )
+}
+
+fn floats(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+/// Per element: |got − want| ≤ rel · max(1, |want|) (absolute near 0, relative above 1).
+fn close(got: &[f32], want: &[f64], rel: f64, what: &str) {
+    let got: Vec<f64> = got.iter().map(|&g| g as f64).collect();
+    close64(&got, want, rel, what);
+}
+
+fn close64(got: &[f64], want: &[f64], rel: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let err = (g - w).abs();
+        let bound = rel * w.abs().max(1.0);
+        assert!(
+            err <= bound,
+            "{what}[{i}]: got {g}, PyTorch {w} (err {err:.2e} > {bound:.2e})"
+        );
+    }
+}
+
+fn counts() -> Vec<usize> {
+    let c = fx().split("train").class_counts(K);
+    assert_eq!(c, vec![60, 35, 17, 8]);
+    c
+}
+
+/// The fixture's protocol: lr 0.1, momentum 0.9, wd 5e-4, batch 16, 3 epochs, cosine-epoch.
+fn method(name: &str, row: &str) -> Method {
+    let hyper = Hyper {
+        lr: 0.1,
+        wd: 5e-4,
+        momentum: 0.9,
+        epochs: 3,
+        batch_size: 16,
+        init: Init::Stage1,
+        schedule: Schedule::CosineEpoch,
+    };
+    let spec: MethodSpec = toml::from_str(&format!("name = \"{name}\"\n{row}")).unwrap();
+    spec.check(&hyper).unwrap()
+}
+
+/// Test logits of `head` (no post-hoc rule) against `<name>.test_logits`, and their top-1.
+fn check_test_logits(head: &HeadState, name: &str) {
+    let test = fx().split("test");
+    let mut z = vec![0.0; test.rows * K];
+    let eval = head.eval_head(PostHoc::None, &log_priors(&counts()));
+    let (x, rows) = (test.features(), test.rows);
+    eval.logits(x, rows, &mut z, &mut Vec::new(), Parallelism::None);
+    let want = fx().zoo_req(&format!("{name}.test_logits"));
+    close(&z, &want, LOGIT_REL, &format!("{name} test logits"));
+    let argmax = |r: &[f32]| (0..K).fold(0, |m, c| if r[c] > r[m] { c } else { m });
+    let hits = (z.chunks_exact(K).zip(&test.labels))
+        .filter(|(r, y)| argmax(r) == **y as usize)
+        .count();
+    let top1 = fx().row(name)["test_top1"].as_f64().unwrap();
+    let want_hits = (top1 * rows as f64).round() as usize;
+    assert_eq!(hits, want_hits, "{name} test top-1");
+}
+
+/// Train row `name` (TOML `row`) from `init` in file order and compare every step loss, the
+/// trained parameters (one the fixture does not hold is frozen in PyTorch: it must still
+/// equal `init`'s), the test logits and the test top-1.
+fn check_row(name: &str, row: &str, init: HeadState) {
+    let method = method(name, row);
+    assert_eq!(method.head, init.kind, "{name}: head kind");
+    let opts = TrainOptions {
+        shuffle: false,
+        record_steps: true,
+        par: Parallelism::None,
+    };
+    let (split, counts) = (fx().split("train"), counts());
+    let out = train(&split, &counts, init.clone(), &method, 0, &opts, |_, _| {});
+    let want = floats(&fx().row(name)["losses"]);
+    assert_eq!(out.step_loss.len(), want.len(), "{name}: steps");
+    close64(&out.step_loss, &want, LOSS_REL, &format!("{name} losses"));
+
+    let t = |s: &str| fx().zoo(&format!("{name}.{s}"));
+    let h = &out.head;
+    let scales = t("scales").or_else(|| t("scale"));
+    let gate = t("gate_weight")
+        .zip(t("gate_bias"))
+        .map(|(v, c)| [v, c].concat());
+    let fields: [(&str, &[f32], &[f32], Option<Vec<f64>>); 5] = [
+        ("weight", &h.weight, &init.weight, t("weight")),
+        ("bias", &h.bias, &init.bias, t("bias")),
+        ("scales", &h.scales, &init.scales, scales),
+        ("shift", &h.shift, &init.shift, t("shift")),
+        ("gate", &h.gate, &init.gate, gate),
+    ];
+    for (field, got, start, want) in fields {
+        match want {
+            Some(w) => close(got, &w, PARAM_REL, &format!("{name} {field}")),
+            None => assert_eq!(got, start, "{name} {field}: frozen in PyTorch"),
+        }
+    }
+    check_test_logits(h, name);
+}
+
+/// One `#[test]` per row trained from `head_init`: test name, fixture row, TOML row.
+macro_rules! rows {
+    ($($test:ident: $name:literal => $row:expr;)*) => {$(
+        #[test]
+        fn $test() {
+            let kind = method($name, $row).head;
+            check_row($name, $row, fx().head_init(kind));
+        }
+    )*};
+}
+
+rows! {
+    crt_matches_pytorch: "crt" => "lr = 0.2\nbatch_size = 512\nepochs = 10";
+    las_matches_pytorch: "las" => r#"loss = { kind = "las", eps_head = 0.4, eps_tail = 0.1 }"#;
+    mislas_matches_pytorch: "mislas" => r#"head = { kind = "lws", train_linear = true }
+        loss = { kind = "las", eps_head = 0.4, eps_tail = 0.1 }"#;
+    cdt_matches_pytorch: "cdt" => r#"loss = { kind = "cdt", gamma = 0.2 }"#;
+    vs_matches_pytorch: "vs" => r#"loss = { kind = "vs", gamma = 0.2, tau = 1.5 }"#;
+    la_loss_matches_pytorch: "la-loss" => r#"loss = { kind = "balanced-softmax", tau = 1.0 }"#;
+    la_loss_tau_half_matches_pytorch: "la-loss-tau0.5" =>
+        r#"loss = { kind = "balanced-softmax", tau = 0.5 }"#;
+    cs_ce_matches_pytorch: "cs-ce" => r#"reweight = { kind = "power", gamma = 1.0 }"#;
+    drw_matches_pytorch: "drw" =>
+        r#"reweight = { kind = "class-balanced", beta = 0.9999, from = 0.8 }"#;
+    disalign_matches_pytorch: "disalign" => r#"head = { kind = "dis-align" }
+        reweight = { kind = "prior", rho = 0.3 }"#;
+    gcl_without_noise_matches_pytorch: "gcl" => r#"head = { kind = "cosine", scale = 30.0 }
+        loss = { kind = "gcl", margin = 0.5, noise_mul = 0.0 }"#;
+    lade_matches_pytorch: "lade" => r#"loss = { kind = "lade", alpha = 0.1, lambda = 0.1 }"#;
+    bal_bce_matches_pytorch: "bal-bce" => r#"loss = { kind = "bal-bce" }"#;
+}
+
+/// The mean row norm of `head_init` (LIFT's radius for the class-mean head).
+fn head_init_radius() -> f32 {
+    let w0 = fx().bank_f32("head_init.weight");
+    let norms = w0
+        .chunks_exact(D)
+        .map(|r| r.iter().map(|v| v * v).sum::<f32>().sqrt());
+    norms.sum::<f32>() / K as f32
+}
+
+/// LIFT's head: rows μ_c/‖μ_c‖ at head_init's mean row norm, b = 0; then plain CE.
+#[test]
+fn class_mean_init_matches_pytorch() {
+    let (fx, split, radius) = (fx(), fx().split("train"), head_init_radius());
+    let want = fx.row("class-mean-init")["radius"].as_f64().unwrap();
+    close(&[radius], &[want], PARAM_REL, "class-mean-init radius");
+    let init = HeadState::class_mean(Head::Linear, K, split.features(), &split.labels, radius);
+    let want = fx.zoo_req("class-mean-init.weight_init");
+    close(&init.weight, &want, PARAM_REL, "weight_init");
+    check_row("class-mean-init", r#"init = "class-mean""#, init);
+}
+
+/// NCM: a scale-1 cosine head on the class means of the normalised train features.
+#[test]
+fn ncm_matches_pytorch() {
+    let (fx, split) = (fx(), fx().split("train"));
+    let cosine = Head::Cosine { scale: 1.0 };
+    let head = HeadState::class_mean(cosine, K, split.features(), &split.labels, 1.0);
+    // the head holds μ_c/‖μ_c‖, the fixture μ_c
+    let means = fx.zoo_req("ncm.means");
+    let unit: Vec<f64> = (means.chunks_exact(D))
+        .flat_map(|m| {
+            let n = m.iter().map(|v| v * v).sum::<f64>().sqrt();
+            m.iter().map(move |v| v / n)
+        })
+        .collect();
+    close(&head.weight, &unit, PARAM_REL, "ncm unit means");
+    check_test_logits(&head, "ncm");
+}
+
+/// One GCL loss and gradient at head_init on rows 0..15 with the stored ε (clamped, signed):
+/// ν_ic = |ε_ic|·s·noise_mul·σ_c, s = 30, noise_mul = 0.5. The fixture's `grad_logits` is
+/// ∂loss/∂cos / 30, i.e. ∂loss/∂z for z = 30·cos.
+#[test]
+fn gcl_step_with_fixed_noise_matches_pytorch() {
+    let (fx, counts) = (fx(), counts());
+    let row = r#"head = { kind = "cosine", scale = 30.0 }
+        loss = { kind = "gcl", margin = 0.5, noise_mul = 0.5 }"#;
+    let method = method("gcl-step", row);
+    let head = fx.head_init(method.head);
+    let (b, split) = (16, fx.split("train"));
+    let mut buf = StepBuffers::new(b, K, D);
+    buf.xb.copy_from_slice(&split.features()[..b * D]);
+    buf.yb.copy_from_slice(&split.labels[..b]);
+    forward(&head, &mut buf, b, Parallelism::None);
+
+    let sigma = weights::gcl_sigma(&counts);
+    let eps = fx.zoo_req("gcl-step.noise");
+    let noise = eps.iter().enumerate();
+    let noise = noise.map(|(j, e)| (e.abs() * 30.0 * 0.5 * sigma[j % K]) as f32);
+    let mut loss = LossFn::for_method(&method, &counts);
+    loss.set_noise(noise.collect());
+    let l = loss.loss_and_grad(&buf.z[..b * K], &buf.yb, &mut buf.g[..b * K]);
+    let want = fx.row("gcl-step")["loss"].as_f64().unwrap();
+    close64(&[l], &[want], LOSS_REL, "gcl-step loss");
+    let want = fx.zoo_req("gcl-step.grad_logits");
+    close(&buf.g, &want, PARAM_REL, "gcl-step ∂loss/∂z");
+    backward(&head, &mut buf, b, Parallelism::None);
+    let want = fx.zoo_req("gcl-step.grad_weight");
+    close(&buf.dw, &want, PARAM_REL, "gcl-step ∂loss/∂W");
+}
+
+/// The per-class constants, engine (f64) against PyTorch (f64).
+#[test]
+fn zoo_constants_match_pytorch() {
+    let (fx, n) = (fx(), counts());
+    let las = |shape| weights::las_smoothing(&n, 0.4, 0.1, shape, 3.0);
+    let tau_log_pi = |t: f64| log_priors(&n).iter().map(|v| t * v).collect::<Vec<_>>();
+    let probs = |kind| class_probabilities(kind, &n, 0, 1);
+    // the engine multiplies the training logits by 1/a_c
+    let a: Vec<f64> = weights::cdt_scales(&n, 0.2)
+        .iter()
+        .map(|s| 1.0 / s)
+        .collect();
+    // JSON pointer under `methods`, engine value
+    let cases = [
+        ("/las/eps/concave", las(LasShape::Concave)),
+        ("/las/eps/linear", las(LasShape::Linear)),
+        ("/las/eps/convex", las(LasShape::Convex)),
+        ("/las/eps/exp", las(LasShape::Exp)),
+        ("/mislas/eps", las(LasShape::Concave)),
+        ("/cdt/a", a),
+        ("/vs/delta", weights::vs_scales(&n, 0.2)),
+        ("/vs/iota", tau_log_pi(1.5)),
+        ("/la-loss/adjust", tau_log_pi(1.0)),
+        ("/la-loss-tau0.5/adjust", tau_log_pi(0.5)),
+        ("/bal-bce/adjust", weights::bal_bce_offsets(&n)),
+        ("/cs-ce/w", weights::power_weights(&n, 1.0)),
+        ("/drw/w", weights::class_balanced_weights(&n, 0.9999)),
+        ("/disalign/w", weights::prior_weights(&n, 0.3)),
+        ("/gcl/sigma", weights::gcl_sigma(&n)),
+        ("/sqrt-sampling/class_probs", probs(Sampler::SquareRoot)),
+        (
+            "/effective-number/class_probs",
+            probs(Sampler::EffectiveNumber),
+        ),
+    ];
+    for (at, got) in cases {
+        let want = fx.json["methods"]
+            .pointer(at)
+            .unwrap_or_else(|| panic!("{at}"));
+        close64(&got, &floats(want), CONST_REL, at);
+    }
+    let prog = fx.row("progressive");
+    let epochs = prog["epochs"].as_u64().unwrap() as usize;
+    let per_epoch = prog["class_probs"].as_array().unwrap();
+    assert_eq!(per_epoch.len(), epochs);
+    for (e, want) in per_epoch.iter().enumerate() {
+        let got = class_probabilities(Sampler::Progressive, &n, e, epochs);
+        close64(&got, &floats(want), CONST_REL, &format!("progressive e{e}"));
+    }
+}
