@@ -351,10 +351,6 @@ fn lade_regulariser(
     grad: &mut [f32],
 ) -> f64 {
     let b = y.len();
-    let mut per_class = vec![0usize; k];
-    for &c in y {
-        per_class[c as usize] += 1;
-    }
     let log_b = (b as f64).ln();
     let mut total = 0.0f64;
     for c in 0..k {
@@ -362,7 +358,8 @@ fn lade_regulariser(
         let max = (0..b).map(col).fold(f64::NEG_INFINITY, f64::max);
         let sum: f64 = (0..b).map(|i| (col(i) - max).exp()).sum();
         let second = max + sum.ln() - log_b;
-        let n_c = per_class[c] as f64 + 1e-8;
+        // no allocation per step: the class's rows counted in place
+        let n_c = y.iter().filter(|&&l| l as usize == c).count() as f64 + 1e-8;
         let first: f64 = (0..b)
             .filter(|&i| y[i] as usize == c)
             .map(|i| z[i * k + c] as f64)
