@@ -200,6 +200,21 @@ pub struct RunArgs {
     /// with `just build-cuda`), `auto` (CUDA when available).
     #[arg(long, value_enum, default_value_t = crate::engine::device::DeviceChoice::Cpu)]
     pub device: crate::engine::device::DeviceChoice,
+    /// The row the stdout table compares every row with (the `vs` column: ▲ better, ▼ worse,
+    /// = no difference, by the paired bootstrap of All at α = 0.05) [default: vanilla-fc,
+    /// when selected].
+    #[arg(long)]
+    pub baseline: Option<String>,
+    /// Bootstrap resamples of the test rows behind the intervals: table1.csv's
+    /// `<group>_ci_lo/hi` (95 % percentile interval, the same resampled rows for every row of
+    /// the table, pooled over seeds) and the ± of the stdout table (its half-width). 0: none.
+    /// `all_t_lo/hi` is the t-interval over seeds (n ≥ 2), a different question: how much
+    /// the number moves with the seed, not with the test sample.
+    #[arg(long, default_value_t = 1000)]
+    pub bootstrap: usize,
+    /// Seed of the bootstrap resamples.
+    #[arg(long, default_value_t = 0)]
+    pub bootstrap_seed: u64,
     /// Do not draw figures (PNG/SVG).
     #[arg(long)]
     pub no_plots: bool,
@@ -359,6 +374,11 @@ impl RunArgs {
         }
         if self.jobs == Some(0) {
             bail!("--jobs must be ≥ 1");
+        }
+        if let Some(b) = &self.baseline {
+            if !self.methods()?.0.iter().any(|m| &m.name == b) {
+                bail!("--baseline: `{b}` is not one of the selected methods");
+            }
         }
         if self.sweep.is_some() && (self.sweep_delta || self.sweep_tau) {
             bail!("--sweep: one sweep at a time (leave out --sweep-delta / --sweep-tau)");

@@ -90,9 +90,22 @@ pub fn run_bank<'a>(
     }
     let records = match args.shard {
         Some(_) => Vec::new(),
-        None => planned_records(&keys, rec.done),
+        None => planned_records(&keys, rec.done, rec.appender.path(), bank.test.rows)?,
     };
-    let rows = aggregate(&bank.name(), &groups, &records);
+    let mut rows = aggregate(&bank.name(), &groups, &records);
+    let evidence = crate::output::evidence::table::annotate(
+        &rows,
+        &records,
+        &bank.test.labels,
+        bank.num_classes,
+        &groups,
+        args.baseline.as_deref().unwrap_or("vanilla-fc"),
+        args.bootstrap,
+        args.bootstrap_seed,
+    );
+    for (r, e) in rows.iter_mut().zip(evidence) {
+        r.evidence = e;
+    }
     Ok(BankRun {
         bank,
         fingerprint,
@@ -260,15 +273,27 @@ fn train_missing(
     fresh
 }
 
-/// The records of exactly the planned runs, in plan order; a reused stale one carries the
-/// identity that made it.
-fn planned_records(keys: &[String], done: &HashMap<String, Stored>) -> Vec<RunRecord> {
+/// The records of exactly the planned runs, in plan order, with their per-row predictions
+/// (read back from beside the records file `records` for resumed runs; a run recorded by an
+/// older build may have none); a reused stale one carries the identity that made it.
+fn planned_records(
+    keys: &[String],
+    done: &HashMap<String, Stored>,
+    records: &std::path::Path,
+    test_rows: usize,
+) -> anyhow::Result<Vec<RunRecord>> {
     keys.iter()
         .map(|k| {
             let s = done.get(k).expect("every planned run is recorded");
             let mut r = s.record.clone();
             r.stale = (!s.current()).then(|| s.code.clone());
-            r
+            if r.test.predictions.is_none() {
+                let path = crate::output::predictions::sidecar(records, k, &s.code);
+                if path.exists() {
+                    r.test.predictions = Some(crate::output::predictions::load(&path, test_rows)?);
+                }
+            }
+            Ok(r)
         })
         .collect()
 }

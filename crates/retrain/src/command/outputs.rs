@@ -25,11 +25,41 @@ pub fn write_outputs(args: &RunArgs, plan: &Plan, runs: &[BankRun]) -> anyhow::R
         &out_dir.join("table1.csv"),
         &mut table_frame(&all_rows, &plan.swept)?,
     )?;
+    write_predictions(&out_dir.join("predictions.parquet"), plan, runs)?;
     let mut figures = write_run_tables(args, plan, runs)?;
     let notes = write_sweeps(args, plan, runs, &all_rows, &mut figures)?;
     write_config(args, plan, runs)?;
     write_notebook(plan, runs, &all_rows, &figures)?;
     print_tables(args, plan, runs, &notes, &figures)
+}
+
+/// `predictions.parquet`: every run's per-row test predictions (runs recorded by an older
+/// build without them are left out).
+fn write_predictions(path: &Path, plan: &Plan, runs: &[BankRun]) -> anyhow::Result<()> {
+    use crate::output::predictions::{RunPredictions, frame, write_parquet};
+    let mut all: Option<DataFrame> = None;
+    for r in runs {
+        let preds: Vec<RunPredictions> = r
+            .records
+            .iter()
+            .filter_map(|rec| {
+                Some(RunPredictions {
+                    method: &rec.method.name,
+                    params: record_label(rec, &plan.swept)
+                        .trim_start_matches(rec.method.name.as_str())
+                        .trim()
+                        .to_string(),
+                    seed: rec.seed,
+                    predictions: rec.test.predictions.as_ref()?,
+                })
+            })
+            .collect();
+        stack(&mut all, frame(&r.bank.name(), &r.bank.test.labels, &preds)?)?;
+    }
+    if let Some(mut df) = all {
+        write_parquet(path, &mut df)?;
+    }
+    Ok(())
 }
 
 /// The experiment folder's README.md and, with the default `--out`, its line in the results
@@ -233,11 +263,18 @@ fn print_tables(
     let swept = &plan.swept;
     let mut out = std::io::stdout().lock();
     for r in runs {
+        let baseline = args.baseline.as_deref().unwrap_or("vanilla-fc");
+        let marks = r.rows.iter().any(|x| !x.evidence.mark().is_empty());
         writeln!(
             out,
-            "Top-1 accuracy (%) on {} test, mean ± std over {} seed(s) (n = 1: deterministic rows); {}; {} runs ({} new) in {:.1} s",
+            "Top-1 accuracy (%) on {} test, mean over {} seed(s) (n = 1: deterministic rows) ± 95 % bootstrap half-width over the test rows{}; {}; {} runs ({} new) in {:.1} s",
             r.bank.name(),
             args.seeds,
+            if marks {
+                format!("; vs {baseline}: ▲ better, ▼ worse, = no difference (paired bootstrap, α = 0.05)")
+            } else {
+                String::new()
+            },
             if r.bank.val.is_some() {
                 "head selected on val"
             } else {

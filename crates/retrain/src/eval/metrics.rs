@@ -34,6 +34,26 @@ pub struct Evaluation {
     pub loma: Vec<f64>,
     #[serde(with = "nan_as_null")]
     pub rsd: Vec<f64>,
+    /// Samples predicted as each class (top-1): precision's denominator.
+    #[serde(default)]
+    pub per_class_predicted: Vec<usize>,
+    /// Samples per class whose label is among the 5 largest logits.
+    #[serde(default)]
+    pub per_class_top5: Vec<usize>,
+    /// Per-row predictions (kept beside the records, not in them: see `output::predictions`).
+    #[serde(skip)]
+    pub predictions: Option<Predictions>,
+}
+
+/// What a run predicted for each row of a split, in row order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Predictions {
+    /// Top-1 label.
+    pub pred: Vec<u32>,
+    /// Softmax probability of the true label.
+    pub p_true: Vec<f32>,
+    /// The 5 largest logits' labels, best first (fewer classes: padded with the last).
+    pub top5: Vec<[u32; 5]>,
 }
 
 /// JSON has no NaN: store it as null.
@@ -82,6 +102,66 @@ impl Evaluation {
         (!accs.is_empty()).then(|| accs.iter().sum::<f64>() / accs.len() as f64)
     }
 
+    /// Top-5 accuracy (micro).
+    pub fn top5(&self) -> f64 {
+        let n: usize = self.per_class_count.iter().sum();
+        self.per_class_top5.iter().sum::<usize>() as f64 / n.max(1) as f64
+    }
+
+    /// The per-class accuracies of the classes in `keep` (those with samples in the split).
+    fn accuracies(&self, keep: &dyn Fn(usize) -> bool) -> Vec<f64> {
+        (0..self.per_class_count.len())
+            .filter(|&c| keep(c) && self.per_class_count[c] > 0)
+            .map(|c| self.class_accuracy(c))
+            .collect()
+    }
+
+    /// Harmonic mean of the per-class accuracies of the classes in `keep` (0 when one is 0;
+    /// LIFT's hmean); `None` without such classes.
+    pub fn hmean(&self, keep: &dyn Fn(usize) -> bool) -> Option<f64> {
+        let a = self.accuracies(keep);
+        if a.is_empty() {
+            return None;
+        }
+        if a.iter().any(|&x| x == 0.0) {
+            return Some(0.0);
+        }
+        Some(a.len() as f64 / a.iter().map(|x| 1.0 / x).sum::<f64>())
+    }
+
+    /// Geometric mean of the per-class accuracies of the classes in `keep` (0 when one is 0).
+    pub fn gmean(&self, keep: &dyn Fn(usize) -> bool) -> Option<f64> {
+        let a = self.accuracies(keep);
+        if a.is_empty() {
+            return None;
+        }
+        if a.iter().any(|&x| x == 0.0) {
+            return Some(0.0);
+        }
+        Some((a.iter().map(|x| x.ln()).sum::<f64>() / a.len() as f64).exp())
+    }
+
+    /// Macro precision and macro F1 over the classes in `keep` that have samples: precision_c
+    /// = TP_c / predicted_c (0 when nothing is predicted as c), F1_c = 2 TP_c / (predicted_c +
+    /// count_c).
+    pub fn macro_precision_f1(&self, keep: &dyn Fn(usize) -> bool) -> Option<(f64, f64)> {
+        let classes: Vec<usize> = (0..self.per_class_count.len())
+            .filter(|&c| keep(c) && self.per_class_count[c] > 0)
+            .collect();
+        if classes.is_empty() || self.per_class_predicted.len() != self.per_class_count.len() {
+            return None;
+        }
+        let (mut p, mut f) = (0.0, 0.0);
+        for &c in &classes {
+            let tp = self.per_class_correct[c] as f64;
+            let pred = self.per_class_predicted[c] as f64;
+            p += if pred > 0.0 { tp / pred } else { 0.0 };
+            f += 2.0 * tp / (pred + self.per_class_count[c] as f64);
+        }
+        let n = classes.len() as f64;
+        Some((p / n, f / n))
+    }
+
     /// Mean of the per-class accuracies (classes present in the split): equal to top-1 on a
     /// balanced split, and the selection criterion on an imbalanced one (a held-out slice of
     /// a long-tailed train split would otherwise reward head-biased heads).
@@ -114,6 +194,9 @@ pub struct Tally {
     true_sum: Vec<f64>,
     true_sumsq: Vec<f64>,
     all_sum: Vec<f64>,
+    class_predicted: Vec<usize>,
+    class_top5: Vec<usize>,
+    predictions: Predictions,
 }
 
 impl Tally {
@@ -131,6 +214,9 @@ impl Tally {
             true_sum: vec![0.0; k],
             true_sumsq: vec![0.0; k],
             all_sum: vec![0.0; k],
+            class_predicted: vec![0; k],
+            class_top5: vec![0; k],
+            predictions: Predictions::default(),
         }
     }
 
@@ -149,6 +235,16 @@ impl Tally {
             let sum: f64 = row.iter().map(|&v| ((v - max) as f64).exp()).sum();
             let conf = 1.0 / sum; // p of the argmax
             let ok = arg == yi;
+            let top5 = top5(row, arg);
+            self.class_predicted[arg] += 1;
+            if top5.contains(&(yi as u32)) {
+                self.class_top5[yi] += 1;
+            }
+            self.predictions.pred.push(arg as u32);
+            self.predictions
+                .p_true
+                .push((((row[yi] - max) as f64).exp() / sum) as f32);
+            self.predictions.top5.push(top5);
             self.rows += 1;
             self.class_count[yi] += 1;
             if ok {
@@ -200,8 +296,35 @@ impl Tally {
             nll: self.nll / n,
             loma,
             rsd,
+            per_class_predicted: self.class_predicted.clone(),
+            per_class_top5: self.class_top5.clone(),
+            predictions: Some(self.predictions.clone()),
         }
     }
+}
+
+/// The labels of the 5 largest logits of `row`, best first (`arg` is the argmax; ties go to the
+/// lower label, as for the top-1); fewer than 5 classes repeat the last one.
+fn top5(row: &[f32], arg: usize) -> [u32; 5] {
+    let mut best = [arg as u32; 5];
+    let mut n = 1;
+    while n < 5.min(row.len()) {
+        let mut pick: Option<usize> = None;
+        for (c, &v) in row.iter().enumerate() {
+            if best[..n].contains(&(c as u32)) {
+                continue;
+            }
+            if pick.is_none_or(|p| v > row[p]) {
+                pick = Some(c);
+            }
+        }
+        best[n] = pick.expect("a class left") as u32;
+        n += 1;
+    }
+    for i in n..5 {
+        best[i] = best[n - 1];
+    }
+    best
 }
 
 /// Evaluate `head` on `split`.
@@ -267,6 +390,39 @@ mod tests {
         assert!((e.ece - (p - 0.5)).abs() < 1e-6, "{}", e.ece);
         assert!((e.nll - 0.5 * ((-p.ln()) + (-(1.0 - p).ln()))).abs() < 1e-6);
         assert_eq!(e.per_class(), vec![1.0, 0.0]);
+    }
+
+    /// 3 classes: counts 2/1/1, predictions by hand.
+    #[test]
+    fn top5_hmean_gmean_precision_f1_by_hand() {
+        // rows: (y=0, pred 0), (y=0, pred 1), (y=1, pred 1), (y=2, pred 1)
+        let z = [3.0, 1.0, 0.0, 0.0, 2.0, 1.0, 0.0, 2.0, 1.0, 0.5, 2.0, 1.0];
+        let mut t = Tally::new(3);
+        t.add(&z, &[0, 0, 1, 2]);
+        let e = t.finish();
+        assert_eq!(e.per_class_predicted, vec![1, 3, 0]);
+        // K = 3 < 5: every label is in the top 5
+        assert_eq!(e.top5(), 1.0);
+        let p = e.predictions.as_ref().unwrap();
+        assert_eq!(p.pred, vec![0, 1, 1, 1]);
+        assert_eq!(p.top5[0], [0, 1, 2, 2, 2]);
+        assert_eq!(p.top5[3], [1, 2, 0, 0, 0]);
+        let s: f64 = [2f64, 1.0, 0.5].iter().map(|v| v.exp()).sum();
+        assert!((p.p_true[3] as f64 - 1f64.exp() / s).abs() < 1e-6);
+        let all = |_: usize| true;
+        // accuracies 0.5, 1, 0: hmean and gmean 0; without class 2: 2/(2 + 1) and √0.5
+        assert_eq!(e.hmean(&all), Some(0.0));
+        assert!((e.hmean(&|c| c < 2).unwrap() - 2.0 / 3.0).abs() < 1e-12);
+        assert!((e.gmean(&|c| c < 2).unwrap() - 0.5f64.sqrt()).abs() < 1e-12);
+        // precision: 1/1, 1/3, 0 (nothing predicted) → 4/9; F1: 2/3, 2·1/4, 0 → (2/3 + 1/2)/3
+        let (mp, mf) = e.macro_precision_f1(&all).unwrap();
+        assert!((mp - 4.0 / 9.0).abs() < 1e-12 && (mf - (2.0 / 3.0 + 0.5) / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn top5_of_ten_classes_in_order() {
+        let row: Vec<f32> = [5.0, 1.0, 9.0, 3.0, 7.0, 0.0, 8.0, 2.0, 6.0, 4.0].to_vec();
+        assert_eq!(top5(&row, 2), [2, 6, 4, 8, 0]);
     }
 
     #[test]

@@ -6,10 +6,12 @@
 //! Returns text and writes files; printing is the command layer's.
 
 pub mod compare;
+pub mod evidence;
 pub mod figures;
 pub mod loma;
 pub mod notebook;
 pub mod plots;
+pub mod predictions;
 pub mod records;
 pub mod sweeps;
 pub mod tables;

@@ -218,6 +218,11 @@ impl Appender {
     /// file, so that the experiments of one bank, sharing its records file from several
     /// processes, never interleave a line.
     pub fn append(&self, line: &Line) -> anyhow::Result<()> {
+        // the run's per-row predictions first: a recorded run always has them
+        if let Some(p) = &line.record.test.predictions {
+            let path = crate::output::predictions::sidecar(&self.path, &line.key, &line.code);
+            crate::output::predictions::save(&path, p)?;
+        }
         let mut text = serde_json::to_string(line)?;
         text.push('\n');
         let mut f = self.file.lock().expect("records lock");

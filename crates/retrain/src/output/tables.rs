@@ -7,6 +7,7 @@
 
 use crate::eval::Evaluation;
 use crate::method::{Method, params};
+use crate::output::evidence::table::RowEvidence;
 use crate::run::RunRecord;
 use bank::{Bank, ShotGroup};
 use polars::prelude::*;
@@ -53,7 +54,25 @@ pub struct Row {
     pub stale_runs: usize,
     /// The configuration of the row (its first seed's method), for any swept parameter.
     pub config: Method,
+    /// Top-5, harmonic and geometric mean of per-class accuracy, macro precision, macro F1
+    /// (all classes), macro F1 of Many / Medium / Few: mean over seeds, percent.
+    pub more: [Option<f64>; 8],
+    /// Bootstrap intervals and the comparison with the baseline row (set after aggregation:
+    /// [`crate::output::evidence::table::annotate`]).
+    pub evidence: RowEvidence,
 }
+
+/// The names of [`Row::more`] (table1.csv columns).
+pub const MORE: [&str; 8] = [
+    "top5",
+    "hmean",
+    "gmean",
+    "macro_precision",
+    "macro_f1",
+    "many_f1",
+    "medium_f1",
+    "few_f1",
+];
 
 impl Row {
     /// The value of parameter `p` of the row: delta, tau, lr, wd, or any numeric constant
@@ -123,7 +142,12 @@ fn r4(x: f64) -> f64 {
 
 /// The configuration a record belongs to: its whole method (every part and constant).
 fn key(r: &RunRecord) -> String {
-    serde_json::to_string(&r.method).expect("a method serialises")
+    config_key(&r.method)
+}
+
+/// The key of a configuration (a row of the table).
+pub fn config_key(m: &Method) -> String {
+    serde_json::to_string(m).expect("a method serialises")
 }
 
 /// All (g = 0, micro top-1), Many, Medium, Few (g = 1, 2, 3) of an evaluation, with the shot
@@ -171,6 +195,31 @@ pub fn aggregate(bank: &str, groups: &[ShotGroup], records: &[RunRecord]) -> Vec
             let acc = [0, 1, 2, 3]
                 .map(|g| col(&|r: &RunRecord| group_acc(&r.test, groups, g).map(|a| 100.0 * a)));
             let oracle = col(&|r: &RunRecord| r.oracle.map(|(a, _)| 100.0 * a)).0;
+            let all = |_: usize| true;
+            let in_group = |g: ShotGroup| move |c: usize| groups[c] == g;
+            let pct = |v: Option<f64>| v.map(|x| 100.0 * x);
+            let more: [Option<f64>; 8] = [
+                col(&|r: &RunRecord| {
+                    (!r.test.per_class_top5.is_empty()).then(|| 100.0 * r.test.top5())
+                })
+                .0,
+                col(&|r: &RunRecord| pct(r.test.hmean(&all))).0,
+                col(&|r: &RunRecord| pct(r.test.gmean(&all))).0,
+                col(&|r: &RunRecord| pct(r.test.macro_precision_f1(&all).map(|x| x.0))).0,
+                col(&|r: &RunRecord| pct(r.test.macro_precision_f1(&all).map(|x| x.1))).0,
+                col(&|r: &RunRecord| {
+                    pct(r.test.macro_precision_f1(&in_group(ShotGroup::Many)).map(|x| x.1))
+                })
+                .0,
+                col(&|r: &RunRecord| {
+                    pct(r.test.macro_precision_f1(&in_group(ShotGroup::Medium)).map(|x| x.1))
+                })
+                .0,
+                col(&|r: &RunRecord| {
+                    pct(r.test.macro_precision_f1(&in_group(ShotGroup::Few)).map(|x| x.1))
+                })
+                .0,
+            ];
             Row {
                 bank: bank.to_string(),
                 method: m.name.clone(),
@@ -197,6 +246,8 @@ pub fn aggregate(bank: &str, groups: &[ShotGroup], records: &[RunRecord]) -> Vec
                 .to_string(),
                 stale_runs: rs.iter().filter(|r| r.stale.is_some()).count(),
                 config: m.clone(),
+                more,
+                evidence: RowEvidence::default(),
             }
         })
         .collect()
@@ -204,6 +255,16 @@ pub fn aggregate(bank: &str, groups: &[ShotGroup], records: &[RunRecord]) -> Vec
 
 fn opt(v: Option<f64>) -> Option<f64> {
     v.map(r4)
+}
+
+/// The 95 % t-interval of All over the row's seeds (n ≥ 2): mean ± t₀.₉₇₅(n − 1)·s/√n.
+pub fn t_interval(r: &Row) -> Option<(f64, f64)> {
+    let (m, s) = (r.acc[0].0?, r.acc[0].1?);
+    let n = r.n_seeds;
+    (n >= 2).then(|| {
+        let h = crate::output::evidence::bootstrap::t975(n - 1) * s / (n as f64).sqrt();
+        (m - h, m + h)
+    })
 }
 
 /// `table1.csv`; a column for each swept parameter beyond delta, tau, lr and wd.
@@ -231,6 +292,28 @@ pub fn table_frame(rows: &[Row], swept: &[String]) -> PolarsResult<DataFrame> {
         c("many_std", &|r| r.acc[1].1),
         c("medium_std", &|r| r.acc[2].1),
         c("few_std", &|r| r.acc[3].1),
+        c("all_ci_lo", &|r| r.evidence.ci[0].map(|x| x.0)),
+        c("all_ci_hi", &|r| r.evidence.ci[0].map(|x| x.1)),
+        c("many_ci_lo", &|r| r.evidence.ci[1].map(|x| x.0)),
+        c("many_ci_hi", &|r| r.evidence.ci[1].map(|x| x.1)),
+        c("medium_ci_lo", &|r| r.evidence.ci[2].map(|x| x.0)),
+        c("medium_ci_hi", &|r| r.evidence.ci[2].map(|x| x.1)),
+        c("few_ci_lo", &|r| r.evidence.ci[3].map(|x| x.0)),
+        c("few_ci_hi", &|r| r.evidence.ci[3].map(|x| x.1)),
+        c("all_t_lo", &|r| t_interval(r).map(|x| x.0)),
+        c("all_t_hi", &|r| t_interval(r).map(|x| x.1)),
+        c("vs_baseline_delta", &|r| r.evidence.vs_baseline.map(|x| x.0)),
+        c("vs_baseline_lo", &|r| r.evidence.vs_baseline.map(|x| x.1.0)),
+        c("vs_baseline_hi", &|r| r.evidence.vs_baseline.map(|x| x.1.1)),
+        c("vs_baseline_p", &|r| r.evidence.vs_baseline.map(|x| x.2)),
+        c("top5", &|r| r.more[0]),
+        c("hmean", &|r| r.more[1]),
+        c("gmean", &|r| r.more[2]),
+        c("macro_precision", &|r| r.more[3]),
+        c("macro_f1", &|r| r.more[4]),
+        c("many_f1", &|r| r.more[5]),
+        c("medium_f1", &|r| r.more[6]),
+        c("few_f1", &|r| r.more[7]),
         c("ece_15bins", &|r| r.ece.0),
         c("nll", &|r| r.nll.0),
         c("loma_cv", &|r| r.loma_cv),
@@ -458,6 +541,15 @@ fn cell(m: Option<f64>, s: Option<f64>) -> String {
     }
 }
 
+/// A stdout cell: the mean over seeds ± the half-width of its 95 % bootstrap interval (± the
+/// std over seeds when there are no predictions to resample).
+fn ci_cell(r: &Row, g: usize) -> String {
+    match r.evidence.ci[g] {
+        Some((lo, hi)) => cell(r.acc[g].0, Some((hi - lo) / 2.0)),
+        None => cell(r.acc[g].0, r.acc[g].1),
+    }
+}
+
 /// The table as text for stdout; `group(method)` names each row's group, and a label line
 /// opens each group when the table holds more than one.
 pub fn render(rows: &[Row], swept: &[String], group: &dyn Fn(&str) -> Option<String>) -> String {
@@ -469,8 +561,8 @@ pub fn render(rows: &[Row], swept: &[String], group: &dyn Fn(&str) -> Option<Str
     let mut last: Option<&Option<String>> = None;
     let _ = writeln!(
         s,
-        "{:<18}{extra} {:>3}  {:>13}  {:>13}  {:>13}  {:>13}  {:>6}  {:>7}",
-        "method", "n", "All", "Many", "Medium", "Few", "ECE", "LoMa cv"
+        "{:<18}{extra} {:>3}  {:>13} {:>2}  {:>13}  {:>13}  {:>13}  {:>6}  {:>7}",
+        "method", "n", "All", "vs", "Many", "Medium", "Few", "ECE", "LoMa cv"
     );
     for (r, g) in rows.iter().zip(&groups) {
         if grouped && last != Some(g) {
@@ -488,17 +580,18 @@ pub fn render(rows: &[Row], swept: &[String], group: &dyn Fn(&str) -> Option<Str
         }
         let _ = writeln!(
             s,
-            "{:<18}{e} {:>3}  {}  {}  {}  {}  {:>6}  {:>7}",
+            "{:<18}{e} {:>3}  {} {:>2}  {}  {}  {}  {:>6}  {:>7}",
             if r.stale_runs > 0 {
                 format!("{} {STALE}", r.method)
             } else {
                 r.method.clone()
             },
             r.n_seeds,
-            cell(r.acc[0].0, r.acc[0].1),
-            cell(r.acc[1].0, r.acc[1].1),
-            cell(r.acc[2].0, r.acc[2].1),
-            cell(r.acc[3].0, r.acc[3].1),
+            ci_cell(r, 0),
+            r.evidence.mark(),
+            ci_cell(r, 1),
+            ci_cell(r, 2),
+            ci_cell(r, 3),
             r.ece.0.map(|x| format!("{x:.3}")).unwrap_or_default(),
             r.loma_cv.map(|x| format!("{x:.3}")).unwrap_or_default()
         );

@@ -105,8 +105,12 @@ impl<'a> Tracker<'a> {
         };
         let eval_head = head.eval_head(self.method.posthoc, &self.log_priors);
         let test = self.evaluate(&eval_head, SplitId::Test)?;
+        // the test rows' predictions go with the record (beside it on disk); val's do not
         let val = match self.bank.val {
-            Some(_) => Some(self.evaluate(&eval_head, SplitId::Val)?),
+            Some(_) => Some(Evaluation {
+                predictions: None,
+                ..self.evaluate(&eval_head, SplitId::Val)?
+            }),
             None => None,
         };
         let mut oracle = self.oracle;

@@ -949,6 +949,9 @@ fn many_medium_few_are_the_means_of_per_class_accuracies_in_each_group() {
         nll: 0.0,
         loma: vec![],
         rsd: vec![],
+        per_class_predicted: vec![],
+        per_class_top5: vec![],
+        predictions: None,
     };
     let gs = [
         ShotGroup::Many,
