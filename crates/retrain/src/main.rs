@@ -22,7 +22,7 @@ fn main() -> ExitCode {
             retrain::engine::linalg::Parallelism::Rayon(0),
         )
         .map(|_| eprintln!("retrain: wrote {}", out.display())),
-        Some(Command::Compare { paper, results }) => compare(paper, results),
+        Some(Command::Compare(args)) => retrain::command::compare::run(args),
         None => retrain::command::run::run(&cli.run),
     };
     match res {
@@ -32,26 +32,4 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-fn compare(paper: &str, results: &std::path::Path) -> anyhow::Result<()> {
-    let paper_csv = match paper {
-        "table1" => retrain::command::cli::repo_path("baselines/paper/table1.csv"),
-        p => std::path::PathBuf::from(p),
-    };
-    let ours = if results.is_dir() {
-        results.join("table1.csv")
-    } else {
-        results.to_path_buf()
-    };
-    anyhow::ensure!(
-        ours.exists(),
-        "{}: no such file (run `cargo run -p retrain` first)",
-        ours.display()
-    );
-    print!(
-        "{}",
-        retrain::output::compare::compare_tables(&ours, &paper_csv)?
-    );
-    Ok(())
 }

@@ -43,17 +43,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print our table (results/<bank>/table1/table1.csv) next to the paper's published one, with the
-    /// protocol differences.
-    Compare {
-        /// Published table: table1 (baselines/paper/table1.csv) or a CSV path.
-        #[arg(long, default_value = "table1")]
-        paper: String,
-        /// Our table1.csv, or the folder holding it (default: the default bank's Table 1, as
-        /// `cargo run -p retrain` writes it).
-        #[arg(long, default_value = "results/fmnist-lt-ir100/table1")]
-        results: PathBuf,
-    },
+    /// Compare results. `compare A B`: every method of folder B against the same method
+    /// (name, params, seed) of folder A, on the same test rows — Δ All/Many/Medium/Few (B − A),
+    /// the paired bootstrap 95 % interval of Δ and its two-sided p-value, McNemar's exact test
+    /// (b = rows right in A only, c = in B only, summed over seeds); `compare --baseline M
+    /// [A]`: every method of A against M. Both print and write compare.csv (into B, or A).
+    /// Without folders or --baseline: our table1.csv next to the paper's published table,
+    /// with the protocol differences.
+    Compare(CompareArgs),
     /// Write a deterministic synthetic long-tailed bank (CIFAR100-LT-like by default).
     Synth {
         /// Output folder.
@@ -65,6 +62,33 @@ pub enum Command {
         #[command(flatten)]
         spec: SynthSpec,
     },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    /// Results folders (each with predictions.parquet and per-class.csv): A B, or A with
+    /// --baseline.
+    #[arg(num_args = 0..=2)]
+    pub folders: Vec<PathBuf>,
+    /// Compare every method of one folder with this one.
+    #[arg(long)]
+    pub baseline: Option<String>,
+    /// Bootstrap resamples of the test rows.
+    #[arg(long, default_value_t = 1000)]
+    pub bootstrap: usize,
+    /// Seed of the bootstrap resamples.
+    #[arg(long, default_value_t = 0)]
+    pub bootstrap_seed: u64,
+    /// Where compare.csv goes [default: <B>/compare.csv, or <A>/compare.csv with --baseline].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Published table: table1 (baselines/paper/table1.csv) or a CSV path.
+    #[arg(long, default_value = "table1")]
+    pub paper: String,
+    /// Our table1.csv, or the folder holding it (default: the default bank's table, as
+    /// `cargo run -p retrain` writes it); also the folder of --baseline when none is given.
+    #[arg(long, default_value = "results/fmnist-lt-ir100/all")]
+    pub results: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]

@@ -6,6 +6,7 @@
 //! [`crate::engine`], [`crate::method`].
 
 pub mod cli;
+pub mod compare;
 pub mod execute;
 pub mod experiment;
 pub mod grid;

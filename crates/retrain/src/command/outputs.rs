@@ -54,7 +54,10 @@ fn write_predictions(path: &Path, plan: &Plan, runs: &[BankRun]) -> anyhow::Resu
                 })
             })
             .collect();
-        stack(&mut all, frame(&r.bank.name(), &r.bank.test.labels, &preds)?)?;
+        stack(
+            &mut all,
+            frame(&r.bank.name(), &r.bank.test.labels, &preds)?,
+        )?;
     }
     if let Some(mut df) = all {
         write_parquet(path, &mut df)?;
@@ -271,7 +274,9 @@ fn print_tables(
             r.bank.name(),
             args.seeds,
             if marks {
-                format!("; vs {baseline}: ▲ better, ▼ worse, = no difference (paired bootstrap, α = 0.05)")
+                format!(
+                    "; vs {baseline}: ▲ better, ▼ worse, = no difference (paired bootstrap, α = 0.05)"
+                )
             } else {
                 String::new()
             },

@@ -120,8 +120,12 @@ pub fn frame(bank: &str, labels: &[u32], runs: &[RunPredictions]) -> PolarsResul
         Vec::with_capacity(total),
         Vec::with_capacity(total),
     );
-    let mut top5 =
-        ListPrimitiveChunkedBuilder::<UInt32Type>::new("top5".into(), total, total * 5, DataType::UInt32);
+    let mut top5 = ListPrimitiveChunkedBuilder::<UInt32Type>::new(
+        "top5".into(),
+        total,
+        total * 5,
+        DataType::UInt32,
+    );
     for r in runs {
         let p = r.predictions;
         for i in 0..n {
@@ -189,9 +193,8 @@ pub struct RunCorrect {
 /// and the column.
 pub fn read(path: &Path) -> anyhow::Result<(Vec<u32>, Vec<RunCorrect>)> {
     let shown = path.display();
-    let file = std::fs::File::open(path).with_context(|| {
-        format!("{shown}: cannot open (run retrain into this folder first)")
-    })?;
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("{shown}: cannot open (run retrain into this folder first)"))?;
     let df = ParquetReader::new(file)
         .finish()
         .map_err(|e| anyhow::anyhow!("{shown}: not a predictions file ({})", first_line(&e)))?;
@@ -199,7 +202,9 @@ pub fn read(path: &Path) -> anyhow::Result<(Vec<u32>, Vec<RunCorrect>)> {
         df.column(name)
             .map_err(|_| anyhow::anyhow!("{shown}: column `{name}` is missing"))
     };
-    let kind = |name: &str, e: PolarsError| anyhow::anyhow!("{shown}: column `{name}`: {}", first_line(&e));
+    let kind = |name: &str, e: PolarsError| {
+        anyhow::anyhow!("{shown}: column `{name}`: {}", first_line(&e))
+    };
     let banks = col("bank")?.str().map_err(|e| kind("bank", e))?;
     let methods = col("method")?.str().map_err(|e| kind("method", e))?;
     let params = col("params")?.str().map_err(|e| kind("params", e))?;
@@ -235,7 +240,10 @@ pub fn read(path: &Path) -> anyhow::Result<(Vec<u32>, Vec<RunCorrect>)> {
         }
         let run = runs.last_mut().expect("a run");
         if r as usize != run.correct.len() {
-            bail!("{shown}: column `row`: run {} seed {s} is not in row order at row {i}", run.method);
+            bail!(
+                "{shown}: column `row`: run {} seed {s} is not in row order at row {i}",
+                run.method
+            );
         }
         run.correct.push(c);
         if runs.len() == 1 {
@@ -245,7 +253,13 @@ pub fn read(path: &Path) -> anyhow::Result<(Vec<u32>, Vec<RunCorrect>)> {
         }
     }
     if let Some(r) = runs.iter().find(|r| r.correct.len() != test_labels.len()) {
-        bail!("{shown}: run {} seed {} has {} rows, not {}", r.method, r.seed, r.correct.len(), test_labels.len());
+        bail!(
+            "{shown}: run {} seed {} has {} rows, not {}",
+            r.method,
+            r.seed,
+            r.correct.len(),
+            test_labels.len()
+        );
     }
     Ok((test_labels, runs))
 }

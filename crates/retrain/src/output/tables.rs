@@ -208,15 +208,24 @@ pub fn aggregate(bank: &str, groups: &[ShotGroup], records: &[RunRecord]) -> Vec
                 col(&|r: &RunRecord| pct(r.test.macro_precision_f1(&all).map(|x| x.0))).0,
                 col(&|r: &RunRecord| pct(r.test.macro_precision_f1(&all).map(|x| x.1))).0,
                 col(&|r: &RunRecord| {
-                    pct(r.test.macro_precision_f1(&in_group(ShotGroup::Many)).map(|x| x.1))
+                    pct(r
+                        .test
+                        .macro_precision_f1(&in_group(ShotGroup::Many))
+                        .map(|x| x.1))
                 })
                 .0,
                 col(&|r: &RunRecord| {
-                    pct(r.test.macro_precision_f1(&in_group(ShotGroup::Medium)).map(|x| x.1))
+                    pct(r
+                        .test
+                        .macro_precision_f1(&in_group(ShotGroup::Medium))
+                        .map(|x| x.1))
                 })
                 .0,
                 col(&|r: &RunRecord| {
-                    pct(r.test.macro_precision_f1(&in_group(ShotGroup::Few)).map(|x| x.1))
+                    pct(r
+                        .test
+                        .macro_precision_f1(&in_group(ShotGroup::Few))
+                        .map(|x| x.1))
                 })
                 .0,
             ];
@@ -302,7 +311,9 @@ pub fn table_frame(rows: &[Row], swept: &[String]) -> PolarsResult<DataFrame> {
         c("few_ci_hi", &|r| r.evidence.ci[3].map(|x| x.1)),
         c("all_t_lo", &|r| t_interval(r).map(|x| x.0)),
         c("all_t_hi", &|r| t_interval(r).map(|x| x.1)),
-        c("vs_baseline_delta", &|r| r.evidence.vs_baseline.map(|x| x.0)),
+        c("vs_baseline_delta", &|r| {
+            r.evidence.vs_baseline.map(|x| x.0)
+        }),
         c("vs_baseline_lo", &|r| r.evidence.vs_baseline.map(|x| x.1.0)),
         c("vs_baseline_hi", &|r| r.evidence.vs_baseline.map(|x| x.1.1)),
         c("vs_baseline_p", &|r| r.evidence.vs_baseline.map(|x| x.2)),

@@ -11,6 +11,7 @@
 //! empty cells are missing values.
 
 mod csv;
+pub mod folders;
 mod notes;
 #[cfg(test)]
 mod tests;

@@ -16,6 +16,8 @@ use rayon::prelude::*;
 /// The resamples of one test split.
 pub struct Resamples {
     pub b: usize,
+    /// The labels of the rows, in their original order.
+    labels: Vec<u32>,
     n: usize,
     k: usize,
     /// Row order by class (original row indices).
@@ -71,6 +73,7 @@ impl Resamples {
         }
         Resamples {
             b,
+            labels: labels.to_vec(),
             n,
             k,
             order,
@@ -78,6 +81,11 @@ impl Resamples {
             counts,
             class_total,
         }
+    }
+
+    /// The rows' labels, in their original order.
+    pub fn labels(&self) -> &[u32] {
+        &self.labels
     }
 
     /// A run's correctness (per original row) in class order, as a byte mask (0xFF: right).
@@ -106,7 +114,12 @@ impl Resamples {
     /// On every resample: All (micro accuracy) and the mean per-class accuracy over the
     /// classes of each group (`group[c]` ∈ 0..g, or `None`), from per-class correct counts.
     /// Returns [b] of (all, [group means]).
-    pub fn stats(&self, class_correct: &[u32], group: &[Option<usize>], groups: usize) -> Vec<(f64, Vec<f64>)> {
+    pub fn stats(
+        &self,
+        class_correct: &[u32],
+        group: &[Option<usize>],
+        groups: usize,
+    ) -> Vec<(f64, Vec<f64>)> {
         let k = self.k;
         (0..self.b)
             .map(|i| {
@@ -182,10 +195,10 @@ pub fn p_value(deltas: &[f64]) -> f64 {
 /// (No crate of the workspace has Student's t; these are the textbook values.)
 pub fn t975(df: usize) -> f64 {
     const T: [f64; 30] = [
-        12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004,
-        2.262157, 2.228139, 2.200985, 2.178813, 2.160369, 2.144787, 2.131450, 2.119905,
-        2.109816, 2.100922, 2.093024, 2.085963, 2.079614, 2.073873, 2.068658, 2.063899,
-        2.059539, 2.055529, 2.051831, 2.048407, 2.045230, 2.042272,
+        12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004, 2.262157,
+        2.228139, 2.200985, 2.178813, 2.160369, 2.144787, 2.131450, 2.119905, 2.109816, 2.100922,
+        2.093024, 2.085963, 2.079614, 2.073873, 2.068658, 2.063899, 2.059539, 2.055529, 2.051831,
+        2.048407, 2.045230, 2.042272,
     ];
     match df {
         0 => f64::NAN,
@@ -193,7 +206,8 @@ pub fn t975(df: usize) -> f64 {
         _ => {
             let z: f64 = 1.959963984540054;
             let d = df as f64;
-            z + (z.powi(3) + z) / (4.0 * d) + (5.0 * z.powi(5) + 16.0 * z.powi(3) + 3.0 * z) / (96.0 * d * d)
+            z + (z.powi(3) + z) / (4.0 * d)
+                + (5.0 * z.powi(5) + 16.0 * z.powi(3) + 3.0 * z) / (96.0 * d * d)
         }
     }
 }
@@ -210,7 +224,10 @@ mod tests {
         assert_eq!(a.counts, b.counts);
         assert_ne!(a.counts, Resamples::new(&labels, 3, 20, 8).counts);
         for i in 0..20 {
-            let s: u32 = a.counts[i * 50..(i + 1) * 50].iter().map(|&x| x as u32).sum();
+            let s: u32 = a.counts[i * 50..(i + 1) * 50]
+                .iter()
+                .map(|&x| x as u32)
+                .sum();
             assert_eq!(s, 50);
             let t: u32 = a.class_total[i * 3..(i + 1) * 3].iter().sum();
             assert_eq!(t, 50);

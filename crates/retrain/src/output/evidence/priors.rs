@@ -56,7 +56,11 @@ impl std::fmt::Display for TestPrior {
 impl TestPrior {
     /// The priors of SADE's protocol, forward-50 … uniform … backward-50.
     pub fn all() -> Vec<TestPrior> {
-        let mut v: Vec<TestPrior> = RATIOS.iter().rev().map(|&r| TestPrior::Forward(r)).collect();
+        let mut v: Vec<TestPrior> = RATIOS
+            .iter()
+            .rev()
+            .map(|&r| TestPrior::Forward(r))
+            .collect();
         v.push(TestPrior::Uniform);
         v.extend(RATIOS.iter().map(|&r| TestPrior::Backward(r)));
         v
@@ -76,9 +80,7 @@ impl TestPrior {
             .map(|c| match *self {
                 TestPrior::Uniform => 1.0,
                 TestPrior::Forward(r) => (r as f64).powf(-(rank[c] as f64) / span),
-                TestPrior::Backward(r) => {
-                    (r as f64).powf(-((k - 1 - rank[c]) as f64) / span)
-                }
+                TestPrior::Backward(r) => (r as f64).powf(-((k - 1 - rank[c]) as f64) / span),
             })
             .collect();
         let sum: f64 = raw.iter().sum();
@@ -108,8 +110,18 @@ mod tests {
         assert_eq!("uniform".parse(), Ok(TestPrior::Uniform));
         assert_eq!("forward-10".parse(), Ok(TestPrior::Forward(10)));
         assert_eq!("backward-50".parse(), Ok(TestPrior::Backward(50)));
-        assert!("forward-3".parse::<TestPrior>().unwrap_err().contains("2, 5, 10, 25, 50"));
-        assert!("sideways-2".parse::<TestPrior>().unwrap_err().contains("unknown prior"));
+        assert!(
+            "forward-3"
+                .parse::<TestPrior>()
+                .unwrap_err()
+                .contains("2, 5, 10, 25, 50")
+        );
+        assert!(
+            "sideways-2"
+                .parse::<TestPrior>()
+                .unwrap_err()
+                .contains("unknown prior")
+        );
         assert_eq!(TestPrior::Backward(5).to_string(), "backward-5");
         assert_eq!(TestPrior::all().len(), 11);
     }
@@ -123,7 +135,12 @@ mod tests {
         assert!((q[1] - 1.0 / s).abs() < 1e-12 && (q[0] - 0.2 / s).abs() < 1e-12);
         let b = TestPrior::Backward(25).weights(&[10, 50, 5]);
         assert!((b[2] - 1.0 / s).abs() < 1e-12 && (b[1] - 0.04 / s).abs() < 1e-12);
-        assert!(TestPrior::Uniform.weights(&[1, 2]).iter().all(|&x| x == 0.5));
+        assert!(
+            TestPrior::Uniform
+                .weights(&[1, 2])
+                .iter()
+                .all(|&x| x == 0.5)
+        );
     }
 
     #[test]
@@ -131,7 +148,9 @@ mod tests {
         let acc = [0.9, 0.5, 0.2, f64::NAN];
         let all = |_: usize| true;
         let u = TestPrior::Uniform.weights(&[40, 30, 20, 10]);
-        assert!((shifted_accuracy(&u, &acc, &all).unwrap() - (0.9 + 0.5 + 0.2) / 3.0).abs() < 1e-12);
+        assert!(
+            (shifted_accuracy(&u, &acc, &all).unwrap() - (0.9 + 0.5 + 0.2) / 3.0).abs() < 1e-12
+        );
         let point = [0.0, 0.0, 1.0, 0.0];
         assert_eq!(shifted_accuracy(&point, &acc, &all), Some(0.2));
     }

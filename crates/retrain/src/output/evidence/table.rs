@@ -42,12 +42,28 @@ pub fn pooled(
         .iter()
         .map(|g| ShotGroup::ALL.iter().position(|x| x == g))
         .collect();
+    let corrects: Vec<Vec<bool>> = runs
+        .iter()
+        .map(|r| {
+            let p = r.test.predictions.as_ref()?;
+            Some(p.pred.iter().zip(labels).map(|(a, b)| a == b).collect())
+        })
+        .collect::<Option<_>>()?;
+    let refs: Vec<&[bool]> = corrects.iter().map(|c| &c[..]).collect();
+    pooled_correct(res, &refs, &group)
+}
+
+/// [`pooled`] from per-row correctness; `group[c]` is the index (0 Many, 1 Medium, 2 Few) of
+/// class c's group.
+pub fn pooled_correct(
+    res: &Resamples,
+    runs: &[&[bool]],
+    group: &[Option<usize>],
+) -> Option<Vec<(f64, Vec<f64>)>> {
     let mut sum: Option<Vec<(f64, Vec<f64>)>> = None;
-    for r in runs {
-        let p = r.test.predictions.as_ref()?;
-        let correct: Vec<bool> = p.pred.iter().zip(labels).map(|(a, b)| a == b).collect();
-        let cc = res.class_correct(&res.arrange(&correct));
-        let st = res.stats(&cc, &group, 3);
+    for correct in runs {
+        let cc = res.class_correct(&res.arrange(correct));
+        let st = res.stats(&cc, group, 3);
         sum = Some(match sum {
             None => st,
             Some(mut acc) => {
@@ -62,7 +78,12 @@ pub fn pooled(
     let n = runs.len() as f64;
     sum.map(|v| {
         v.into_iter()
-            .map(|(a, g)| (100.0 * a / n, g.into_iter().map(|x| 100.0 * x / n).collect()))
+            .map(|(a, g)| {
+                (
+                    100.0 * a / n,
+                    g.into_iter().map(|x| 100.0 * x / n).collect(),
+                )
+            })
             .collect()
     })
 }
@@ -88,7 +109,10 @@ pub fn annotate(
         .iter()
         .map(|row| {
             let key = config_key(&row.config);
-            let runs: Vec<&RunRecord> = records.iter().filter(|r| config_key(&r.method) == key).collect();
+            let runs: Vec<&RunRecord> = records
+                .iter()
+                .filter(|r| config_key(&r.method) == key)
+                .collect();
             pooled(&res, &runs, labels, groups)
         })
         .collect();
@@ -105,13 +129,16 @@ pub fn annotate(
                 return RowEvidence::default();
             };
             let col = |g: usize| -> Vec<f64> {
-                st.iter().map(|(a, m)| if g == 0 { *a } else { m[g - 1] }).collect()
+                st.iter()
+                    .map(|(a, m)| if g == 0 { *a } else { m[g - 1] })
+                    .collect()
             };
             let ci = [0, 1, 2, 3].map(|g| interval(&col(g)));
             let vs_baseline = match base {
                 Some((bi, bs)) if bi != i => {
                     let d: Vec<f64> = st.iter().zip(bs).map(|(x, y)| x.0 - y.0).collect();
-                    let point = rows[i].acc[0].0.unwrap_or(f64::NAN) - rows[bi].acc[0].0.unwrap_or(f64::NAN);
+                    let point = rows[i].acc[0].0.unwrap_or(f64::NAN)
+                        - rows[bi].acc[0].0.unwrap_or(f64::NAN);
                     interval(&d).map(|iv| (point, iv, p_value(&d)))
                 }
                 _ => None,
