@@ -239,6 +239,17 @@ pub struct RunArgs {
     /// Seed of the bootstrap resamples.
     #[arg(long, default_value_t = 0)]
     pub bootstrap_seed: u64,
+    /// Report every row's accuracy under shifted test priors (SADE's protocol), comma-separated:
+    /// `uniform`, `forward-R`, `backward-R` with R ∈ {2, 5, 10, 25, 50} (class c ranked by
+    /// train count gets test weight ∝ R^(−rank/(K−1)), `backward` the reverse):
+    /// prior-shift.csv (accuracy = Σ_c q_c·acc_c, the exact expectation; Many/Medium/Few the
+    /// same within the group) and a figure of accuracy against the prior.
+    #[arg(long, value_delimiter = ',', value_parser = parse_prior)]
+    pub test_prior: Vec<crate::eval::priors::TestPrior>,
+    /// Also evaluate every trained row with PC-softmax's prior correction (z − log π + log q)
+    /// for each --test-prior; prior-shift.csv then reports the corrected accuracies.
+    #[arg(long)]
+    pub prior_correct: bool,
     /// Do not draw figures (PNG/SVG).
     #[arg(long)]
     pub no_plots: bool,
@@ -259,6 +270,10 @@ pub enum TuneOn {
 pub enum MaxNormEvery {
     Step,
     Epoch,
+}
+
+fn parse_prior(s: &str) -> Result<crate::eval::priors::TestPrior, String> {
+    s.parse()
 }
 
 /// Everything a run needs, checked.

@@ -27,10 +27,45 @@ pub fn write_outputs(args: &RunArgs, plan: &Plan, runs: &[BankRun]) -> anyhow::R
     )?;
     write_predictions(&out_dir.join("predictions.parquet"), plan, runs)?;
     let mut figures = write_run_tables(args, plan, runs)?;
+    write_prior_shift(args, plan, runs, &mut figures)?;
     let notes = write_sweeps(args, plan, runs, &all_rows, &mut figures)?;
     write_config(args, plan, runs)?;
     write_notebook(plan, runs, &all_rows, &figures)?;
     print_tables(args, plan, runs, &notes, &figures)
+}
+
+/// With `--test-prior`: `prior-shift.csv` and one figure per bank (accuracy against prior).
+fn write_prior_shift(
+    args: &RunArgs,
+    plan: &Plan,
+    runs: &[BankRun],
+    figures: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    use crate::output::priors::{figure, frame, shifted};
+    if args.test_prior.is_empty() {
+        return Ok(());
+    }
+    let mut lines = Vec::new();
+    for r in runs {
+        lines.extend(shifted(
+            &r.bank.name(),
+            &r.bank.train_counts,
+            &r.groups,
+            &r.rows,
+            &r.records,
+            &args.test_prior,
+            &|row| row.label(&plan.swept),
+        ));
+    }
+    write_csv(&plan.out.join("prior-shift.csv"), &mut frame(&lines)?)?;
+    if !args.no_plots {
+        for r in runs {
+            let stem = format!("prior-shift-{}", r.bank.name());
+            figure(&plan.out.join(&stem), &r.bank.name(), &lines)?;
+            figures.push(format!("{stem}.png"));
+        }
+    }
+    Ok(())
 }
 
 /// `predictions.parquet`: every run's per-row test predictions (runs recorded by an older

@@ -59,6 +59,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         one_pass: args.one_pass,
         select_on_val: true,
         on_device: plan.device.is_some(),
+        test_priors: crate::eval::priors::TestPrior::all()
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| args.test_prior.contains(p))
+            .fold(0u16, |m, (i, _)| m | (1 << i)),
+        prior_correct: args.prior_correct,
     };
     let mut done = recorded_runs(args, &plan, &log)?;
     let file = args

@@ -160,6 +160,10 @@ impl HeadState {
                     *b -= (tau as f64 * lp) as f32;
                 }
             }
+            PostHoc::PriorCorrect => {
+                let uniform = vec![-(k as f64).ln(); k];
+                shift_prior(&mut bias, log_priors, &uniform);
+            }
         }
         debug_assert_eq!(weight.len(), k * d);
         let gate = (self.kind == Head::DisAlign).then(|| Gate {
@@ -176,6 +180,14 @@ impl HeadState {
             normalize_input,
             gate,
         }
+    }
+}
+
+/// PC-softmax's correction of a bias: b_c += log q_c − log π_c (π: train priors, q: the test
+/// prior).
+pub fn shift_prior(bias: &mut [f32], log_train: &[f64], log_test: &[f64]) {
+    for ((b, lp), lq) in bias.iter_mut().zip(log_train).zip(log_test) {
+        *b += (lq - lp) as f32;
     }
 }
 

@@ -6,5 +6,6 @@
 
 pub mod device;
 pub mod metrics;
+pub mod priors;
 
 pub use metrics::{ECE_BINS, Evaluation, Tally, evaluate};

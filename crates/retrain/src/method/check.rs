@@ -211,7 +211,7 @@ impl MethodSpec {
             PostHoc::TauNorm { .. } if self.head != Head::Linear => {
                 return Err(err("posthoc", "tau-norm applies to a linear head".into()));
             }
-            PostHoc::LogitAdjust { .. } if self.head == Head::DisAlign => {
+            PostHoc::LogitAdjust { .. } | PostHoc::PriorCorrect if self.head == Head::DisAlign => {
                 return Err(err(
                     "posthoc",
                     "logit-adjust does not apply to a disalign head (its gate follows the bias)"

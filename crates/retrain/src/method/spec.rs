@@ -281,6 +281,9 @@ pub enum PostHoc {
         #[serde(default = "default_tau")]
         tau: f32,
     },
+    /// PC-softmax / Bayes-optimal prior correction (Hong et al. 2021): z − log π_c + log q_c
+    /// for the test prior q being evaluated (uniform unless `--test-prior` names others).
+    PriorCorrect,
 }
 
 fn default_tau() -> f32 {
@@ -497,6 +500,7 @@ impl Method {
                 Loss::BalancedSoftmax { tau } | Loss::Vs { tau, .. } => Some(tau),
                 _ => None,
             },
+            PostHoc::PriorCorrect => None,
         }
     }
 
@@ -509,6 +513,7 @@ impl Method {
                 Loss::BalancedSoftmax { tau } | Loss::Vs { tau, .. } => *tau = t,
                 _ => {}
             },
+            PostHoc::PriorCorrect => {}
         }
         v
     }

@@ -12,6 +12,7 @@ pub mod loma;
 pub mod notebook;
 pub mod plots;
 pub mod predictions;
+pub mod priors;
 pub mod records;
 pub mod sweeps;
 pub mod tables;

@@ -77,6 +77,15 @@ pub fn job_key(bank_fingerprint: &str, job: &Job, opts: &RunOptions) -> String {
         // device numbers differ from the CPU engine's in the last bits: separate records
         canon["device"] = "cuda".into();
     }
+    let corrected = opts.corrected_priors(&job.method);
+    if !corrected.is_empty() {
+        // the record holds the corrected evaluation of each of these priors
+        canon["prior_corrected"] = corrected
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .into();
+    }
     if opts.one_pass && crate::engine::multihead::shareable(&job.method) {
         // one wide GEMM for several heads sums in another order: equal to 4 decimals, not
         // to the last bit, so such runs have records of their own

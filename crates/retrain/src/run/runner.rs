@@ -39,6 +39,29 @@ pub struct RunOptions {
     pub select_on_val: bool,
     /// Training and evaluation run on a device (`--device cuda`); part of the record key.
     pub on_device: bool,
+    /// The test priors of `--test-prior`, as a set of indices into
+    /// [`crate::eval::priors::TestPrior::all`].
+    pub test_priors: u16,
+    /// `--prior-correct`: every row is also evaluated with PC-softmax's correction for each
+    /// test prior (the `prior-correct` row always is).
+    pub prior_correct: bool,
+}
+
+impl RunOptions {
+    /// The test priors to evaluate with PC-softmax's correction for `method` (none unless it
+    /// is the `prior-correct` row or `--prior-correct` is on).
+    pub fn corrected_priors(&self, method: &Method) -> Vec<crate::eval::priors::TestPrior> {
+        let corrects = self.prior_correct || method.posthoc == crate::method::PostHoc::PriorCorrect;
+        if !corrects {
+            return Vec::new();
+        }
+        crate::eval::priors::TestPrior::all()
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| self.test_priors & (1 << i) != 0)
+            .map(|(_, p)| p)
+            .collect()
+    }
 }
 
 /// What one run produced (one line of the records file).
@@ -53,6 +76,11 @@ pub struct RunRecord {
     /// Best test top-1 over epochs and its epoch (only with `oracle`).
     pub oracle: Option<(f64, usize)>,
     pub final_train_loss: Option<f64>,
+    /// Per test prior (`forward-10`, …): the per-class correct counts of the head corrected for
+    /// it (PC-softmax: z − log π + log q), for the `prior-correct` row and with
+    /// `--prior-correct`.
+    #[serde(default)]
+    pub prior_corrected: Vec<(String, Vec<usize>)>,
     pub seconds: f64,
     /// Set when the record was reused from another code identity (`--reuse-stale`): that
     /// identity. Never stored; every output labels such runs.

@@ -5,12 +5,12 @@
 
 use super::runner::{Job, RunOptions, RunRecord};
 use crate::engine::device::{DeviceBank, SplitId};
-use crate::engine::head::{EvalHead, HeadState};
+use crate::engine::head::{EvalHead, HeadState, shift_prior};
 use crate::engine::linalg::Parallelism;
 use crate::engine::loss::weights::log_priors;
 use crate::eval::device::evaluate_on_device;
 use crate::eval::{Evaluation, evaluate};
-use crate::method::Method;
+use crate::method::{Method, PostHoc};
 use bank::Bank;
 
 /// Keeps the val-selected head and the oracle epoch of one run.
@@ -113,6 +113,18 @@ impl<'a> Tracker<'a> {
             }),
             None => None,
         };
+        let mut prior_corrected = Vec::new();
+        for q in self.opts.corrected_priors(self.method) {
+            let log_q: Vec<f64> = q
+                .weights(&self.bank.train_counts)
+                .iter()
+                .map(|w| w.ln())
+                .collect();
+            let mut h = head.eval_head(PostHoc::None, &self.log_priors);
+            shift_prior(&mut h.bias, &self.log_priors, &log_q);
+            let e = self.evaluate(&h, SplitId::Test)?;
+            prior_corrected.push((q.to_string(), e.per_class_correct));
+        }
         let mut oracle = self.oracle;
         if self.opts.oracle && !self.method.train {
             oracle = Some((test.top1, 0));
@@ -125,6 +137,7 @@ impl<'a> Tracker<'a> {
             selected_epoch,
             oracle,
             final_train_loss,
+            prior_corrected,
             seconds: started.elapsed().as_secs_f64(),
             stale: None,
         })

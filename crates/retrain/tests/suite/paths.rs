@@ -433,6 +433,8 @@ fn the_epoch_is_selected_on_val_and_the_oracle_is_the_best_test_epoch() {
         one_pass: false,
         select_on_val: true,
         on_device: false,
+        test_priors: 0,
+        prior_correct: false,
     };
     let rec: RunRecord =
         run_one(&bank, &stage1(&bank), &job, opts, Parallelism::None, None).unwrap();
