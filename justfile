@@ -53,6 +53,10 @@ bench: synth
     /usr/bin/time -f "table1 (12 methods x 3 seeds) on the synthetic CIFAR100-LT-like bank: %e s wall, %U s CPU, %M KB max RSS" cargo run -q -p retrain -- --bank features/synth-cifar100-lt-ir100 --method {{table1_methods}} --seeds 3 --rerun --no-plots -q --out results/bench > /dev/null
     /usr/bin/time -f "all rows (Table 1 + zoo, 30 methods x 3 seeds) on the default bank: %e s wall, %U s CPU, %M KB max RSS" cargo run -q -p retrain -- --method all --seeds 3 --rerun --no-plots -q --out results/bench-all > /dev/null
 
+# The evidence (bootstrap, paired tests, priors, predictions.parquet) of an ImageNet-LT-scale table, timed
+bench-evidence:
+    cargo run --example evidence_bench -p retrain
+
 # Examples (README, section "Bring your own features"; every flag: cargo run -p extract -- --help):
 #   just extract fmnist-lt     (stage 1 + dump, ~12 min on 2 cores: rebuilds the committed default bank)
 #   just extract cifar100-lt --root data --checkpoint ckpt.pth --ir 100

@@ -162,7 +162,8 @@ mod tests {
                 "gcl",
                 "lade",
                 "bal-bce",
-                "class-mean-init"
+                "class-mean-init",
+                "prior-correct"
             ]
         );
         assert_eq!(t.group_of("gcl"), Some("zoo"));

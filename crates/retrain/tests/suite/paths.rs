@@ -597,8 +597,8 @@ fn the_default_bank_reproduces_readme_s_table() {
         .collect();
     assert_eq!(
         rows.len(),
-        33,
-        "header + 2 group labels + 14 Table 1 rows + 16 zoo rows"
+        34,
+        "header + 2 group labels + 14 Table 1 rows + 17 zoo rows"
     );
     for want in &rows {
         assert!(
@@ -659,8 +659,8 @@ fn jobs_and_threaded_gemms_do_not_change_the_full_precision_records() {
     // many jobs: one per core with --jobs 2, all on one thread with --jobs 1
     let one = go("all-1", &["--method", "all", "--seeds", "2", "--jobs", "1"]);
     let two = go("all-2", &["--method", "all", "--seeds", "2", "--jobs", "2"]);
-    // Table 1: 10 seeded rows + 4 deterministic; the zoo: 15 seeded + ncm
-    assert_eq!(one.len(), 2 * (10 + 15) + 4 + 1);
+    // Table 1: 10 seeded rows + 4 deterministic; the zoo: 15 seeded + ncm and prior-correct
+    assert_eq!(one.len(), 2 * (10 + 15) + 4 + 2);
     assert_eq!(one, two);
     // a single job: its GEMMs, loss and SGD on 2 threads vs sequential
     let one = go("los-1", &["--method", "los", "--seeds", "1", "--jobs", "1"]);
