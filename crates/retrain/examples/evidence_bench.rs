@@ -33,7 +33,15 @@ fn main() -> anyhow::Result<()> {
     let train_counts: Vec<usize> = (0..k).map(|c| 1280 * 5 / (5 + c)).collect();
     let groups: Vec<Option<usize>> = train_counts
         .iter()
-        .map(|&c| Some(if c > 100 { 0 } else if c >= 20 { 1 } else { 2 }))
+        .map(|&c| {
+            Some(if c > 100 {
+                0
+            } else if c >= 20 {
+                1
+            } else {
+                2
+            })
+        })
         .collect();
     let runs: Vec<Predictions> = (0..rows * seeds)
         .map(|_| {
@@ -41,7 +49,11 @@ fn main() -> anyhow::Result<()> {
                 .iter()
                 .map(|&y| {
                     let p_right = 0.8 - 0.4 * y as f64 / k as f64;
-                    if rng.random::<f64>() < p_right { y } else { rng.random_range(0..k as u32) }
+                    if rng.random::<f64>() < p_right {
+                        y
+                    } else {
+                        rng.random_range(0..k as u32)
+                    }
                 })
                 .collect();
             Predictions {
@@ -50,7 +62,9 @@ fn main() -> anyhow::Result<()> {
                     .iter()
                     .map(|&p| {
                         let mut t = [p; 5];
-                        t[1..].iter_mut().for_each(|x| *x = rng.random_range(0..k as u32));
+                        t[1..]
+                            .iter_mut()
+                            .for_each(|x| *x = rng.random_range(0..k as u32));
                         t
                     })
                     .collect(),
@@ -75,7 +89,11 @@ fn main() -> anyhow::Result<()> {
     let mut marks = 0;
     for r in 1..rows {
         let _ = interval(&stats[r].iter().map(|s| s.0).collect::<Vec<_>>());
-        let d: Vec<f64> = stats[r].iter().zip(&stats[0]).map(|(a, b)| a.0 - b.0).collect();
+        let d: Vec<f64> = stats[r]
+            .iter()
+            .zip(&stats[0])
+            .map(|(a, b)| a.0 - b.0)
+            .collect();
         marks += (p_value(&d) < 0.05) as usize;
         for s in 0..seeds {
             let (b, c) = discordant(&correct[s], &correct[r * seeds + s]);

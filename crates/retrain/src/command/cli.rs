@@ -22,12 +22,20 @@ pub const DEFAULT_DELTAS: [f32; 11] = [0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0
 ///
 /// Runs each selected method for each seed (in parallel), evaluates on test (final epoch, or
 /// the epoch with the best val mean per-class accuracy when the bank has a val split), and
-/// writes into --out: table1.csv (mean ± std over seeds), runs.csv (long format),
-/// per-class.csv, loma.csv, loma-segments.csv, config.json, figures (PNG + SVG) and
-/// records.jsonl (finished runs; a rerun resumes).
+/// writes into --out: table1.csv (mean ± std over seeds, intervals, metrics), runs.csv (long
+/// format), per-class.csv, predictions.parquet (every run's per-row test predictions),
+/// loma.csv, loma-segments.csv, config.json, figures (PNG + SVG), prior-shift.csv (with
+/// --test-prior) and records.jsonl (finished runs; a rerun resumes).
 ///
 /// Definitions: All = micro top-1; Many/Medium/Few = mean per-class accuracy over the classes
-/// with > many-above / in between / < few-below training rows; ECE = expected calibration
+/// with > many-above / in between / < few-below training rows; the ± on stdout and
+/// `<group>_ci_lo/hi` = 95 % percentile interval of a seeded bootstrap over the test rows
+/// (B = --bootstrap resamples, the same for every row, pooled over seeds); `all_t_lo/hi` = the
+/// t-interval over seeds (n ≥ 2); `vs` / `vs_baseline_*` = the paired bootstrap difference of
+/// All against --baseline (▲ / ▼ when its interval excludes 0); top5 = micro top-5; hmean /
+/// gmean = harmonic / geometric mean of the per-class accuracies; macro_precision = mean over
+/// classes of TP/predicted (0 for a class never predicted); macro_f1 = mean of 2TP/(predicted +
+/// count), also per group; ECE = expected calibration
 /// error over 15 equal-width confidence bins; LoMa_i = mean of logit i over the test samples
 /// of class i − mean of logit i over the other test samples; loma_norm = LoMa_i / mean_j
 /// LoMa_j; RSD_i = population std of logit i over the test samples of class i / LoMa_i;

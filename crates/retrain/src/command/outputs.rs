@@ -10,8 +10,9 @@ use crate::output::notebook::{Entry, update_index, write_readme};
 use crate::output::records::{self, CODE_ID};
 use crate::output::sweeps::{best_cell_note, grid_frame, sweep_frame};
 use crate::output::tables::{
-    Row, STALE, per_class_frame, record_label, render, runs_frame, table_frame, write_csv,
+    Row, STALE, per_class_frame, record_label, runs_frame, table_frame, write_csv,
 };
+use crate::output::text::render;
 use crate::run::RunRecord;
 use polars::prelude::DataFrame;
 use std::io::Write;

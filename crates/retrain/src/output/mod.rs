@@ -16,3 +16,4 @@ pub mod priors;
 pub mod records;
 pub mod sweeps;
 pub mod tables;
+pub mod text;
