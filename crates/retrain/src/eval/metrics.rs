@@ -303,28 +303,36 @@ impl Tally {
     }
 }
 
-/// The labels of the 5 largest logits of `row`, best first (`arg` is the argmax; ties go to the
-/// lower label, as for the top-1); fewer than 5 classes repeat the last one.
+/// The labels of the 5 largest logits of `row`, best first (ties go to the lower label, as for
+/// the top-1, so `[0]` is `arg`); fewer than 5 classes repeat the last one. One pass over the
+/// row, keeping the best five in order.
 fn top5(row: &[f32], arg: usize) -> [u32; 5] {
-    let mut best = [arg as u32; 5];
-    let mut n = 1;
-    while n < 5.min(row.len()) {
-        let mut pick: Option<usize> = None;
-        for (c, &v) in row.iter().enumerate() {
-            if best[..n].contains(&(c as u32)) {
-                continue;
-            }
-            if pick.is_none_or(|p| v > row[p]) {
-                pick = Some(c);
-            }
+    let mut label = [arg as u32; 5];
+    let mut value = [f32::NEG_INFINITY; 5];
+    let mut n = 0usize;
+    for (c, &v) in row.iter().enumerate() {
+        if n == 5 && v <= value[4] {
+            continue;
         }
-        best[n] = pick.expect("a class left") as u32;
-        n += 1;
+        // after every kept value ≥ v: equal logits keep the lower label first
+        let mut at = n.min(4);
+        while at > 0 && value[at - 1] < v {
+            at -= 1;
+        }
+        let end = n.min(4);
+        for j in (at..end).rev() {
+            value[j + 1] = value[j];
+            label[j + 1] = label[j];
+        }
+        value[at] = v;
+        label[at] = c as u32;
+        n = (n + 1).min(5);
     }
     for i in n..5 {
-        best[i] = best[n - 1];
+        label[i] = label[n - 1];
     }
-    best
+    debug_assert_eq!(label[0], arg as u32);
+    label
 }
 
 /// Evaluate `head` on `split`.
@@ -423,6 +431,28 @@ mod tests {
     fn top5_of_ten_classes_in_order() {
         let row: Vec<f32> = [5.0, 1.0, 9.0, 3.0, 7.0, 0.0, 8.0, 2.0, 6.0, 4.0].to_vec();
         assert_eq!(top5(&row, 2), [2, 6, 4, 8, 0]);
+        // ties: the lower label first, as the argmax
+        assert_eq!(
+            top5(&[1.0, 3.0, 3.0, 1.0, 3.0, 0.0, 1.0], 1),
+            [1, 2, 4, 0, 3]
+        );
+        assert_eq!(top5(&[2.0, 2.0], 0), [0, 1, 1, 1, 1]);
+    }
+
+    /// The one-pass top 5 equals sorting every logit (value descending, label ascending).
+    #[test]
+    fn top5_equals_a_full_sort() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        for _ in 0..200 {
+            let k = rng.random_range(5..40);
+            // few distinct values: many ties
+            let row: Vec<f32> = (0..k).map(|_| rng.random_range(0..6) as f32).collect();
+            let mut idx: Vec<usize> = (0..k).collect();
+            idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+            let want: Vec<u32> = idx[..5].iter().map(|&i| i as u32).collect();
+            assert_eq!(top5(&row, idx[0]).to_vec(), want, "{row:?}");
+        }
     }
 
     #[test]

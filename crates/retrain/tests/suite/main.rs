@@ -4,6 +4,7 @@
 mod catalogue;
 mod cli;
 mod device;
+mod evidence;
 mod layout;
 mod parity;
 mod paths;
