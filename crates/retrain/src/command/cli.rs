@@ -254,8 +254,9 @@ pub struct RunArgs {
     /// same within the group) and a figure of accuracy against the prior.
     #[arg(long, value_delimiter = ',', value_parser = parse_prior)]
     pub test_prior: Vec<crate::eval::priors::TestPrior>,
-    /// Also evaluate every trained row with PC-softmax's prior correction (z − log π + log q)
-    /// for each --test-prior; prior-shift.csv then reports the corrected accuracies.
+    /// Also evaluate every row with PC-softmax's prior correction (z − log π + log q, on the
+    /// row's head without its own post-hoc rule) for each --test-prior; prior-shift.csv then
+    /// reports the corrected accuracies.
     #[arg(long)]
     pub prior_correct: bool,
     /// Do not draw figures (PNG/SVG).

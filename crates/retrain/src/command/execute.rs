@@ -92,6 +92,16 @@ pub fn run_bank<'a>(
         Some(_) => Vec::new(),
         None => planned_records(&keys, rec.done, rec.appender.path(), bank.test.rows)?,
     };
+    let blind = records
+        .iter()
+        .filter(|r| r.test.predictions.is_none())
+        .count();
+    if blind > 0 {
+        log(&format!(
+            "{blind} recorded run(s) have no per-row predictions (recorded by an older build, or their file under {}/predictions/ was removed): no intervals or marks for their rows; --rerun refreshes them",
+            plan.records.display()
+        ));
+    }
     let mut rows = aggregate(&bank.name(), &groups, &records);
     let evidence = crate::output::evidence::table::annotate(
         &rows,

@@ -306,9 +306,14 @@ fn print_tables(
         let marks = r.rows.iter().any(|x| !x.evidence.mark().is_empty());
         writeln!(
             out,
-            "Top-1 accuracy (%) on {} test, mean over {} seed(s) (n = 1: deterministic rows) ± 95 % bootstrap half-width over the test rows{}; {}; {} runs ({} new) in {:.1} s",
+            "Top-1 accuracy (%) on {} test, mean over {} seed(s) (n = 1: deterministic rows) ± {}{}; {}; {} runs ({} new) in {:.1} s",
             r.bank.name(),
             args.seeds,
+            if r.rows.iter().any(|x| x.evidence.ci[0].is_some()) {
+                "95 % bootstrap half-width over the test rows"
+            } else {
+                "std over seeds"
+            },
             if marks {
                 format!(
                     "; vs {baseline}: ▲ better, ▼ worse, = no difference (paired bootstrap, α = 0.05)"

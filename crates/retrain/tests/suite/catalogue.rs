@@ -1056,6 +1056,140 @@ fn cases() -> Vec<Case> {
             &["--config", "{d}/nope.toml"],
             E(&["nope.toml"]),
         ),
+        // -- shifted test priors, and `retrain compare` on result folders ----------------------
+        case(
+            "cli_test_prior_unknown_kind",
+            rb,
+            |d| drop(base(d)),
+            &["--test-prior", "uniform,sideways-2"],
+            E(&["--test-prior", "sideways-2", "unknown prior"]),
+        ),
+        case(
+            "cli_test_prior_ratio_not_offered",
+            rb,
+            |d| drop(base(d)),
+            &["--test-prior", "forward-3"],
+            E(&["--test-prior", "forward-3", "2, 5, 10, 25, 50"]),
+        ),
+        case(
+            "compare_no_run_in_common",
+            Retrain,
+            |d| {
+                // {d}/a: vanilla-fc only, {d}/b: los only
+                let b = base(d);
+                for (m, out) in [("vanilla-fc", "a"), ("los", "b")] {
+                    let o = Command::new(env!("CARGO_BIN_EXE_retrain"))
+                        .args(["--bank", b.to_str().unwrap(), "--method", m, "--seeds", "1"])
+                        .args(["--epochs", "1", "--jobs", "1", "--no-plots", "-q", "--out"])
+                        .arg(d.join(out))
+                        .output()
+                        .unwrap();
+                    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+                }
+            },
+            &["compare", "{d}/a", "{d}/b"],
+            E(&["/a and ", "/b: no run in common", "method"]),
+        ),
+        case(
+            "compare_folder_without_predictions",
+            Retrain,
+            |d| {
+                let b = base(d);
+                let o = Command::new(env!("CARGO_BIN_EXE_retrain"))
+                    .args([
+                        "--bank",
+                        b.to_str().unwrap(),
+                        "--method",
+                        "vanilla-fc",
+                        "--seeds",
+                    ])
+                    .args([
+                        "1",
+                        "--epochs",
+                        "1",
+                        "--jobs",
+                        "1",
+                        "--no-plots",
+                        "-q",
+                        "--out",
+                    ])
+                    .arg(d.join("a"))
+                    .output()
+                    .unwrap();
+                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+                std::fs::remove_file(d.join("a/predictions.parquet")).unwrap();
+            },
+            &["compare", "{d}/a", "{d}/a"],
+            E(&["a/predictions.parquet", "cannot open"]),
+        ),
+        case(
+            "compare_corrupt_predictions",
+            Retrain,
+            |d| {
+                let b = base(d);
+                let o = Command::new(env!("CARGO_BIN_EXE_retrain"))
+                    .args([
+                        "--bank",
+                        b.to_str().unwrap(),
+                        "--method",
+                        "vanilla-fc",
+                        "--seeds",
+                    ])
+                    .args([
+                        "1",
+                        "--epochs",
+                        "1",
+                        "--jobs",
+                        "1",
+                        "--no-plots",
+                        "-q",
+                        "--out",
+                    ])
+                    .arg(d.join("a"))
+                    .output()
+                    .unwrap();
+                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+                std::fs::write(d.join("a/predictions.parquet"), b"garbage, not parquet").unwrap();
+            },
+            &["compare", "{d}/a", "{d}/a"],
+            E(&["a/predictions.parquet", "not a predictions file"]),
+        ),
+        case(
+            "compare_unknown_baseline",
+            Retrain,
+            |d| {
+                let b = base(d);
+                let o = Command::new(env!("CARGO_BIN_EXE_retrain"))
+                    .args([
+                        "--bank",
+                        b.to_str().unwrap(),
+                        "--method",
+                        "vanilla-fc",
+                        "--seeds",
+                    ])
+                    .args([
+                        "1",
+                        "--epochs",
+                        "1",
+                        "--jobs",
+                        "1",
+                        "--no-plots",
+                        "-q",
+                        "--out",
+                    ])
+                    .arg(d.join("a"))
+                    .output()
+                    .unwrap();
+                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            },
+            &["compare", "--baseline", "nope", "{d}/a"],
+            E(&[
+                "--baseline",
+                "`nope`",
+                "a/predictions.parquet",
+                "vanilla-fc",
+            ]),
+        ),
         // -- extract: checkpoints ---------------------------------------------------------------
         case(
             "extract_ckpt_wrong_architecture",

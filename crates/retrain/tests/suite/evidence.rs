@@ -435,13 +435,9 @@ fn the_extra_columns_agree_with_the_predictions_by_hand() {
             "bank", "method", "params", "seed", "row", "label", "pred", "correct", "p_true", "top5"
         ]
     );
-    let method: Vec<&str> = df
-        .column("method")
-        .unwrap()
-        .str()
-        .unwrap()
-        .into_no_null_iter()
-        .collect();
+    let n = df.height();
+    let strs = df.column("method").unwrap().str().unwrap();
+    let method: Vec<&str> = (0..n).map(|i| strs.get(i).unwrap()).collect();
     let label: Vec<u32> = df
         .column("label")
         .unwrap()
@@ -456,13 +452,8 @@ fn the_extra_columns_agree_with_the_predictions_by_hand() {
         .unwrap()
         .into_no_null_iter()
         .collect();
-    let correct: Vec<bool> = df
-        .column("correct")
-        .unwrap()
-        .bool()
-        .unwrap()
-        .into_no_null_iter()
-        .collect();
+    let bools = df.column("correct").unwrap().bool().unwrap();
+    let correct: Vec<bool> = (0..n).map(|i| bools.get(i).unwrap()).collect();
     let top5: Vec<Vec<u32>> = df
         .column("top5")
         .unwrap()

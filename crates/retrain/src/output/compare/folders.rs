@@ -237,6 +237,12 @@ pub fn compare_baseline(
             names.join(", ")
         );
     }
+    if a.runs.iter().all(|r| r.method == baseline) {
+        bail!(
+            "--baseline: {} holds no method other than `{baseline}`",
+            a.dir.join("predictions.parquet").display()
+        );
+    }
     let res = Resamples::new(&a.labels, a.groups.len(), resamples, seed);
     let mut out = Vec::new();
     for (bank, method, params) in a.configs() {
