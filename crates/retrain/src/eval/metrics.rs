@@ -116,29 +116,36 @@ impl Evaluation {
             .collect()
     }
 
+    /// A mean of the per-class accuracies of the classes in `keep` that is 0 when one of them
+    /// is 0: `combine` gets the (all positive) accuracies; `None` without such classes.
+    fn zero_absorbing(
+        &self,
+        keep: &dyn Fn(usize) -> bool,
+        combine: fn(&[f64]) -> f64,
+    ) -> Option<f64> {
+        let a = self.accuracies(keep);
+        if a.is_empty() {
+            None
+        } else if a.contains(&0.0) {
+            Some(0.0)
+        } else {
+            Some(combine(&a))
+        }
+    }
+
     /// Harmonic mean of the per-class accuracies of the classes in `keep` (0 when one is 0;
     /// LIFT's hmean); `None` without such classes.
     pub fn hmean(&self, keep: &dyn Fn(usize) -> bool) -> Option<f64> {
-        let a = self.accuracies(keep);
-        if a.is_empty() {
-            return None;
-        }
-        if a.iter().any(|&x| x == 0.0) {
-            return Some(0.0);
-        }
-        Some(a.len() as f64 / a.iter().map(|x| 1.0 / x).sum::<f64>())
+        self.zero_absorbing(keep, |a| {
+            a.len() as f64 / a.iter().map(|x| 1.0 / x).sum::<f64>()
+        })
     }
 
     /// Geometric mean of the per-class accuracies of the classes in `keep` (0 when one is 0).
     pub fn gmean(&self, keep: &dyn Fn(usize) -> bool) -> Option<f64> {
-        let a = self.accuracies(keep);
-        if a.is_empty() {
-            return None;
-        }
-        if a.iter().any(|&x| x == 0.0) {
-            return Some(0.0);
-        }
-        Some((a.iter().map(|x| x.ln()).sum::<f64>() / a.len() as f64).exp())
+        self.zero_absorbing(keep, |a| {
+            (a.iter().map(|x| x.ln()).sum::<f64>() / a.len() as f64).exp()
+        })
     }
 
     /// Macro precision and macro F1 over the classes in `keep` that have samples: precision_c

@@ -290,6 +290,33 @@ fn cat(a: &[&'static str], b: &[&'static str]) -> Vec<&'static str> {
     a.iter().chain(b).copied().collect()
 }
 
+/// `retrain --method <method> --seeds 1 --epochs 1` on the base bank into `d/<folder>` (the
+/// results folder a `compare` case reads); the base bank is written once.
+fn results_folder(d: &Path, method: &str, folder: &str) {
+    let b = if d.join("bank").exists() {
+        d.join("bank")
+    } else {
+        base(d)
+    };
+    let o = Command::new(env!("CARGO_BIN_EXE_retrain"))
+        .args(["--bank", b.to_str().unwrap(), "--method", method])
+        .args([
+            "--seeds",
+            "1",
+            "--epochs",
+            "1",
+            "--jobs",
+            "1",
+            "--no-plots",
+            "-q",
+            "--out",
+        ])
+        .arg(d.join(folder))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 /// The base bank and `rows.toml`: a method table of the single row `row`.
 fn bad_row(d: &Path, row: &str) {
     base(d);
@@ -1076,16 +1103,8 @@ fn cases() -> Vec<Case> {
             Retrain,
             |d| {
                 // {d}/a: vanilla-fc only, {d}/b: los only
-                let b = base(d);
-                for (m, out) in [("vanilla-fc", "a"), ("los", "b")] {
-                    let o = Command::new(env!("CARGO_BIN_EXE_retrain"))
-                        .args(["--bank", b.to_str().unwrap(), "--method", m, "--seeds", "1"])
-                        .args(["--epochs", "1", "--jobs", "1", "--no-plots", "-q", "--out"])
-                        .arg(d.join(out))
-                        .output()
-                        .unwrap();
-                    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-                }
+                results_folder(d, "vanilla-fc", "a");
+                results_folder(d, "los", "b");
             },
             &["compare", "{d}/a", "{d}/b"],
             E(&["/a and ", "/b: no run in common", "method"]),
@@ -1094,29 +1113,7 @@ fn cases() -> Vec<Case> {
             "compare_folder_without_predictions",
             Retrain,
             |d| {
-                let b = base(d);
-                let o = Command::new(env!("CARGO_BIN_EXE_retrain"))
-                    .args([
-                        "--bank",
-                        b.to_str().unwrap(),
-                        "--method",
-                        "vanilla-fc",
-                        "--seeds",
-                    ])
-                    .args([
-                        "1",
-                        "--epochs",
-                        "1",
-                        "--jobs",
-                        "1",
-                        "--no-plots",
-                        "-q",
-                        "--out",
-                    ])
-                    .arg(d.join("a"))
-                    .output()
-                    .unwrap();
-                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+                results_folder(d, "vanilla-fc", "a");
                 std::fs::remove_file(d.join("a/predictions.parquet")).unwrap();
             },
             &["compare", "{d}/a", "{d}/a"],
@@ -1126,29 +1123,7 @@ fn cases() -> Vec<Case> {
             "compare_corrupt_predictions",
             Retrain,
             |d| {
-                let b = base(d);
-                let o = Command::new(env!("CARGO_BIN_EXE_retrain"))
-                    .args([
-                        "--bank",
-                        b.to_str().unwrap(),
-                        "--method",
-                        "vanilla-fc",
-                        "--seeds",
-                    ])
-                    .args([
-                        "1",
-                        "--epochs",
-                        "1",
-                        "--jobs",
-                        "1",
-                        "--no-plots",
-                        "-q",
-                        "--out",
-                    ])
-                    .arg(d.join("a"))
-                    .output()
-                    .unwrap();
-                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+                results_folder(d, "vanilla-fc", "a");
                 std::fs::write(d.join("a/predictions.parquet"), b"garbage, not parquet").unwrap();
             },
             &["compare", "{d}/a", "{d}/a"],
@@ -1158,29 +1133,7 @@ fn cases() -> Vec<Case> {
             "compare_unknown_baseline",
             Retrain,
             |d| {
-                let b = base(d);
-                let o = Command::new(env!("CARGO_BIN_EXE_retrain"))
-                    .args([
-                        "--bank",
-                        b.to_str().unwrap(),
-                        "--method",
-                        "vanilla-fc",
-                        "--seeds",
-                    ])
-                    .args([
-                        "1",
-                        "--epochs",
-                        "1",
-                        "--jobs",
-                        "1",
-                        "--no-plots",
-                        "-q",
-                        "--out",
-                    ])
-                    .arg(d.join("a"))
-                    .output()
-                    .unwrap();
-                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+                results_folder(d, "vanilla-fc", "a");
             },
             &["compare", "--baseline", "nope", "{d}/a"],
             E(&[
