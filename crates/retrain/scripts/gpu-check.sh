@@ -7,9 +7,11 @@
 # 1. the ImageNet-LT-scale synthetic bank (as `just synth-imagenet-scale`, CPU);
 # 2. device_bench: one epoch of four heads vs pure GEMM, batch 512, on the GPU;
 # 3. PyTorch's own loop for the same LOS epoch (reference, when python3 has torch);
-# 4. Table 1 on the committed Fashion-MNIST bank, CPU engine vs GPU (same numbers?);
+# 4. every row (Table 1 + zoo) on the committed Fashion-MNIST bank, CPU engine vs GPU (same
+#    numbers?);
 # 5. Table 1 (12 methods x 3 seeds) at ImageNet-LT scale on the GPU: ImageNet-LT protocol
-#    (batch 512, 10 epochs), then LOS alone at the CIFAR protocol (batch 64, 20 epochs).
+#    (batch 512, 10 epochs), then LOS alone at the CIFAR protocol (batch 64, 20 epochs), then
+#    the zoo (1 seed, batch 512, 5 epochs).
 # Output under ${OUT:-/tmp/gpu-check}.
 set -u
 BIN=${BIN:-.gpu}
@@ -37,15 +39,17 @@ echo "== 2. device_bench (GPU)"
 t timeout 150 "$BIN"/device_bench $BANK cuda 512
 echo "== 3. PyTorch reference loop (LOS, batch 512, one epoch)"
 timeout 90 python3 crates/retrain/scripts/torch_epoch.py $BANK 2>&1 | tail -n 3
-echo "== 4. Fashion-MNIST Table 1: CPU engine vs GPU"
+echo "== 4. Fashion-MNIST, every row: CPU engine vs GPU"
 t "$BIN"/retrain --method all --seeds 3 --no-plots -q --out "$OUT/fmnist-cpu" > "$OUT/fmnist-cpu.txt"
 t "$BIN"/retrain --method all --seeds 3 --no-plots -q --out "$OUT/fmnist-cuda" --device cuda > "$OUT/fmnist-cuda.txt"
-paste -d'|' "$OUT/fmnist-cpu.txt" "$OUT/fmnist-cuda.txt" | head -n 20 | cut -c1-230
+paste -d'|' "$OUT/fmnist-cpu.txt" "$OUT/fmnist-cuda.txt" | head -n 40 | cut -c1-260
 M=vanilla-fc,vanilla-cosine,lws,ldam,balanced-softmax,re-sampling,focal,class-balanced,maxnorm,tau-norm,logit-adjust,los
 echo "== 5a. ImageNet-LT-scale Table 1 on the GPU: 12 methods x 3 seeds, batch 512, 10 epochs"
 t "$BIN"/retrain --bank $BANK --method $M --seeds 3 --epochs 10 --batch-size 512 --device cuda --no-plots -q --out "$OUT/imnet" \
   || t "$BIN"/retrain --bank $BANK --method $M --seeds 3 --epochs 10 --batch-size 512 --device cuda --no-plots -q --out "$OUT/imnet" --jobs 1
 echo "== 5b. LOS alone, batch 64, 20 epochs, 1 seed"
 t timeout 120 "$BIN"/retrain --bank $BANK --method los --seeds 1 --device cuda --no-plots -q --out "$OUT/imnet-los64" | tail -n 4
+echo "== 5c. the zoo at ImageNet-LT scale on the GPU: 1 seed, batch 512, 5 epochs"
+t timeout 150 "$BIN"/retrain --bank $BANK --method zoo --seeds 1 --epochs 5 --batch-size 512 --device cuda --no-plots -q --out "$OUT/imnet-zoo" | tail -n 20
 kill $MEM 2>/dev/null
 echo "peak GPU memory used (MiB): $(sort -n "$OUT/gpu-mem.txt" | tail -n 1)"
