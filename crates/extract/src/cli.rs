@@ -61,6 +61,10 @@ pub struct Args {
     pub batch_size: usize,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
     pub device: DeviceChoice,
+    /// On the CPU, run the backbone through candle instead of the compiled inference path
+    /// (BatchNorm folded, im2col + GEMM; the small CNN so far): the same features, slower.
+    #[arg(long)]
+    pub candle: bool,
     /// Storage dtype of the features.
     #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
     pub dtype: DtypeArg,
@@ -158,6 +162,7 @@ impl Args {
                 DtypeArg::F16 => FeatureDtype::F16,
             },
             device,
+            fast: !self.candle,
             out,
             overwrite: self.overwrite,
             skip_bad: self.skip_bad,

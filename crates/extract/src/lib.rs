@@ -9,13 +9,15 @@
 //! `features/fmnist-lt-ir100/` is made.
 //!
 //! Imports point down the flow: [`datasets`] / [`transform`] / [`batch`] (network inputs) →
-//! [`backbones`] (with [`checkpoint`], [`weights`]) → [`stage1`] (and its CPU pass
+//! [`backbones`] (with [`checkpoint`], [`weights`], and their compiled CPU inference path
+//! [`infer`]) → [`stage1`] (and its CPU pass
 //! [`stage1_cpu`]) → [`run`] (the extract command) → [`cli`] / `main`.
 
 pub mod backbones;
 pub mod batch;
 pub mod checkpoint;
 pub mod error;
+pub mod infer;
 pub mod weights;
 
 pub use backbones::{Arch, Backbone};

@@ -38,6 +38,8 @@ pub struct Plan {
     pub views: usize,
     pub dtype: FeatureDtype,
     pub device: Device,
+    /// Use the CPU inference path ([`crate::infer`]) when the backbone has one.
+    pub fast: bool,
     pub out: PathBuf,
     pub overwrite: bool,
     pub skip_bad: bool,
@@ -99,6 +101,11 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(Event)) -> Result<Summary> {
         &plan.device,
     )?;
     check_input(plan)?;
+    let fast = match (&plan.device, plan.fast) {
+        (Device::Cpu, true) => model.fast(),
+        _ => None,
+    };
+    let model = fast.unwrap_or(model);
     let bank = BankDir::create(&plan.out, plan.overwrite)?;
     let mut summary = Summary {
         out: plan.out.clone(),

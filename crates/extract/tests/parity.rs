@@ -107,7 +107,52 @@ fn compare(c: &Case, model: &dyn extract::Backbone) -> [f32; 3] {
             c.arch
         );
     }
+    // the compiled CPU inference path, where the architecture has one, to the same bound
+    if let Some(fast) = model.fast() {
+        let e =
+            max_abs_diff(&fast.features(x).unwrap(), &c.reference["features"]) / c.feature_abs_max;
+        assert!(e < 1e-4, "{} fast path: features differ by {e:.3e}", c.arch);
+    }
     errs
+}
+
+/// The compiled inference path of the small CNN (BatchNorm folded, im2col + GEMM) against the
+/// candle path, on the committed checkpoint of the default bank (no PyTorch fixture exists for
+/// ltbench's own CNN): a seeded batch of 1×28×28 inputs, eval mode, |Δ| ≤ 1e-4 of the feature
+/// scale (measured: ~3e-7); training mode is the candle model's.
+#[test]
+fn small_cnn_fast_path_equals_candle_on_the_committed_checkpoint() {
+    let ck = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../features/checkpoints/small-cnn-fmnist-lt-ir100.safetensors");
+    let (model, _, _) =
+        extract::checkpoint::load_backbone(Arch::SmallCnn, Some(&ck), 0, &Device::Cpu).unwrap();
+    let fast = model.fast().expect("the small CNN has a fast path");
+    let x = Tensor::randn(0f32, 1.0, (17, 1, 28, 28), &Device::Cpu).unwrap();
+    let (a, b) = (model.features(&x).unwrap(), fast.features(&x).unwrap());
+    let scale = a
+        .abs()
+        .unwrap()
+        .max_keepdim(0)
+        .unwrap()
+        .max_keepdim(1)
+        .unwrap();
+    let scale: f32 = scale.flatten_all().unwrap().to_vec1::<f32>().unwrap()[0];
+    let e = max_abs_diff(&a, &b) / scale;
+    eprintln!("small-cnn fast vs candle: max |Δ| / scale = {e:.2e}");
+    assert!(
+        e < 1e-4,
+        "fast path differs by {e:.3e} of the feature scale"
+    );
+    assert_eq!(a.dims(), b.dims());
+    let (ta, tb) = (
+        model.features_t(&x, true).unwrap(),
+        fast.features_t(&x, true).unwrap(),
+    );
+    assert_eq!(
+        max_abs_diff(&ta, &tb),
+        0.0,
+        "training mode is the candle model's"
+    );
 }
 
 /// The state_dict by the hash rule, built from the keys in index.json (shapes from the model).

@@ -17,6 +17,11 @@ pub struct SmallCnn {
 }
 
 impl SmallCnn {
+    /// The (convolution, BatchNorm) pairs, conv1..conv3.
+    pub fn layers(&self) -> &[(Conv2d, BatchNorm)] {
+        &self.convs
+    }
+
     pub fn new(vb: VarBuilder, head: Option<Linear>) -> Result<Self> {
         let mut convs = Vec::new();
         for (i, (cin, cout)) in [(1, 32), (32, 64), (64, FEATURE_DIM)]
@@ -79,6 +84,12 @@ impl Backbone for SmallCnn {
 
     fn head(&self) -> Option<&Linear> {
         self.head.as_ref()
+    }
+
+    fn fast(&self) -> Option<Box<dyn Backbone>> {
+        crate::infer::small_cnn::FastSmallCnn::new(self)
+            .ok()
+            .map(|f| Box::new(f) as Box<dyn Backbone>)
     }
 }
 

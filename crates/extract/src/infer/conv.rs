@@ -1,0 +1,285 @@
+//! One convolution of a frozen network in eval mode, compiled at load: the BatchNorm that
+//! follows it folded into its weights and bias (w' = w·γ/√(σ² + ε), b' = β − μ·γ/√(σ² + ε)),
+//! run per image as im2col (none for a 1×1 stride-1 convolution) + one `gemm` whose output is
+//! initialised with the bias, then the activation (ReLU, optionally after a residual add) in
+//! the same pass over the output. Layout: NCHW per image, `[C, H·W]` planes.
+
+use candle_core::{Result, Tensor};
+use candle_nn::{BatchNorm, Conv2d};
+
+/// What follows the convolution's affine output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Act {
+    None,
+    Relu,
+}
+
+/// A convolution with its BatchNorm folded in.
+#[derive(Debug, Clone)]
+pub struct FoldedConv {
+    pub cin: usize,
+    pub cout: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub pad: usize,
+    /// [cout, cin·k·k], row-major.
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+fn vec1(t: &Tensor) -> Result<Vec<f32>> {
+    t.to_dtype(candle_core::DType::F32)?
+        .flatten_all()?
+        .to_vec1()
+}
+
+impl FoldedConv {
+    /// `conv` (bias-free, groups 1) followed by `bn` in eval mode.
+    pub fn fold(conv: &Conv2d, bn: &BatchNorm, stride: usize, pad: usize) -> Result<FoldedConv> {
+        let (cout, cin, k, k2) = conv.weight().dims4()?;
+        if k != k2 {
+            candle_core::bail!("fast path: non-square kernel {k}×{k2}");
+        }
+        let w = vec1(conv.weight())?;
+        let mean = vec1(bn.running_mean())?;
+        let var = vec1(bn.running_var())?;
+        let (gamma, beta) = match bn.weight_and_bias() {
+            Some((g, b)) => (vec1(g)?, vec1(b)?),
+            None => (vec![1.0; cout], vec![0.0; cout]),
+        };
+        let eps = bn.eps();
+        let per = cin * k * k;
+        let mut weight = vec![0f32; cout * per];
+        let mut bias = vec![0f32; cout];
+        for o in 0..cout {
+            let s = gamma[o] as f64 / (var[o] as f64 + eps).sqrt();
+            for j in 0..per {
+                weight[o * per + j] = (w[o * per + j] as f64 * s) as f32;
+            }
+            bias[o] = (beta[o] as f64 - mean[o] as f64 * s) as f32;
+        }
+        Ok(FoldedConv {
+            cin,
+            cout,
+            k,
+            stride,
+            pad,
+            weight,
+            bias,
+        })
+    }
+
+    /// The output size of an `h`×`w` input.
+    pub fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
+        (
+            (h + 2 * self.pad - self.k) / self.stride + 1,
+            (w + 2 * self.pad - self.k) / self.stride + 1,
+        )
+    }
+
+    /// One image `x` [cin, h, w] → `out` [cout, oh, ow]: act(conv(x) + b' (+ `residual`)).
+    /// `col` is scratch, reused across calls.
+    pub fn forward(
+        &self,
+        x: &[f32],
+        h: usize,
+        w: usize,
+        out: &mut Vec<f32>,
+        col: &mut Vec<f32>,
+        residual: Option<&[f32]>,
+        act: Act,
+    ) -> (usize, usize) {
+        let (oh, ow) = self.out_size(h, w);
+        let n = oh * ow;
+        let kk = self.cin * self.k * self.k;
+        let b: &[f32] = if self.k == 1 && self.stride == 1 && self.pad == 0 {
+            x
+        } else {
+            col.resize(kk * n, 0.0);
+            im2col(
+                x,
+                self.cin,
+                h,
+                w,
+                self.k,
+                self.stride,
+                self.pad,
+                oh,
+                ow,
+                col,
+            );
+            col
+        };
+        out.resize(self.cout * n, 0.0);
+        for (o, plane) in out.chunks_exact_mut(n).enumerate() {
+            plane.fill(self.bias[o]);
+        }
+        // SAFETY: dst [cout, n], lhs [cout, kk], rhs [kk, n], all row-major and in bounds.
+        unsafe {
+            gemm::gemm(
+                self.cout,
+                n,
+                kk,
+                out.as_mut_ptr(),
+                1,
+                n as isize,
+                true,
+                self.weight.as_ptr(),
+                1,
+                kk as isize,
+                b.as_ptr(),
+                1,
+                n as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+        match (residual, act) {
+            (Some(r), Act::Relu) => out
+                .iter_mut()
+                .zip(r)
+                .for_each(|(v, r)| *v = (*v + r).max(0.0)),
+            (Some(r), Act::None) => out.iter_mut().zip(r).for_each(|(v, r)| *v += r),
+            (None, Act::Relu) => out.iter_mut().for_each(|v| *v = v.max(0.0)),
+            (None, Act::None) => {}
+        }
+        (oh, ow)
+    }
+}
+
+/// im2col of one image [c, h, w] for a k×k kernel: `cols` [c·k·k, oh·ow], zero padding.
+#[allow(clippy::too_many_arguments)]
+fn im2col(
+    x: &[f32],
+    c: usize,
+    h: usize,
+    w: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    oh: usize,
+    ow: usize,
+    cols: &mut [f32],
+) {
+    let n = oh * ow;
+    for ch in 0..c {
+        let plane = &x[ch * h * w..(ch + 1) * h * w];
+        for ky in 0..k {
+            for kx in 0..k {
+                let row = &mut cols[((ch * k + ky) * k + kx) * n..][..n];
+                for oy in 0..oh {
+                    let iy = (oy * stride + ky) as isize - pad as isize;
+                    let dst = &mut row[oy * ow..(oy + 1) * ow];
+                    if iy < 0 || iy >= h as isize {
+                        dst.fill(0.0);
+                        continue;
+                    }
+                    let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+                    for (ox, d) in dst.iter_mut().enumerate() {
+                        let ix = (ox * stride + kx) as isize - pad as isize;
+                        *d = if ix < 0 || ix >= w as isize {
+                            0.0
+                        } else {
+                            src[ix as usize]
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// 2×2 max-pool, stride 2, of `planes` planes h×w (floor: a trailing odd row / column is
+/// dropped, as PyTorch's `max_pool2d(2)`).
+pub fn max_pool2x2(x: &[f32], planes: usize, h: usize, w: usize, out: &mut Vec<f32>) {
+    let (oh, ow) = (h / 2, w / 2);
+    out.resize(planes * oh * ow, 0.0);
+    for (o, p) in out.chunks_exact_mut(oh * ow).zip(x.chunks_exact(h * w)) {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let b = 2 * oy * w + 2 * ox;
+                o[oy * ow + ox] = p[b].max(p[b + 1]).max(p[b + w]).max(p[b + w + 1]);
+            }
+        }
+    }
+}
+
+/// Global average pool of `planes` planes of `n` values (f64 sums, as the candle path's mean).
+pub fn global_avg(x: &[f32], planes: usize, n: usize, out: &mut [f32]) {
+    for (o, p) in out[..planes].iter_mut().zip(x.chunks_exact(n)) {
+        *o = (p.iter().map(|&v| v as f64).sum::<f64>() / n as f64) as f32;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Module, ModuleT};
+    use candle_nn::{BatchNormConfig, Conv2dConfig};
+
+    /// The folded convolution equals candle's conv → batch_norm (eval) → relu, for strides,
+    /// paddings and a 1×1 kernel.
+    #[test]
+    fn folded_conv_equals_conv_then_batchnorm() {
+        let dev = Device::Cpu;
+        for (cin, cout, k, stride, pad, h) in [
+            (3, 5, 3, 1, 1, 7),
+            (4, 6, 3, 2, 1, 9),
+            (6, 4, 1, 1, 0, 5),
+            (5, 3, 1, 2, 0, 8),
+            (2, 3, 7, 2, 3, 11),
+        ] {
+            let w = Tensor::randn(0f32, 0.5, (cout, cin, k, k), &dev).unwrap();
+            let conv = Conv2d::new(
+                w,
+                None,
+                Conv2dConfig {
+                    padding: pad,
+                    stride,
+                    ..Default::default()
+                },
+            );
+            let mean = Tensor::randn(0f32, 0.3, cout, &dev).unwrap();
+            let var = (Tensor::randn(0f32, 0.3, cout, &dev).unwrap().abs().unwrap() + 0.5).unwrap();
+            let g = Tensor::randn(1f32, 0.2, cout, &dev).unwrap();
+            let b = Tensor::randn(0f32, 0.2, cout, &dev).unwrap();
+            let bn = BatchNorm::new(cout, mean, var, g, b, 1e-5).unwrap();
+            let _ = BatchNormConfig::default();
+            let x = Tensor::randn(0f32, 1.0, (1, cin, h, h), &dev).unwrap();
+            let want = bn
+                .forward_t(&conv.forward(&x).unwrap(), false)
+                .unwrap()
+                .relu()
+                .unwrap();
+            let want: Vec<f32> = want.flatten_all().unwrap().to_vec1().unwrap();
+            let f = FoldedConv::fold(&conv, &bn, stride, pad).unwrap();
+            let (mut out, mut col) = (Vec::new(), Vec::new());
+            let xs: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+            f.forward(&xs, h, h, &mut out, &mut col, None, Act::Relu);
+            assert_eq!(out.len(), want.len());
+            for (a, b) in out.iter().zip(&want) {
+                assert!(
+                    (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                    "k{k} s{stride}: {a} vs {b}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn pools_by_hand() {
+        let x = [
+            1.0f32, 5.0, 2.0, 0.0, 3.0, 4.0, 9.0, 1.0, 7.0, 7.0, 7.0, 7.0,
+        ];
+        let mut o = Vec::new();
+        max_pool2x2(&x, 1, 3, 4, &mut o);
+        assert_eq!(o, vec![5.0, 9.0]);
+        let mut g = [0f32; 1];
+        global_avg(&x, 1, 12, &mut g);
+        assert!((g[0] - 53.0 / 12.0).abs() < 1e-6);
+    }
+}
