@@ -102,7 +102,7 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(Event)) -> Result<Summary> {
     )?;
     check_input(plan)?;
     let fast = match (&plan.device, plan.fast) {
-        (Device::Cpu, true) => model.fast(),
+        (Device::Cpu, true) => crate::infer::compile(model.as_ref()),
         _ => None,
     };
     let model = fast.unwrap_or(model);

@@ -48,6 +48,11 @@ impl Downsample {
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         self.bn.forward_t(&self.conv.forward(x)?, train)
     }
+
+    /// The convolution and its BatchNorm.
+    pub fn parts(&self) -> (&Conv2d, &BatchNorm) {
+        (&self.conv, &self.bn)
+    }
 }
 
 /// torchvision `BasicBlock` (expansion 1): conv3x3(stride) bn relu conv3x3 bn, + identity or
@@ -75,6 +80,14 @@ impl BasicBlock {
             bn2: bn(planes, vb.pp("bn2"))?,
             downsample,
         })
+    }
+
+    /// The main path's (convolution, BatchNorm) pairs and the downsample.
+    pub fn parts(&self) -> ([(&Conv2d, &BatchNorm); 2], Option<&Downsample>) {
+        (
+            [(&self.conv1, &self.bn1), (&self.conv2, &self.bn2)],
+            self.downsample.as_ref(),
+        )
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
@@ -128,6 +141,18 @@ impl Bottleneck {
             bn3: bn(cout, vb.pp("bn3"))?,
             downsample,
         })
+    }
+
+    /// The main path's (convolution, BatchNorm) pairs and the downsample.
+    pub fn parts(&self) -> ([(&Conv2d, &BatchNorm); 3], Option<&Downsample>) {
+        (
+            [
+                (&self.conv1, &self.bn1),
+                (&self.conv2, &self.bn2),
+                (&self.conv3, &self.bn3),
+            ],
+            self.downsample.as_ref(),
+        )
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {

@@ -32,10 +32,8 @@ pub trait Backbone: Send + Sync {
     /// The stage-1 classifier (`fc` / `linear`), when the model was built with one.
     fn head(&self) -> Option<&Linear>;
 
-    /// The same network on the CPU inference path ([`crate::infer`]), when it has one.
-    fn fast(&self) -> Option<Box<dyn Backbone>> {
-        None
-    }
+    /// The concrete network (the inference path, [`crate::infer::compile`], reads its layers).
+    fn as_any(&self) -> &dyn std::any::Any;
 
     /// Logits [B, K] = head(features); an error when there is no head.
     fn logits(&self, x: &Tensor) -> Result<Tensor> {

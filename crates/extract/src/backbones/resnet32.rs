@@ -8,8 +8,10 @@ use super::blocks::{bn, conv};
 use candle_core::{D, Module, ModuleT, Result, Tensor};
 use candle_nn::{BatchNorm, Conv2d, Linear, VarBuilder};
 
+/// LDAM's block: two 3×3 convolutions and the option-A shortcut (`x[:, :, ::2, ::2]`, zero
+/// channels on each side) where the shape changes.
 #[derive(Debug, Clone)]
-struct BlockA {
+pub struct BlockA {
     conv1: Conv2d,
     bn1: BatchNorm,
     conv2: Conv2d,
@@ -28,6 +30,14 @@ impl BlockA {
             bn2: bn(planes, vb.pp("bn2"))?,
             pad: (stride != 1 || cin != planes).then_some(planes / 4),
         })
+    }
+
+    /// The main path's (convolution, BatchNorm) pairs and the zero channels of the shortcut.
+    pub fn parts(&self) -> ([(&Conv2d, &BatchNorm); 2], Option<usize>) {
+        (
+            [(&self.conv1, &self.bn1), (&self.conv2, &self.bn2)],
+            self.pad,
+        )
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
@@ -97,5 +107,16 @@ impl Backbone for ResNet32 {
 
     fn head(&self) -> Option<&Linear> {
         self.head.as_ref()
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl ResNet32 {
+    /// The stem (conv1, bn1) and the 15 blocks.
+    pub fn parts(&self) -> ((&Conv2d, &BatchNorm), &[BlockA]) {
+        ((&self.conv1, &self.bn1), &self.layers)
     }
 }

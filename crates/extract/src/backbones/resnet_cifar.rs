@@ -56,4 +56,15 @@ impl Backbone for ResNetCifar {
     fn head(&self) -> Option<&Linear> {
         self.head.as_ref()
     }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl ResNetCifar {
+    /// The stem (conv1, bn1) and the stages' blocks.
+    pub fn parts(&self) -> ((&Conv2d, &BatchNorm), &[Vec<BasicBlock>]) {
+        ((&self.conv1, &self.bn1), &self.layers)
+    }
 }

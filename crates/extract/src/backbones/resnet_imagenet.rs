@@ -79,4 +79,15 @@ impl Backbone for ResNet {
     fn head(&self) -> Option<&Linear> {
         self.head.as_ref()
     }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl ResNet {
+    /// The stem (conv1, bn1; a 3×3/2 max-pool follows) and the stages' blocks.
+    pub fn parts(&self) -> ((&Conv2d, &BatchNorm), &[Vec<Bottleneck>]) {
+        ((&self.conv1, &self.bn1), &self.layers)
+    }
 }

@@ -22,7 +22,8 @@ pub struct FoldedConv {
     pub k: usize,
     pub stride: usize,
     pub pad: usize,
-    /// [cout, cin·k·k], row-major.
+    pub groups: usize,
+    /// [cout, cin/groups·k·k], row-major.
     weight: Vec<f32>,
     bias: Vec<f32>,
 }
@@ -34,9 +35,15 @@ fn vec1(t: &Tensor) -> Result<Vec<f32>> {
 }
 
 impl FoldedConv {
-    /// `conv` (bias-free, groups 1) followed by `bn` in eval mode.
-    pub fn fold(conv: &Conv2d, bn: &BatchNorm, stride: usize, pad: usize) -> Result<FoldedConv> {
-        let (cout, cin, k, k2) = conv.weight().dims4()?;
+    /// `conv` (bias-free; its stride, padding and groups) followed by `bn` in eval mode.
+    pub fn fold(conv: &Conv2d, bn: &BatchNorm) -> Result<FoldedConv> {
+        let cfg = conv.config();
+        let (stride, pad, groups) = (cfg.stride, cfg.padding, cfg.groups);
+        if cfg.dilation != 1 {
+            candle_core::bail!("fast path: dilated convolution");
+        }
+        let (cout, cin_g, k, k2) = conv.weight().dims4()?;
+        let cin = cin_g * groups;
         if k != k2 {
             candle_core::bail!("fast path: non-square kernel {k}×{k2}");
         }
@@ -48,7 +55,7 @@ impl FoldedConv {
             None => (vec![1.0; cout], vec![0.0; cout]),
         };
         let eps = bn.eps();
-        let per = cin * k * k;
+        let per = cin_g * k * k;
         let mut weight = vec![0f32; cout * per];
         let mut bias = vec![0f32; cout];
         for o in 0..cout {
@@ -64,6 +71,7 @@ impl FoldedConv {
             k,
             stride,
             pad,
+            groups,
             weight,
             bias,
         })
@@ -114,29 +122,34 @@ impl FoldedConv {
         for (o, plane) in out.chunks_exact_mut(n).enumerate() {
             plane.fill(self.bias[o]);
         }
-        // SAFETY: dst [cout, n], lhs [cout, kk], rhs [kk, n], all row-major and in bounds.
-        unsafe {
-            gemm::gemm(
-                self.cout,
-                n,
-                kk,
-                out.as_mut_ptr(),
-                1,
-                n as isize,
-                true,
-                self.weight.as_ptr(),
-                1,
-                kk as isize,
-                b.as_ptr(),
-                1,
-                n as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
+        // group g: out[g·co, n] += W[g·co, kg] · cols[g·kg, n], co = cout/groups, kg = kk/groups
+        let (co, kg) = (self.cout / self.groups, kk / self.groups);
+        for g in 0..self.groups {
+            // SAFETY: dst [co, n] at row g·co of [cout, n]; lhs [co, kg] at row g·co of
+            // [cout, kg]; rhs [kg, n] at row g·kg of [kk, n]; all row-major and in bounds.
+            unsafe {
+                gemm::gemm(
+                    co,
+                    n,
+                    kg,
+                    out.as_mut_ptr().add(g * co * n),
+                    1,
+                    n as isize,
+                    true,
+                    self.weight.as_ptr().add(g * co * kg),
+                    1,
+                    kg as isize,
+                    b.as_ptr().add(g * kg * n),
+                    1,
+                    n as isize,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
         }
         match (residual, act) {
             (Some(r), Act::Relu) => out
@@ -208,6 +221,35 @@ pub fn max_pool2x2(x: &[f32], planes: usize, h: usize, w: usize, out: &mut Vec<f
     }
 }
 
+/// 3×3 max-pool, stride 2, padding 1 (torchvision's stem) of non-negative `planes` planes h×w
+/// (post-ReLU, so zero padding gives PyTorch's −∞-padded maxima).
+pub fn max_pool3x3s2(
+    x: &[f32],
+    planes: usize,
+    h: usize,
+    w: usize,
+    out: &mut Vec<f32>,
+) -> (usize, usize) {
+    let (oh, ow) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
+    out.resize(planes * oh * ow, 0.0);
+    for (o, p) in out.chunks_exact_mut(oh * ow).zip(x.chunks_exact(h * w)) {
+        for oy in 0..oh {
+            let (y0, y1) = ((2 * oy).saturating_sub(1), (2 * oy + 1).min(h - 1));
+            for ox in 0..ow {
+                let (x0, x1) = ((2 * ox).saturating_sub(1), (2 * ox + 1).min(w - 1));
+                let mut m = 0f32;
+                for y in y0..=y1 {
+                    for v in &p[y * w + x0..=y * w + x1] {
+                        m = m.max(*v);
+                    }
+                }
+                o[oy * ow + ox] = m;
+            }
+        }
+    }
+    (oh, ow)
+}
+
 /// Global average pool of `planes` planes of `n` values (f64 sums, as the candle path's mean).
 pub fn global_avg(x: &[f32], planes: usize, n: usize, out: &mut [f32]) {
     for (o, p) in out[..planes].iter_mut().zip(x.chunks_exact(n)) {
@@ -226,20 +268,22 @@ mod tests {
     #[test]
     fn folded_conv_equals_conv_then_batchnorm() {
         let dev = Device::Cpu;
-        for (cin, cout, k, stride, pad, h) in [
-            (3, 5, 3, 1, 1, 7),
-            (4, 6, 3, 2, 1, 9),
-            (6, 4, 1, 1, 0, 5),
-            (5, 3, 1, 2, 0, 8),
-            (2, 3, 7, 2, 3, 11),
+        for (cin, cout, k, stride, pad, h, groups) in [
+            (3, 5, 3, 1, 1, 7, 1),
+            (4, 6, 3, 2, 1, 9, 1),
+            (6, 4, 1, 1, 0, 5, 1),
+            (5, 3, 1, 2, 0, 8, 1),
+            (2, 3, 7, 2, 3, 11, 1),
+            (8, 12, 3, 2, 1, 9, 4),
         ] {
-            let w = Tensor::randn(0f32, 0.5, (cout, cin, k, k), &dev).unwrap();
+            let w = Tensor::randn(0f32, 0.5, (cout, cin / groups, k, k), &dev).unwrap();
             let conv = Conv2d::new(
                 w,
                 None,
                 Conv2dConfig {
                     padding: pad,
                     stride,
+                    groups,
                     ..Default::default()
                 },
             );
@@ -256,7 +300,7 @@ mod tests {
                 .relu()
                 .unwrap();
             let want: Vec<f32> = want.flatten_all().unwrap().to_vec1().unwrap();
-            let f = FoldedConv::fold(&conv, &bn, stride, pad).unwrap();
+            let f = FoldedConv::fold(&conv, &bn).unwrap();
             let (mut out, mut col) = (Vec::new(), Vec::new());
             let xs: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
             f.forward(&xs, h, h, &mut out, &mut col, None, Act::Relu);
@@ -268,6 +312,27 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn stem_max_pool_equals_candle() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (1, 2, 9, 8), &dev)
+            .unwrap()
+            .relu()
+            .unwrap();
+        let want = x
+            .pad_with_zeros(2, 1, 1)
+            .unwrap()
+            .pad_with_zeros(3, 1, 1)
+            .unwrap()
+            .max_pool2d_with_stride(3, 2)
+            .unwrap();
+        let want: Vec<f32> = want.flatten_all().unwrap().to_vec1().unwrap();
+        let mut out = Vec::new();
+        let xs: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(max_pool3x3s2(&xs, 2, 9, 8, &mut out), (5, 4));
+        assert_eq!(out, want);
     }
 
     #[test]

@@ -6,7 +6,96 @@
 //! against the PyTorch fixtures); candle stays the path for training (`--stage1`) and for
 //! `--device cuda`.
 //!
-//! Covered so far: the small CNN ([`small_cnn`]); the ResNets run through candle.
+//! Covered: the small CNN ([`small_cnn`]) and the ResNets ([`resnet`]: CIFAR ResNet-34, LDAM
+//! ResNet-32, ResNet-50, ResNeXt-50 32×4d with grouped convolutions). [`compile`] builds the
+//! path from a loaded candle model.
 
 pub mod conv;
+pub mod resnet;
 pub mod small_cnn;
+
+use crate::backbones::Backbone;
+use crate::backbones::resnet_cifar::ResNetCifar;
+use crate::backbones::resnet_imagenet::ResNet;
+use crate::backbones::resnet32::ResNet32;
+use crate::backbones::small_cnn::SmallCnn;
+use candle_core::Result;
+use conv::FoldedConv;
+use resnet::{Block, FastResNet, Shortcut};
+
+/// `model` compiled for the CPU inference path, when its architecture has one.
+pub fn compile(model: &dyn Backbone) -> Option<Box<dyn Backbone>> {
+    build(model).ok().flatten()
+}
+
+fn build(model: &dyn Backbone) -> Result<Option<Box<dyn Backbone>>> {
+    let any = model.as_any();
+    if let Some(m) = any.downcast_ref::<SmallCnn>() {
+        return Ok(Some(Box::new(small_cnn::FastSmallCnn::new(m)?)));
+    }
+    let fold = |(c, b): (&candle_nn::Conv2d, &candle_nn::BatchNorm)| FoldedConv::fold(c, b);
+    let net = if let Some(m) = any.downcast_ref::<ResNetCifar>() {
+        let (stem, layers) = m.parts();
+        let mut blocks = Vec::new();
+        for b in layers.iter().flatten() {
+            let (main, down) = b.parts();
+            blocks.push(Block {
+                main: main.into_iter().map(fold).collect::<Result<_>>()?,
+                short: match down {
+                    Some(d) => Shortcut::Conv(fold(d.parts())?),
+                    None => Shortcut::Identity,
+                },
+            });
+        }
+        FastResNet {
+            stem: fold(stem)?,
+            stem_pool: false,
+            blocks,
+            dim: 512,
+            model: Box::new(m.clone()),
+        }
+    } else if let Some(m) = any.downcast_ref::<ResNet>() {
+        let (stem, layers) = m.parts();
+        let mut blocks = Vec::new();
+        for b in layers.iter().flatten() {
+            let (main, down) = b.parts();
+            blocks.push(Block {
+                main: main.into_iter().map(fold).collect::<Result<_>>()?,
+                short: match down {
+                    Some(d) => Shortcut::Conv(fold(d.parts())?),
+                    None => Shortcut::Identity,
+                },
+            });
+        }
+        FastResNet {
+            stem: fold(stem)?,
+            stem_pool: true,
+            blocks,
+            dim: 2048,
+            model: Box::new(m.clone()),
+        }
+    } else if let Some(m) = any.downcast_ref::<ResNet32>() {
+        let (stem, layers) = m.parts();
+        let mut blocks = Vec::new();
+        for b in layers {
+            let (main, pad) = b.parts();
+            blocks.push(Block {
+                main: main.into_iter().map(fold).collect::<Result<_>>()?,
+                short: match pad {
+                    Some(pad) => Shortcut::OptionA { pad },
+                    None => Shortcut::Identity,
+                },
+            });
+        }
+        FastResNet {
+            stem: fold(stem)?,
+            stem_pool: false,
+            blocks,
+            dim: 64,
+            model: Box::new(m.clone()),
+        }
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(Box::new(net)))
+}

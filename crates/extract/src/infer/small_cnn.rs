@@ -20,7 +20,7 @@ impl FastSmallCnn {
         let convs = model
             .layers()
             .iter()
-            .map(|(c, b)| FoldedConv::fold(c, b, 1, 1))
+            .map(|(c, b)| FoldedConv::fold(c, b))
             .collect::<Result<Vec<_>>>()?;
         Ok(FastSmallCnn {
             convs,
@@ -79,5 +79,9 @@ impl Backbone for FastSmallCnn {
 
     fn head(&self) -> Option<&Linear> {
         self.model.head()
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
