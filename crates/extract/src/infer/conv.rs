@@ -2,7 +2,9 @@
 //! follows it folded into its weights and bias (w' = w·γ/√(σ² + ε), b' = β − μ·γ/√(σ² + ε)),
 //! run per image as im2col (none for a 1×1 stride-1 convolution) + one `gemm` whose output is
 //! initialised with the bias, then the activation (ReLU, optionally after a residual add) in
-//! the same pass over the output. Layout: NCHW per image, `[C, H·W]` planes.
+//! the same pass over the output. Layout: a group of G images at a time as `[C, G, H, W]`, so
+//! that one GEMM covers the G images (N = G·H·W: wide enough for the 4×4 maps of a CIFAR
+//! network's last stage).
 
 use candle_core::{Result, Tensor};
 use candle_nn::{BatchNorm, Conv2d};
@@ -85,11 +87,13 @@ impl FoldedConv {
         )
     }
 
-    /// One image `x` [cin, h, w] → `out` [cout, oh, ow]: act(conv(x) + b' (+ `residual`)).
-    /// `col` is scratch, reused across calls.
+    /// A group of `imgs` images `x` [cin, imgs, h, w] → `out` [cout, imgs, oh, ow]:
+    /// act(conv(x) + b' (+ `residual`)). `col` is scratch, reused across calls.
+    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         x: &[f32],
+        imgs: usize,
         h: usize,
         w: usize,
         out: &mut Vec<f32>,
@@ -98,24 +102,24 @@ impl FoldedConv {
         act: Act,
     ) -> (usize, usize) {
         let (oh, ow) = self.out_size(h, w);
-        let n = oh * ow;
+        let n = imgs * oh * ow;
         let kk = self.cin * self.k * self.k;
         let b: &[f32] = if self.k == 1 && self.stride == 1 && self.pad == 0 {
             x
         } else {
             col.resize(kk * n, 0.0);
-            im2col(
-                x,
-                self.cin,
+            let geom = Geometry {
+                c: self.cin,
+                g: imgs,
                 h,
                 w,
-                self.k,
-                self.stride,
-                self.pad,
+                k: self.k,
+                stride: self.stride,
+                pad: self.pad,
                 oh,
                 ow,
-                col,
-            );
+            };
+            im2col(x, &geom, col);
             col
         };
         out.resize(self.cout * n, 0.0);
@@ -164,11 +168,10 @@ impl FoldedConv {
     }
 }
 
-/// im2col of one image [c, h, w] for a k×k kernel: `cols` [c·k·k, oh·ow], zero padding.
-#[allow(clippy::too_many_arguments)]
-fn im2col(
-    x: &[f32],
+/// The shapes of one im2col.
+struct Geometry {
     c: usize,
+    g: usize,
     h: usize,
     w: usize,
     k: usize,
@@ -176,32 +179,65 @@ fn im2col(
     pad: usize,
     oh: usize,
     ow: usize,
-    cols: &mut [f32],
-) {
-    let n = oh * ow;
+}
+
+/// im2col of a group `x` [c, g, h, w] for a k×k kernel: `cols` [c·k·k, g·oh·ow], zero padding.
+fn im2col(x: &[f32], geo: &Geometry, cols: &mut [f32]) {
+    let Geometry {
+        c,
+        g,
+        h,
+        w,
+        k,
+        stride,
+        pad,
+        oh,
+        ow,
+    } = *geo;
+    let n1 = oh * ow;
+    let n = g * n1;
     for ch in 0..c {
-        let plane = &x[ch * h * w..(ch + 1) * h * w];
         for ky in 0..k {
             for kx in 0..k {
                 let row = &mut cols[((ch * k + ky) * k + kx) * n..][..n];
-                for oy in 0..oh {
-                    let iy = (oy * stride + ky) as isize - pad as isize;
-                    let dst = &mut row[oy * ow..(oy + 1) * ow];
-                    if iy < 0 || iy >= h as isize {
-                        dst.fill(0.0);
-                        continue;
-                    }
-                    let src = &plane[iy as usize * w..(iy as usize + 1) * w];
-                    for (ox, d) in dst.iter_mut().enumerate() {
-                        let ix = (ox * stride + kx) as isize - pad as isize;
-                        *d = if ix < 0 || ix >= w as isize {
-                            0.0
-                        } else {
-                            src[ix as usize]
-                        };
+                for img in 0..g {
+                    let plane = &x[(ch * g + img) * h * w..(ch * g + img + 1) * h * w];
+                    let dst_img = &mut row[img * n1..(img + 1) * n1];
+                    for oy in 0..oh {
+                        let iy = (oy * stride + ky) as isize - pad as isize;
+                        let dst = &mut dst_img[oy * ow..(oy + 1) * ow];
+                        if iy < 0 || iy >= h as isize {
+                            dst.fill(0.0);
+                            continue;
+                        }
+                        let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+                        if stride == 1 && kx >= pad && ow + kx <= w + pad {
+                            // the whole output row reads inside the input row: one copy
+                            dst.copy_from_slice(&src[kx - pad..kx - pad + ow]);
+                            continue;
+                        }
+                        for (ox, d) in dst.iter_mut().enumerate() {
+                            let ix = (ox * stride + kx) as isize - pad as isize;
+                            *d = if ix < 0 || ix >= w as isize {
+                                0.0
+                            } else {
+                                src[ix as usize]
+                            };
+                        }
                     }
                 }
             }
+        }
+    }
+}
+
+/// A batch chunk [g, c, h·w] (NCHW) as a group [c, g, h·w].
+pub fn to_group(x: &[f32], g: usize, c: usize, hw: usize, out: &mut Vec<f32>) {
+    out.resize(g * c * hw, 0.0);
+    for img in 0..g {
+        for ch in 0..c {
+            out[(ch * g + img) * hw..(ch * g + img + 1) * hw]
+                .copy_from_slice(&x[(img * c + ch) * hw..(img * c + ch + 1) * hw]);
         }
     }
 }
@@ -250,10 +286,12 @@ pub fn max_pool3x3s2(
     (oh, ow)
 }
 
-/// Global average pool of `planes` planes of `n` values (f64 sums, as the candle path's mean).
-pub fn global_avg(x: &[f32], planes: usize, n: usize, out: &mut [f32]) {
-    for (o, p) in out[..planes].iter_mut().zip(x.chunks_exact(n)) {
-        *o = (p.iter().map(|&v| v as f64).sum::<f64>() / n as f64) as f32;
+/// Global average pool of a group [c, g, n] into `out` [g, c] (f64 sums, as the candle path's
+/// mean).
+pub fn global_avg(x: &[f32], c: usize, g: usize, n: usize, out: &mut [f32]) {
+    for (p, plane) in x.chunks_exact(n).enumerate().take(c * g) {
+        let (ch, img) = (p / g, p % g);
+        out[img * c + ch] = (plane.iter().map(|&v| v as f64).sum::<f64>() / n as f64) as f32;
     }
 }
 
@@ -303,13 +341,52 @@ mod tests {
             let f = FoldedConv::fold(&conv, &bn).unwrap();
             let (mut out, mut col) = (Vec::new(), Vec::new());
             let xs: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
-            f.forward(&xs, h, h, &mut out, &mut col, None, Act::Relu);
+            f.forward(&xs, 1, h, h, &mut out, &mut col, None, Act::Relu);
             assert_eq!(out.len(), want.len());
             for (a, b) in out.iter().zip(&want) {
                 assert!(
                     (a - b).abs() <= 1e-4 * b.abs().max(1.0),
                     "k{k} s{stride}: {a} vs {b}"
                 );
+            }
+        }
+    }
+
+    /// A group of images through one GEMM = each image alone.
+    #[test]
+    fn a_group_equals_its_images_one_by_one() {
+        let dev = Device::Cpu;
+        let (cin, cout, h, g) = (3, 4, 6, 5);
+        let w = Tensor::randn(0f32, 0.5, (cout, cin, 3, 3), &dev).unwrap();
+        let cfg = Conv2dConfig {
+            padding: 1,
+            stride: 2,
+            ..Default::default()
+        };
+        let conv = Conv2d::new(w, None, cfg);
+        let z = Tensor::zeros(cout, candle_core::DType::F32, &dev).unwrap();
+        let o = Tensor::ones(cout, candle_core::DType::F32, &dev).unwrap();
+        let bn = BatchNorm::new(cout, z.clone(), o.clone(), o, z, 1e-5).unwrap();
+        let f = FoldedConv::fold(&conv, &bn).unwrap();
+        let x: Vec<f32> = Tensor::randn(0f32, 1.0, (g, cin, h, h), &dev)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let (mut grp, mut out, mut col) = (Vec::new(), Vec::new(), Vec::new());
+        to_group(&x, g, cin, h * h, &mut grp);
+        let (oh, ow) = f.forward(&grp, g, h, h, &mut out, &mut col, None, Act::Relu);
+        let n1 = oh * ow;
+        for img in 0..g {
+            let mut one = Vec::new();
+            let x1 = &x[img * cin * h * h..(img + 1) * cin * h * h];
+            f.forward(x1, 1, h, h, &mut one, &mut col, None, Act::Relu);
+            for c in 0..cout {
+                let a = &out[(c * g + img) * n1..(c * g + img + 1) * n1];
+                for (x, y) in a.iter().zip(&one[c * n1..(c + 1) * n1]) {
+                    assert!((x - y).abs() < 1e-5);
+                }
             }
         }
     }
@@ -344,7 +421,7 @@ mod tests {
         max_pool2x2(&x, 1, 3, 4, &mut o);
         assert_eq!(o, vec![5.0, 9.0]);
         let mut g = [0f32; 1];
-        global_avg(&x, 1, 12, &mut g);
+        global_avg(&x, 1, 1, 12, &mut g);
         assert!((g[0] - 53.0 / 12.0).abs() < 1e-6);
     }
 }

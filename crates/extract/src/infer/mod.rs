@@ -52,6 +52,8 @@ fn build(model: &dyn Backbone) -> Result<Option<Box<dyn Backbone>>> {
             stem_pool: false,
             blocks,
             dim: 512,
+            // 16 × 4×4 = 256 columns in the last stage
+            group: 16,
             model: Box::new(m.clone()),
         }
     } else if let Some(m) = any.downcast_ref::<ResNet>() {
@@ -72,6 +74,8 @@ fn build(model: &dyn Backbone) -> Result<Option<Box<dyn Backbone>>> {
             stem_pool: true,
             blocks,
             dim: 2048,
+            // 4 × 7×7 = 196 columns in the last stage
+            group: 4,
             model: Box::new(m.clone()),
         }
     } else if let Some(m) = any.downcast_ref::<ResNet32>() {
@@ -92,6 +96,7 @@ fn build(model: &dyn Backbone) -> Result<Option<Box<dyn Backbone>>> {
             stem_pool: false,
             blocks,
             dim: 64,
+            group: 16,
             model: Box::new(m.clone()),
         }
     } else {

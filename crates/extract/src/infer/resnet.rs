@@ -3,7 +3,7 @@
 //! whose last convolution adds the shortcut and applies the ReLU in its output pass, and the
 //! global average pool.
 
-use super::conv::{Act, FoldedConv, global_avg, max_pool3x3s2};
+use super::conv::{Act, FoldedConv, global_avg, max_pool3x3s2, to_group};
 use crate::backbones::Backbone;
 use candle_core::{Result, Tensor};
 use candle_nn::Linear;
@@ -32,11 +32,14 @@ pub struct FastResNet {
     pub stem_pool: bool,
     pub blocks: Vec<Block>,
     pub dim: usize,
+    /// Images per GEMM (G of `[C, G, H, W]`).
+    pub group: usize,
     pub model: Box<dyn Backbone>,
 }
 
 #[derive(Default)]
 struct Buffers {
+    x: Vec<f32>,
     a: Vec<f32>,
     t: [Vec<f32>; 2],
     s: Vec<f32>,
@@ -60,25 +63,45 @@ fn option_a(x: &[f32], c: usize, h: usize, w: usize, pad: usize, out: &mut Vec<f
 }
 
 impl FastResNet {
-    fn image(&self, x: &[f32], c: usize, h: usize, w: usize, out: &mut [f32], buf: &mut Buffers) {
-        let Buffers { a, t, s, col } = buf;
-        let (mut h, mut w) = self.stem.forward(x, h, w, &mut t[0], col, None, Act::Relu);
+    /// The features of `g` images `x` [g, c, h, w] into `out` [g, dim].
+    #[allow(clippy::too_many_arguments)]
+    fn images(
+        &self,
+        x: &[f32],
+        g: usize,
+        c: usize,
+        h: usize,
+        w: usize,
+        out: &mut [f32],
+        buf: &mut Buffers,
+    ) {
+        let Buffers {
+            x: xg,
+            a,
+            t,
+            s,
+            col,
+        } = buf;
+        to_group(x, g, c, h * w, xg);
+        let (mut h, mut w) = self
+            .stem
+            .forward(xg, g, h, w, &mut t[0], col, None, Act::Relu);
         let mut ch = self.stem.cout;
         if self.stem_pool {
-            (h, w) = max_pool3x3s2(&t[0], ch, h, w, a);
+            (h, w) = max_pool3x3s2(&t[0], ch * g, h, w, a);
         } else {
             std::mem::swap(a, &mut t[0]);
         }
-        let _ = c;
         for b in &self.blocks {
             let short: Option<&[f32]> = match &b.short {
                 Shortcut::Identity => None,
                 Shortcut::Conv(d) => {
-                    d.forward(a, h, w, s, col, None, Act::None);
+                    d.forward(a, g, h, w, s, col, None, Act::None);
                     Some(&s[..])
                 }
                 Shortcut::OptionA { pad } => {
-                    option_a(a, ch, h, w, *pad, s);
+                    // [C, G, ...]: a channel is G planes, so C·G planes and pad·G zero planes
+                    option_a(a, ch * g, h, w, *pad * g, s);
                     Some(&s[..])
                 }
             };
@@ -104,14 +127,14 @@ impl FastResNet {
                 } else {
                     None
                 };
-                (ih, iw) = conv.forward(input, ih, iw, output, col, residual, Act::Relu);
+                (ih, iw) = conv.forward(input, g, ih, iw, output, col, residual, Act::Relu);
                 src = dst + 1;
             }
             ch = b.main[last].cout;
             (h, w) = (ih, iw);
             std::mem::swap(a, &mut t[src - 1]);
         }
-        global_avg(a, self.dim, h * w, out);
+        global_avg(a, self.dim, g, h * w, out);
     }
 }
 
@@ -126,10 +149,12 @@ impl Backbone for FastResNet {
             .flatten_all()?
             .to_vec1()?;
         let mut out = vec![0f32; b * self.dim];
-        out.par_chunks_mut(self.dim)
-            .zip(xs.par_chunks(c * h * w))
-            .for_each_init(Buffers::default, |buf, (o, img)| {
-                self.image(img, c, h, w, o, buf)
+        let g = self.group;
+        out.par_chunks_mut(g * self.dim)
+            .zip(xs.par_chunks(g * c * h * w))
+            .for_each_init(Buffers::default, |buf, (o, imgs)| {
+                let n = imgs.len() / (c * h * w);
+                self.images(imgs, n, c, h, w, o, buf)
             });
         Tensor::from_vec(out, (b, self.dim), x.device())
     }

@@ -1,7 +1,7 @@
 //! The small CNN on the inference path: conv1 bn1 relu · conv2 bn2 relu · maxpool · conv3 bn3
 //! relu · maxpool · global average pool, each conv with its BatchNorm folded in.
 
-use super::conv::{Act, FoldedConv, global_avg, max_pool2x2};
+use super::conv::{Act, FoldedConv, global_avg, max_pool2x2, to_group};
 use crate::backbones::Backbone;
 use crate::backbones::small_cnn::{FEATURE_DIM, SmallCnn};
 use candle_core::{Result, Tensor};
@@ -28,24 +28,26 @@ impl FastSmallCnn {
         })
     }
 
-    /// The features of one image [1, h, w] into `out` [FEATURE_DIM].
-    fn image(&self, x: &[f32], h: usize, w: usize, out: &mut [f32], buf: &mut Buffers) {
+    /// The features of `g` images [g, 1, h, w] into `out` [g, FEATURE_DIM].
+    fn images(&self, x: &[f32], g: usize, h: usize, w: usize, out: &mut [f32], buf: &mut Buffers) {
         let (mut h, mut w) = (h, w);
-        buf.a.clear();
-        buf.a.extend_from_slice(x);
+        to_group(x, g, 1, h * w, &mut buf.a);
         for (i, c) in self.convs.iter().enumerate() {
-            let (oh, ow) = c.forward(&buf.a, h, w, &mut buf.b, &mut buf.col, None, Act::Relu);
+            let (oh, ow) = c.forward(&buf.a, g, h, w, &mut buf.b, &mut buf.col, None, Act::Relu);
             (h, w) = (oh, ow);
             if i >= 1 {
-                max_pool2x2(&buf.b, c.cout, h, w, &mut buf.a);
+                max_pool2x2(&buf.b, c.cout * g, h, w, &mut buf.a);
                 (h, w) = (h / 2, w / 2);
             } else {
                 std::mem::swap(&mut buf.a, &mut buf.b);
             }
         }
-        global_avg(&buf.a, FEATURE_DIM, h * w, out);
+        global_avg(&buf.a, FEATURE_DIM, g, h * w, out);
     }
 }
+
+/// Images per GEMM: 16 × 7×7 = 784 columns in the last convolution.
+const GROUP: usize = 16;
 
 /// One worker's activations and im2col scratch, reused across its images.
 #[derive(Default)]
@@ -69,10 +71,10 @@ impl Backbone for FastSmallCnn {
             .flatten_all()?
             .to_vec1()?;
         let mut out = vec![0f32; b * FEATURE_DIM];
-        out.par_chunks_mut(FEATURE_DIM)
-            .zip(xs.par_chunks(h * w))
-            .for_each_init(Buffers::default, |buf, (o, img)| {
-                self.image(img, h, w, o, buf)
+        out.par_chunks_mut(GROUP * FEATURE_DIM)
+            .zip(xs.par_chunks(GROUP * h * w))
+            .for_each_init(Buffers::default, |buf, (o, imgs)| {
+                self.images(imgs, imgs.len() / (h * w), h, w, o, buf)
             });
         Tensor::from_vec(out, (b, FEATURE_DIM), x.device())
     }
