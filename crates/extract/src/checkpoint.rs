@@ -116,6 +116,7 @@ pub fn build_checked(
         }
     }
     let num_classes = tensors.get(&head_w).and_then(|w| w.dims().first().copied());
+    check_values(&tensors, path)?;
     let checked = Checked::new(tensors);
     let vb = VarBuilder::from_backend(
         Box::new(CheckedHandle(checked.clone())),
@@ -136,6 +137,30 @@ pub fn build_checked(
         num_classes,
         head_note,
     })
+}
+
+/// Values no network can use: a zero-size tensor, a BatchNorm `running_var` below 0 (folded into
+/// a convolution it would be √(negative)). One error naming the key.
+fn check_values(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+    let mut keys: Vec<&String> = tensors.keys().collect();
+    keys.sort();
+    for k in keys {
+        let t = &tensors[k];
+        let bad = |msg: String| Err(ExtractError::format(path, format!("`{k}`: {msg}")));
+        if t.elem_count() == 0 {
+            return bad(format!("zero-size tensor {:?}", t.dims()));
+        }
+        if k.ends_with("running_var") {
+            let min = t
+                .to_dtype(DType::F32)
+                .and_then(|v| v.flatten_all()?.min(0)?.to_scalar::<f32>())
+                .map_err(|e| ExtractError::format(path, format!("`{k}`: {e}")))?;
+            if min < 0.0 || min.is_nan() {
+                return bad(format!("a BatchNorm running variance below 0 ({min})"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A loaded backbone, the checkpoint classifier's K, and a note when a classifier was left out.

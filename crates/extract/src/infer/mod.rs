@@ -52,8 +52,9 @@ fn build(model: &dyn Backbone) -> Result<Option<Box<dyn Backbone>>> {
             stem_pool: false,
             blocks,
             dim: 512,
-            // 16 × 4×4 = 256 columns in the last stage
-            group: 16,
+            // measured on 2 cores, batch 128: G = 1 102, 2 114, 4 114, 8 111, 16 104 images/s
+            // (larger groups make the first stage's im2col outgrow the caches)
+            group: 4,
             model: Box::new(m.clone()),
         }
     } else if let Some(m) = any.downcast_ref::<ResNet>() {
@@ -74,8 +75,9 @@ fn build(model: &dyn Backbone) -> Result<Option<Box<dyn Backbone>>> {
             stem_pool: true,
             blocks,
             dim: 2048,
-            // 4 × 7×7 = 196 columns in the last stage
-            group: 4,
+            // measured, batch 32: G = 1 33.2, 2 32.2, 4 32.6, 8 30.2 images/s (56×56 maps are
+            // wide enough alone)
+            group: 1,
             model: Box::new(m.clone()),
         }
     } else if let Some(m) = any.downcast_ref::<ResNet32>() {
@@ -96,7 +98,7 @@ fn build(model: &dyn Backbone) -> Result<Option<Box<dyn Backbone>>> {
             stem_pool: false,
             blocks,
             dim: 64,
-            group: 16,
+            group: 4,
             model: Box::new(m.clone()),
         }
     } else {

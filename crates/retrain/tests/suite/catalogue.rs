@@ -166,6 +166,15 @@ fn fmnist(d: &Path) {
 
 /// The small-cnn state_dict (no classifier), with `edit` applied to the (key, shape) list.
 fn small_cnn_ckpt(path: &Path, edit: impl FnOnce(&mut Vec<(String, Vec<usize>)>)) {
+    small_cnn_ckpt_values(path, edit, |_| false)
+}
+
+/// [`small_cnn_ckpt`] with the values of the keys `negate(key)` made negative.
+fn small_cnn_ckpt_values(
+    path: &Path,
+    edit: impl FnOnce(&mut Vec<(String, Vec<usize>)>),
+    negate: fn(&str) -> bool,
+) {
     let mut keys = Vec::new();
     for (i, (cin, cout)) in [(1, 32), (32, 64), (64, 128)].into_iter().enumerate() {
         keys.push((format!("conv{}.weight", i + 1), vec![cout, cin, 3, 3]));
@@ -178,7 +187,10 @@ fn small_cnn_ckpt(path: &Path, edit: impl FnOnce(&mut Vec<(String, Vec<usize>)>)
         .into_iter()
         .map(|(k, s)| {
             let n: usize = s.iter().product();
-            let v: Vec<f32> = (0..n).map(|i| 0.5 + (i % 7) as f32 * 0.01).collect();
+            let sign = if negate(&k) { -1.0 } else { 1.0 };
+            let v: Vec<f32> = (0..n)
+                .map(|i| sign * (0.5 + (i % 7) as f32 * 0.01))
+                .collect();
             (k, f32s(&s, &v))
         })
         .collect();
@@ -1185,6 +1197,32 @@ fn cases() -> Vec<Case> {
             },
             &cat(FMNIST, &["--checkpoint", "{d}/ck.safetensors"]),
             E(&["ck.safetensors", "shape mismatches", "conv2.weight"]),
+        ),
+        case(
+            "extract_ckpt_negative_running_var",
+            Extract,
+            |d| {
+                fmnist(d);
+                small_cnn_ckpt_values(
+                    &d.join("ck.safetensors"),
+                    |_| {},
+                    |k| k == "bn2.running_var",
+                );
+            },
+            &cat(FMNIST, &["--checkpoint", "{d}/ck.safetensors"]),
+            E(&["ck.safetensors", "`bn2.running_var`", "below 0"]),
+        ),
+        case(
+            "extract_ckpt_zero_size_layer",
+            Extract,
+            |d| {
+                fmnist(d);
+                small_cnn_ckpt(&d.join("ck.safetensors"), |k| {
+                    k.iter_mut().find(|(n, _)| n == "conv2.weight").unwrap().1 = vec![0, 32, 3, 3]
+                });
+            },
+            &cat(FMNIST, &["--checkpoint", "{d}/ck.safetensors"]),
+            E(&["ck.safetensors", "`conv2.weight`", "zero-size"]),
         ),
         case(
             "extract_ckpt_unexpected_key",
