@@ -66,9 +66,14 @@ bench-evidence:
 extract DATASET *ARGS:
     cargo run -p extract -- --dataset {{DATASET}} --overwrite {{ if DATASET == "fmnist-lt" { "--stage1 --epochs 30 --lr 0.05 --train-batch-size 128 --crop-padding 2 --dtype f16" } else { "" } }} {{ARGS}}
 
-# ResNet-50 feature-extraction throughput on the CPU (224x224, batch 32)
+# Feature-extraction throughput on the CPU, every backbone: the inference path, the candle path, and PyTorch (when importable) in the same run
 bench-extract:
-    cargo run -p extract --example throughput -- --arch resnet50 --batch 32 --batches 3
+    cargo build -p extract --example throughput
+    for a in "small-cnn 128 5" "resnet32 128 3" "resnet34-cifar 128 3" "resnet50 32 3" "resnext50-32x4d 32 3"; do set -- $a; \
+      cargo run -q -p extract --example throughput -- --arch $1 --batch $2 --batches $3; \
+      cargo run -q -p extract --example throughput -- --arch $1 --batch $2 --batches 2 --candle; \
+      if python3 -c "import torch, torchvision" 2>/dev/null; then python3 crates/extract/scripts/torch_infer_bench.py $1 $2 $3 2; \
+      else echo "PyTorch: not importable here (pip install torch torchvision in a venv to compare)"; fi; done
 
 # No GPU needed to build; ~10 min cold on 2 cores; not in CI. Binaries in
 # ${CUDA_TARGET_DIR:-target-cuda}/release/. CUDA_HOME: the toolkit tree of shared/cuda-build.md,
