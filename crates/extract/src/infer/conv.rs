@@ -211,9 +211,15 @@ fn im2col(x: &[f32], geo: &Geometry, cols: &mut [f32]) {
                             continue;
                         }
                         let src = &plane[iy as usize * w..(iy as usize + 1) * w];
-                        if stride == 1 && kx >= pad && ow + kx <= w + pad {
-                            // the whole output row reads inside the input row: one copy
-                            dst.copy_from_slice(&src[kx - pad..kx - pad + ow]);
+                        if stride == 1 {
+                            // ix = ox + kx − pad: the outputs that read inside the row are one
+                            // contiguous run; the rest (at most `pad` on each side) are zeros
+                            let lo = pad.saturating_sub(kx).min(ow);
+                            let hi = (w + pad).saturating_sub(kx).min(ow).max(lo);
+                            dst[..lo].fill(0.0);
+                            dst[hi..].fill(0.0);
+                            let start = lo + kx - pad;
+                            dst[lo..hi].copy_from_slice(&src[start..start + hi - lo]);
                             continue;
                         }
                         for (ox, d) in dst.iter_mut().enumerate() {
