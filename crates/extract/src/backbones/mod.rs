@@ -10,7 +10,7 @@
 //! | `resnext50-32x4d` | torchvision resnext50_32x4d | 3×224×224 | 2048 |
 //! | `small-cnn` | ltbench's Fashion-MNIST CNN | 1×28×28 | 128 |
 
-mod blocks;
+pub mod blocks;
 pub mod resnet32;
 pub mod resnet_cifar;
 pub mod resnet_imagenet;

@@ -15,11 +15,13 @@ pub mod resnet;
 pub mod small_cnn;
 
 use crate::backbones::Backbone;
+use crate::backbones::blocks::Downsample;
 use crate::backbones::resnet_cifar::ResNetCifar;
 use crate::backbones::resnet_imagenet::ResNet;
 use crate::backbones::resnet32::ResNet32;
 use crate::backbones::small_cnn::SmallCnn;
 use candle_core::Result;
+use candle_nn::{BatchNorm, Conv2d};
 use conv::FoldedConv;
 use resnet::{Block, FastResNet, Shortcut};
 
@@ -28,81 +30,91 @@ pub fn compile(model: &dyn Backbone) -> Option<Box<dyn Backbone>> {
     build(model).ok().flatten()
 }
 
+/// A (convolution, BatchNorm) pair, folded.
+fn fold((c, b): (&Conv2d, &BatchNorm)) -> Result<FoldedConv> {
+    FoldedConv::fold(c, b)
+}
+
+/// A block of torchvision's kind: its main path, and the downsample (or identity) shortcut.
+fn block<'a>(
+    main: impl IntoIterator<Item = (&'a Conv2d, &'a BatchNorm)>,
+    down: Option<&Downsample>,
+) -> Result<Block> {
+    Ok(Block {
+        main: main.into_iter().map(fold).collect::<Result<_>>()?,
+        short: match down {
+            Some(d) => Shortcut::Conv(fold(d.parts())?),
+            None => Shortcut::Identity,
+        },
+    })
+}
+
+/// A compiled ResNet: stem, blocks, feature width, images per GEMM, the model it came from.
+fn resnet(
+    stem: (&Conv2d, &BatchNorm),
+    stem_pool: bool,
+    blocks: Vec<Block>,
+    dim: usize,
+    group: usize,
+    model: Box<dyn Backbone>,
+) -> Result<Option<Box<dyn Backbone>>> {
+    Ok(Some(Box::new(FastResNet {
+        stem: fold(stem)?,
+        stem_pool,
+        blocks,
+        dim,
+        group,
+        model,
+    })))
+}
+
 fn build(model: &dyn Backbone) -> Result<Option<Box<dyn Backbone>>> {
     let any = model.as_any();
     if let Some(m) = any.downcast_ref::<SmallCnn>() {
         return Ok(Some(Box::new(small_cnn::FastSmallCnn::new(m)?)));
     }
-    let fold = |(c, b): (&candle_nn::Conv2d, &candle_nn::BatchNorm)| FoldedConv::fold(c, b);
-    let net = if let Some(m) = any.downcast_ref::<ResNetCifar>() {
+    if let Some(m) = any.downcast_ref::<ResNetCifar>() {
         let (stem, layers) = m.parts();
-        let mut blocks = Vec::new();
-        for b in layers.iter().flatten() {
-            let (main, down) = b.parts();
-            blocks.push(Block {
-                main: main.into_iter().map(fold).collect::<Result<_>>()?,
-                short: match down {
-                    Some(d) => Shortcut::Conv(fold(d.parts())?),
-                    None => Shortcut::Identity,
-                },
-            });
-        }
-        FastResNet {
-            stem: fold(stem)?,
-            stem_pool: false,
-            blocks,
-            dim: 512,
-            // measured on 2 cores, batch 128: G = 1 102, 2 114, 4 114, 8 111, 16 104 images/s
-            // (larger groups make the first stage's im2col outgrow the caches)
-            group: 4,
-            model: Box::new(m.clone()),
-        }
-    } else if let Some(m) = any.downcast_ref::<ResNet>() {
+        let blocks = layers
+            .iter()
+            .flatten()
+            .map(|b| {
+                let (main, down) = b.parts();
+                block(main, down)
+            })
+            .collect::<Result<_>>()?;
+        // G measured on 2 cores, batch 128: 1 102, 2 114, 4 114, 8 111, 16 104 images/s
+        // (larger groups make the first stage's im2col outgrow the caches)
+        return resnet(stem, false, blocks, 512, 4, Box::new(m.clone()));
+    }
+    if let Some(m) = any.downcast_ref::<ResNet>() {
         let (stem, layers) = m.parts();
-        let mut blocks = Vec::new();
-        for b in layers.iter().flatten() {
-            let (main, down) = b.parts();
-            blocks.push(Block {
-                main: main.into_iter().map(fold).collect::<Result<_>>()?,
-                short: match down {
-                    Some(d) => Shortcut::Conv(fold(d.parts())?),
-                    None => Shortcut::Identity,
-                },
-            });
-        }
-        FastResNet {
-            stem: fold(stem)?,
-            stem_pool: true,
-            blocks,
-            dim: 2048,
-            // measured, batch 32: G = 1 33.2, 2 32.2, 4 32.6, 8 30.2 images/s (56×56 maps are
-            // wide enough alone)
-            group: 1,
-            model: Box::new(m.clone()),
-        }
-    } else if let Some(m) = any.downcast_ref::<ResNet32>() {
+        let blocks = layers
+            .iter()
+            .flatten()
+            .map(|b| {
+                let (main, down) = b.parts();
+                block(main, down)
+            })
+            .collect::<Result<_>>()?;
+        // G measured, batch 32: 1 33.2, 2 32.2, 4 32.6, 8 30.2 images/s (56×56 maps are wide
+        // enough alone)
+        return resnet(stem, true, blocks, 2048, 1, Box::new(m.clone()));
+    }
+    if let Some(m) = any.downcast_ref::<ResNet32>() {
         let (stem, layers) = m.parts();
-        let mut blocks = Vec::new();
-        for b in layers {
-            let (main, pad) = b.parts();
-            blocks.push(Block {
-                main: main.into_iter().map(fold).collect::<Result<_>>()?,
-                short: match pad {
-                    Some(pad) => Shortcut::OptionA { pad },
-                    None => Shortcut::Identity,
-                },
-            });
-        }
-        FastResNet {
-            stem: fold(stem)?,
-            stem_pool: false,
-            blocks,
-            dim: 64,
-            group: 4,
-            model: Box::new(m.clone()),
-        }
-    } else {
-        return Ok(None);
-    };
-    Ok(Some(Box::new(net)))
+        let blocks = layers
+            .iter()
+            .map(|b| {
+                let (main, pad) = b.parts();
+                let mut blk = block(main, None)?;
+                if let Some(pad) = pad {
+                    blk.short = Shortcut::OptionA { pad };
+                }
+                Ok(blk)
+            })
+            .collect::<Result<_>>()?;
+        return resnet(stem, false, blocks, 64, 4, Box::new(m.clone()));
+    }
+    Ok(None)
 }
