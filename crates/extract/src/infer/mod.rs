@@ -35,18 +35,35 @@ fn fold((c, b): (&Conv2d, &BatchNorm)) -> Result<FoldedConv> {
     FoldedConv::fold(c, b)
 }
 
-/// A block of torchvision's kind: its main path, and the downsample (or identity) shortcut.
+/// A block: its main path, folded, and its shortcut.
 fn block<'a>(
     main: impl IntoIterator<Item = (&'a Conv2d, &'a BatchNorm)>,
-    down: Option<&Downsample>,
+    short: Shortcut,
 ) -> Result<Block> {
     Ok(Block {
         main: main.into_iter().map(fold).collect::<Result<_>>()?,
-        short: match down {
-            Some(d) => Shortcut::Conv(fold(d.parts())?),
-            None => Shortcut::Identity,
-        },
+        short,
     })
+}
+
+/// The blocks of torchvision's stages (BasicBlock or Bottleneck, through `parts`): the main
+/// path and the downsample (or identity) shortcut.
+fn torchvision_blocks<'a, B: 'a, const N: usize>(
+    layers: &'a [Vec<B>],
+    parts: impl Fn(&'a B) -> ([(&'a Conv2d, &'a BatchNorm); N], Option<&'a Downsample>),
+) -> Result<Vec<Block>> {
+    layers
+        .iter()
+        .flatten()
+        .map(|b| {
+            let (main, down) = parts(b);
+            let short = match down {
+                Some(d) => Shortcut::Conv(fold(d.parts())?),
+                None => Shortcut::Identity,
+            };
+            block(main, short)
+        })
+        .collect()
 }
 
 /// A compiled ResNet: stem, blocks, feature width, images per GEMM, the model it came from.
@@ -75,28 +92,14 @@ fn build(model: &dyn Backbone) -> Result<Option<Box<dyn Backbone>>> {
     }
     if let Some(m) = any.downcast_ref::<ResNetCifar>() {
         let (stem, layers) = m.parts();
-        let blocks = layers
-            .iter()
-            .flatten()
-            .map(|b| {
-                let (main, down) = b.parts();
-                block(main, down)
-            })
-            .collect::<Result<_>>()?;
+        let blocks = torchvision_blocks(layers, |b| b.parts())?;
         // G measured on 2 cores, batch 128: 1 102, 2 114, 4 114, 8 111, 16 104 images/s
         // (larger groups make the first stage's im2col outgrow the caches)
         return resnet(stem, false, blocks, 512, 4, Box::new(m.clone()));
     }
     if let Some(m) = any.downcast_ref::<ResNet>() {
         let (stem, layers) = m.parts();
-        let blocks = layers
-            .iter()
-            .flatten()
-            .map(|b| {
-                let (main, down) = b.parts();
-                block(main, down)
-            })
-            .collect::<Result<_>>()?;
+        let blocks = torchvision_blocks(layers, |b| b.parts())?;
         // G measured, batch 32: 1 33.2, 2 32.2, 4 32.6, 8 30.2 images/s (56×56 maps are wide
         // enough alone)
         return resnet(stem, true, blocks, 2048, 1, Box::new(m.clone()));
@@ -107,11 +110,11 @@ fn build(model: &dyn Backbone) -> Result<Option<Box<dyn Backbone>>> {
             .iter()
             .map(|b| {
                 let (main, pad) = b.parts();
-                let mut blk = block(main, None)?;
-                if let Some(pad) = pad {
-                    blk.short = Shortcut::OptionA { pad };
-                }
-                Ok(blk)
+                let short = match pad {
+                    Some(pad) => Shortcut::OptionA { pad },
+                    None => Shortcut::Identity,
+                };
+                block(main, short)
             })
             .collect::<Result<_>>()?;
         return resnet(stem, false, blocks, 64, 4, Box::new(m.clone()));

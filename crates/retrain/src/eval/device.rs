@@ -19,6 +19,7 @@ pub fn evaluate_on_device(
     host: &Split,
     head: &EvalHead,
     tta: bool,
+    keep: bool,
 ) -> Result<Evaluation> {
     let dev = &db.device;
     let split = db.split(id);
@@ -57,7 +58,11 @@ pub fn evaluate_on_device(
             None => Ok(z),
         }
     };
-    let mut tally = Tally::new(k);
+    let mut tally = if keep {
+        Tally::keeping(k)
+    } else {
+        Tally::new(k)
+    };
     for start in (0..host.rows).step_by(EVAL_CHUNK) {
         let rows = EVAL_CHUNK.min(host.rows - start);
         let mut z = logits(&split.x.narrow(0, start, rows)?)?;

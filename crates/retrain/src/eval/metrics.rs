@@ -203,7 +203,8 @@ pub struct Tally {
     all_sum: Vec<f64>,
     class_predicted: Vec<usize>,
     class_top5: Vec<usize>,
-    predictions: Predictions,
+    /// Per-row predictions, when kept ([`Tally::keeping`]).
+    predictions: Option<Predictions>,
 }
 
 impl Tally {
@@ -223,7 +224,16 @@ impl Tally {
             all_sum: vec![0.0; k],
             class_predicted: vec![0; k],
             class_top5: vec![0; k],
-            predictions: Predictions::default(),
+            predictions: None,
+        }
+    }
+
+    /// A tally that also keeps every row's prediction (the run's final test evaluation; the
+    /// per-epoch ones for selection do not need them).
+    pub fn keeping(k: usize) -> Tally {
+        Tally {
+            predictions: Some(Predictions::default()),
+            ..Tally::new(k)
         }
     }
 
@@ -247,11 +257,11 @@ impl Tally {
             if top5.contains(&(yi as u32)) {
                 self.class_top5[yi] += 1;
             }
-            self.predictions.pred.push(arg as u32);
-            self.predictions
-                .p_true
-                .push((((row[yi] - max) as f64).exp() / sum) as f32);
-            self.predictions.top5.push(top5);
+            if let Some(p) = &mut self.predictions {
+                p.pred.push(arg as u32);
+                p.p_true.push((((row[yi] - max) as f64).exp() / sum) as f32);
+                p.top5.push(top5);
+            }
             self.rows += 1;
             self.class_count[yi] += 1;
             if ok {
@@ -272,7 +282,7 @@ impl Tally {
         }
     }
 
-    pub fn finish(&self) -> Evaluation {
+    pub fn finish(self) -> Evaluation {
         let n = self.rows.max(1) as f64;
         let ece = (0..ECE_BINS)
             .filter(|&b| self.bin_count[b] > 0)
@@ -303,9 +313,9 @@ impl Tally {
             nll: self.nll / n,
             loma,
             rsd,
-            per_class_predicted: self.class_predicted.clone(),
-            per_class_top5: self.class_top5.clone(),
-            predictions: Some(self.predictions.clone()),
+            per_class_predicted: self.class_predicted,
+            per_class_top5: self.class_top5,
+            predictions: self.predictions,
         }
     }
 }
@@ -342,10 +352,25 @@ fn top5(row: &[f32], arg: usize) -> [u32; 5] {
     label
 }
 
-/// Evaluate `head` on `split`.
+/// Evaluate `head` on `split`, keeping every row's prediction.
 pub fn evaluate(head: &EvalHead, split: &Split, tta: bool, par: Parallelism) -> Evaluation {
+    evaluate_with(head, split, tta, par, true)
+}
+
+/// [`evaluate`]; with `keep` false, without the per-row predictions (counts only).
+pub fn evaluate_with(
+    head: &EvalHead,
+    split: &Split,
+    tta: bool,
+    par: Parallelism,
+    keep: bool,
+) -> Evaluation {
     let (k, d) = (head.num_classes, head.dim);
-    let mut tally = Tally::new(k);
+    let mut tally = if keep {
+        Tally::keeping(k)
+    } else {
+        Tally::new(k)
+    };
     let mut z = vec![0.0f32; CHUNK * k];
     let mut z2 = vec![0.0f32; if tta { CHUNK * k } else { 0 }];
     let mut scratch = Vec::new();
@@ -412,7 +437,7 @@ mod tests {
     fn top5_hmean_gmean_precision_f1_by_hand() {
         // rows: (y=0, pred 0), (y=0, pred 1), (y=1, pred 1), (y=2, pred 1)
         let z = [3.0, 1.0, 0.0, 0.0, 2.0, 1.0, 0.0, 2.0, 1.0, 0.5, 2.0, 1.0];
-        let mut t = Tally::new(3);
+        let mut t = Tally::keeping(3);
         t.add(&z, &[0, 0, 1, 2]);
         let e = t.finish();
         assert_eq!(e.per_class_predicted, vec![1, 3, 0]);

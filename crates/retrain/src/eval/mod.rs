@@ -8,4 +8,4 @@ pub mod device;
 pub mod metrics;
 pub mod priors;
 
-pub use metrics::{ECE_BINS, Evaluation, Tally, evaluate};
+pub use metrics::{ECE_BINS, Evaluation, Tally, evaluate, evaluate_with};

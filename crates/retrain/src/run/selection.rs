@@ -9,7 +9,7 @@ use crate::engine::head::{EvalHead, HeadState, shift_prior};
 use crate::engine::linalg::Parallelism;
 use crate::engine::loss::weights::log_priors;
 use crate::eval::device::evaluate_on_device;
-use crate::eval::{Evaluation, evaluate};
+use crate::eval::{Evaluation, evaluate_with};
 use crate::method::{Method, PostHoc};
 use bank::Bank;
 
@@ -48,16 +48,21 @@ impl<'a> Tracker<'a> {
         }
     }
 
-    /// `head` on a split, on the device when there is one.
-    fn evaluate(&self, head: &EvalHead, id: SplitId) -> candle_core::Result<Evaluation> {
+    /// `head` on a split, on the device when there is one; `keep`: with per-row predictions.
+    fn evaluate(
+        &self,
+        head: &EvalHead,
+        id: SplitId,
+        keep: bool,
+    ) -> candle_core::Result<Evaluation> {
         let split = match id {
             SplitId::Val => self.bank.val.as_ref().expect("val split"),
             SplitId::Test => &self.bank.test,
             SplitId::Train => &self.bank.train,
         };
         match self.dev {
-            Some(db) => evaluate_on_device(db, id, split, head, self.opts.tta),
-            None => Ok(evaluate(head, split, self.opts.tta, self.par)),
+            Some(db) => evaluate_on_device(db, id, split, head, self.opts.tta, keep),
+            None => Ok(evaluate_with(head, split, self.opts.tta, self.par, keep)),
         }
     }
 
@@ -75,13 +80,13 @@ impl<'a> Tracker<'a> {
         }
         let eval_head = head.eval_head(self.method.posthoc, &self.log_priors);
         if let (Some(_), true) = (&self.bank.val, self.opts.select_on_val) {
-            let score = self.evaluate(&eval_head, SplitId::Val)?.balanced();
+            let score = self.evaluate(&eval_head, SplitId::Val, false)?.balanced();
             if self.best_val.as_ref().is_none_or(|(b, _, _)| score >= *b) {
                 self.best_val = Some((score, epoch, head.clone()));
             }
         }
         if self.opts.oracle {
-            let e = self.evaluate(&eval_head, SplitId::Test)?;
+            let e = self.evaluate(&eval_head, SplitId::Test, false)?;
             if self.oracle.is_none_or(|(b, _)| e.top1 >= b) {
                 self.oracle = Some((e.top1, epoch));
             }
@@ -104,13 +109,10 @@ impl<'a> Tracker<'a> {
             None => (last, None),
         };
         let eval_head = head.eval_head(self.method.posthoc, &self.log_priors);
-        let test = self.evaluate(&eval_head, SplitId::Test)?;
         // the test rows' predictions go with the record (beside it on disk); val's do not
+        let test = self.evaluate(&eval_head, SplitId::Test, true)?;
         let val = match self.bank.val {
-            Some(_) => Some(Evaluation {
-                predictions: None,
-                ..self.evaluate(&eval_head, SplitId::Val)?
-            }),
+            Some(_) => Some(self.evaluate(&eval_head, SplitId::Val, false)?),
             None => None,
         };
         let mut prior_corrected = Vec::new();
@@ -122,7 +124,7 @@ impl<'a> Tracker<'a> {
                 .collect();
             let mut h = head.eval_head(PostHoc::None, &self.log_priors);
             shift_prior(&mut h.bias, &self.log_priors, &log_q);
-            let e = self.evaluate(&h, SplitId::Test)?;
+            let e = self.evaluate(&h, SplitId::Test, false)?;
             prior_corrected.push((q.to_string(), e.per_class_correct));
         }
         let mut oracle = self.oracle;

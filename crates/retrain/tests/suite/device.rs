@@ -206,7 +206,7 @@ fn device_evaluation_matches_the_host_evaluation() {
             (SplitId::Val, bank.val.as_ref().unwrap()),
         ] {
             let host = evaluate(&eh, split, true, Parallelism::None);
-            let dev = evaluate_on_device(&db, id, split, &eh, true).unwrap();
+            let dev = evaluate_on_device(&db, id, split, &eh, true, true).unwrap();
             assert_eq!(dev.per_class_count, host.per_class_count);
             assert!(
                 (dev.top1 - host.top1).abs() <= 1.0 / split.rows as f64,
