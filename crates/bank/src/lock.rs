@@ -59,16 +59,23 @@ impl FolderLock {
     }
 }
 
-/// Remove the temporary files this process left in `dir` (`<name>.<pid>.tmp`, see
+/// Remove the temporary files this process left in `dir` (`<name>.<pid>.<n>.tmp`, see
 /// `bank::write::write_atomic`); returns how many.
 pub fn remove_own_temp_files(dir: &Path) -> usize {
-    let suffix = format!(".{}.tmp", std::process::id());
+    let pid = format!(".{}.", std::process::id());
+    let own = |name: &str| {
+        name.strip_suffix(".tmp")
+            .and_then(|n| n.rsplit_once('.'))
+            .is_some_and(|(rest, count)| {
+                count.bytes().all(|b| b.is_ascii_digit()) && format!("{rest}.").ends_with(&pid)
+            })
+    };
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
     entries
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().ends_with(&suffix))
+        .filter(|e| own(&e.file_name().to_string_lossy()))
         .filter(|e| std::fs::remove_file(e.path()).is_ok())
         .count()
 }
@@ -76,6 +83,28 @@ pub fn remove_own_temp_files(dir: &Path) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_this_process_s_temp_files_are_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let pid = std::process::id();
+        for name in [
+            format!("a.csv.{pid}.0.tmp"),
+            format!("b.safetensors.{pid}.17.tmp"),
+            format!("c.csv.{}.3.tmp", pid + 1),
+            "d.csv".to_string(),
+            format!("e.{pid}.csv"),
+        ] {
+            std::fs::write(d.path().join(name), b"x").unwrap();
+        }
+        assert_eq!(remove_own_temp_files(d.path()), 2);
+        let mut left: Vec<String> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left.len(), 3, "{left:?}");
+    }
 
     #[test]
     fn a_second_lock_on_the_same_folder_is_refused_with_the_holder_pid() {

@@ -74,9 +74,14 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> std::io::Result<()
     Ok(())
 }
 
+/// `<name>.<pid>.<n>.tmp` beside `path`: unique per write, so that two threads of one process
+/// writing the same file (two runs with one key, each saving its predictions) never share a
+/// temporary file (the second rename would find it gone).
 fn tmp_path(path: &Path) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{}.tmp", std::process::id()));
+    name.push(format!(".{}.{n}.tmp", std::process::id()));
     path.with_file_name(name)
 }
 
