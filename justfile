@@ -86,11 +86,26 @@ build-cuda:
     CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90} CUDAFORGE_THREADS=2 \
     PATH="$CUDA_HOME/bin:$PATH" LIBRARY_PATH="$CUDA_HOME/lib64:$CUDA_HOME/lib64/stubs" \
     CARGO_TARGET_DIR=${CUDA_TARGET_DIR:-target-cuda} \
-    cargo build --release -j 2 -p extract -p retrain --features extract/cuda,retrain/cuda --bins --example device_bench
+    cargo build --release -j 2 -p extract -p retrain --features extract/cuda,retrain/cuda --bins --example device_bench --example jpeg_tree
 
-# On a GPU machine: the GPU check, with the build-cuda binaries in BIN (default .gpu/)
+# On a GPU machine: the GPU check (extract + retrain, each beside PyTorch) with the build-cuda
+# binaries (extract, retrain, examples device_bench + jpeg_tree) in BIN (default .gpu/) -> $OUT/summary.md
 gpu-check:
     bash crates/retrain/scripts/gpu-check.sh
+
+# The GPU check's dry run on the CPU (tiny sizes, ~2 min on 2 cores) with this checkout's dev
+# binaries; PYTHON=... for a torch venv
+gpu-check-dry:
+    cargo build -p extract -p retrain --bins --example jpeg_tree
+    mkdir -p target/gpu-check-bin && for b in extract retrain examples/jpeg_tree; do ln -sf "$(realpath ${CARGO_TARGET_DIR:-target}/debug/$b)" target/gpu-check-bin/; done
+    DEVICE=cpu BIN=target/gpu-check-bin bash crates/retrain/scripts/gpu-check.sh
+
+# File extraction on a generated 2 000-image ImageNet-LT-layout JPEG tree (500x375, q90): the
+# decode rate per core, then end-to-end extraction with 0 and 1 loading workers
+bench-extract-files ARCH="resnet50" *ARGS:
+    test -f /tmp/ltbench-jpeg-tree/ImageNet_LT_test.txt || cargo run -q -p extract --example jpeg_tree -- --out /tmp/ltbench-jpeg-tree --train 1400 --val 200 --test 400 --classes 100 --width 500 --height 375
+    cargo run -q -p extract --example decode_rate -- --root /tmp/ltbench-jpeg-tree
+    for w in 0 1; do /usr/bin/time -f "peak RSS %M kB, %e s" cargo run -q -p extract -- --dataset imagenet-lt --root /tmp/ltbench-jpeg-tree --arch {{ARCH}} --batch-size 32 --workers $w --out /tmp/ltbench-jpeg-bank --overwrite -q {{ARGS}}; done
 
 # Coverage-guided fuzzing of a file reader (bank_open, pickle, listfile) for SECONDS
 fuzz TARGET SECONDS="600":

@@ -13,6 +13,7 @@ mod open;
 pub mod profile;
 pub mod shots;
 mod split;
+pub mod stream;
 mod tensors;
 pub mod write;
 

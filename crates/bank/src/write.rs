@@ -162,6 +162,13 @@ pub fn write_meta(path: &Path, meta: &Meta) -> Result<()> {
     })
 }
 
+/// `<dir>.partial`, where a bank folder is assembled.
+pub fn partial_path(dir: &Path) -> PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    dir.with_file_name(name)
+}
+
 /// Assembles a bank folder under `<dir>.partial/` and moves it to `dir` in [`BankDir::finish`].
 ///
 /// Dropped without [`BankDir::finish`] (an error on the way), it removes `<dir>.partial`, so a
@@ -171,11 +178,13 @@ pub struct BankDir {
     target: PathBuf,
     partial: PathBuf,
     finished: bool,
+    /// Leave `<dir>.partial` when dropped unfinished (a resumable extraction's chunks).
+    keep: bool,
 }
 
 impl Drop for BankDir {
     fn drop(&mut self) {
-        if !self.finished {
+        if !self.finished && !self.keep {
             let _ = std::fs::remove_dir_all(&self.partial);
         }
     }
@@ -190,9 +199,7 @@ impl BankDir {
                 msg: "already exists (pass --overwrite to replace it)".into(),
             });
         }
-        let mut name = dir.file_name().unwrap_or_default().to_os_string();
-        name.push(".partial");
-        let partial = dir.with_file_name(name);
+        let partial = partial_path(dir);
         let _ = std::fs::remove_dir_all(&partial);
         std::fs::create_dir_all(&partial).map_err(|source| BankError::Write {
             path: partial.clone(),
@@ -202,7 +209,41 @@ impl BankDir {
             target: dir.into(),
             partial,
             finished: false,
+            keep: false,
         })
+    }
+
+    /// Continue the bank at `dir` in the `<dir>.partial/` an interrupted writer left (created
+    /// empty when there is none). The folder is kept when this is dropped unfinished, so an
+    /// error or a second interruption loses nothing of what was written.
+    pub fn resume(dir: &Path, overwrite: bool) -> Result<BankDir> {
+        if dir.exists() && !overwrite {
+            return Err(BankError::Invalid {
+                path: dir.into(),
+                msg: "already exists (pass --overwrite to replace it)".into(),
+            });
+        }
+        let partial = partial_path(dir);
+        std::fs::create_dir_all(&partial).map_err(|source| BankError::Write {
+            path: partial.clone(),
+            err: source,
+        })?;
+        Ok(BankDir {
+            target: dir.into(),
+            partial,
+            finished: false,
+            keep: true,
+        })
+    }
+
+    /// The folder being assembled (`<dir>.partial`).
+    pub fn partial(&self) -> &Path {
+        &self.partial
+    }
+
+    /// From now on, remove `<dir>.partial` if dropped unfinished (or keep it).
+    pub fn keep_on_drop(&mut self, keep: bool) {
+        self.keep = keep;
     }
 
     /// Path of `file` inside the folder being assembled.

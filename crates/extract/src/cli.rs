@@ -19,7 +19,11 @@ pub enum DtypeArg {
 
 /// Images → frozen backbone → ltbench feature bank (features/<name>/).
 #[derive(Debug, Clone, Parser)]
-#[command(name = "extract", version)]
+#[command(
+    name = "extract",
+    version,
+    after_help = "Sharded extraction: run `extract ... --shard I/N` once per I (e.g. as a SLURM array), then\n`extract merge <out>.shard-*-of-N --out <out>` assembles the bank a one-shot run writes."
+)]
 pub struct Args {
     /// Dataset layout.
     #[arg(long, value_enum)]
@@ -87,6 +91,20 @@ pub struct Args {
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Extract only the chunks c with c mod N = I of every split, into the part
+    /// <out>.shard-I-of-N/ (`extract merge` assembles the parts into the bank): one array task
+    /// of a cluster job each.
+    #[arg(long, value_name = "I/N", help_heading = "Scale")]
+    pub shard: Option<crate::chunks::Shard>,
+    /// Threads decoding and resizing the next batches while the backbone runs the current one
+    /// (default: cores − 1 with --device cuda, 0 = inline on the CPU, where the backbone uses
+    /// every core).
+    #[arg(long, help_heading = "Scale")]
+    pub workers: Option<usize>,
+    /// Rows per chunk: the unit written to <out>.partial/chunks/ as soon as it is done, and
+    /// the unit of --resume and --shard.
+    #[arg(long, default_value_t = crate::chunks::CHUNK_ROWS, help_heading = "Scale")]
+    pub chunk_rows: usize,
 
     /// Stage 1 first: train --arch end to end on the train split (cross-entropy + weight decay,
     /// SGD momentum, cosine lr, random crop + flip), save it to --checkpoint (default
@@ -96,8 +114,10 @@ pub struct Args {
     /// With --stage1: stop after writing the checkpoint (no bank).
     #[arg(long, requires = "stage1", help_heading = "Stage 1")]
     pub stage1_only: bool,
-    /// Continue an interrupted --stage1 run from its last finished epoch (same recipe).
-    #[arg(long, requires = "stage1", help_heading = "Stage 1")]
+    /// Continue an interrupted run: the extraction from the chunks in <out>.partial/ (a
+    /// fresh start when there are none; the arguments must be the interrupted run's), and with
+    /// --stage1 the training from its last finished epoch (same recipe).
+    #[arg(long)]
     pub resume: bool,
     /// Stage-1 epochs.
     #[arg(long, default_value_t = 200, help_heading = "Stage 1")]
@@ -149,6 +169,13 @@ impl Args {
         let arch = self.default_arch();
         let stage1 = self.stage1_plan(source.crop_padding);
         let checkpoint = self.checkpoint_path(arch, &source.name);
+        let workers = self.workers.unwrap_or(match device {
+            candle_core::Device::Cpu => 0,
+            _ => std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .saturating_sub(1)
+                .max(1),
+        });
         let plan = Plan {
             source,
             arch,
@@ -167,6 +194,10 @@ impl Args {
             overwrite: self.overwrite,
             skip_bad: self.skip_bad,
             limit: self.limit,
+            resume: self.resume,
+            shard: self.shard.unwrap_or(crate::chunks::Shard::WHOLE),
+            workers,
+            chunk_rows: self.chunk_rows,
             command,
             git_revision,
         };
@@ -195,6 +226,14 @@ impl Args {
         }
         if self.batch_size == 0 {
             return Err(ExtractError::Usage("--batch-size must be ≥ 1".into()));
+        }
+        if self.chunk_rows == 0 {
+            return Err(ExtractError::Usage("--chunk-rows must be ≥ 1".into()));
+        }
+        if self.shard.is_some_and(|s| s.count > 1) && self.stage1 {
+            return Err(ExtractError::Usage(
+                "--shard splits an extraction; train stage 1 first (--stage1 --stage1-only), then shard with --checkpoint".into(),
+            ));
         }
         Ok(())
     }
@@ -258,6 +297,44 @@ impl Args {
 /// The command as the user typed it, for provenance: `extract` and the arguments after the
 /// program path (`args` as `std::env::args()` gives them), shell-quoted (`shlex`) where a
 /// shell would read them otherwise, so the line can be pasted back.
+/// `extract merge PART... --out BANK`: the parts of a `--shard` extraction assembled into the
+/// bank a one-shot run writes (byte for byte).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "extract merge", version)]
+pub struct MergeArgs {
+    /// The parts: the `<out>.shard-<i>-of-<n>` folders, all n of them, in any order.
+    #[arg(required = true)]
+    pub parts: Vec<PathBuf>,
+    /// The bank folder to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Replace an existing bank folder.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+/// The command as meta.json records it: without the arguments that do not change the bank's
+/// bytes (`--shard`, `--resume`, `--workers`), so that a resumed, a sharded and a
+/// one-shot run record the same command.
+pub fn canonical_command(command: &str) -> String {
+    let Some(words) = shlex::split(command) else {
+        return command.to_owned();
+    };
+    let mut kept = Vec::with_capacity(words.len());
+    let mut it = words.iter();
+    while let Some(w) = it.next() {
+        let flag = w.split('=').next().unwrap_or(w);
+        match flag {
+            "--shard" | "--workers" if !w.contains('=') => {
+                it.next();
+            }
+            "--shard" | "--workers" | "--resume" => {}
+            _ => kept.push(w.as_str()),
+        }
+    }
+    shlex::try_join(kept).unwrap_or_else(|_| command.to_owned())
+}
+
 pub fn typed_command(args: impl IntoIterator<Item = String>) -> String {
     let args: Vec<String> = args.into_iter().skip(1).collect();
     let quoted =

@@ -8,16 +8,22 @@
 //! first (`--stage1`: cross-entropy + weight decay), which is how the committed default bank
 //! `features/fmnist-lt-ir100/` is made.
 //!
-//! Imports point down the flow: [`datasets`] / [`transform`] / [`batch`] (network inputs) →
-//! [`backbones`] (with [`checkpoint`], [`weights`], and their compiled CPU inference path
-//! [`infer`]) → [`stage1`] (and its CPU pass
-//! [`stage1_cpu`]) → [`run`] (the extract command) → [`cli`] / `main`.
+//! Imports point down the flow: [`datasets`] / [`transform`] / [`batch`] (network inputs) and
+//! [`pipeline`] (loading them ahead of the backbone) → [`backbones`] (with [`checkpoint`],
+//! [`weights`], and their compiled CPU inference path [`infer`]) → [`stage1`] (and its CPU
+//! pass [`stage1_cpu`]) → [`chunks`] / [`provenance`] (what a run writes before the bank) →
+//! [`run`] (the extract command) → [`assemble`] (chunks → bank; `extract merge`) → [`cli`] /
+//! `main`.
 
+pub mod assemble;
 pub mod backbones;
 pub mod batch;
 pub mod checkpoint;
+pub mod chunks;
 pub mod error;
 pub mod infer;
+pub mod pipeline;
+pub mod provenance;
 pub mod weights;
 
 pub use backbones::{Arch, Backbone};

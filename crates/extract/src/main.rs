@@ -2,7 +2,7 @@
 //! on failure.
 
 use clap::Parser;
-use extract::cli::Args;
+use extract::cli::{Args, MergeArgs};
 use extract::run::{Event, Summary, run};
 use extract::stage1::TrainEvent;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -16,6 +16,9 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("merge") {
+        return merge_main();
+    }
     let args = match Args::try_parse() {
         Ok(a) => a,
         Err(e) => {
@@ -33,6 +36,38 @@ fn main() -> ExitCode {
     }
 }
 
+/// `extract merge`: parse, merge, one closing line (or one error line, exit 2).
+fn merge_main() -> ExitCode {
+    let args = match MergeArgs::try_parse_from(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let start = std::time::Instant::now();
+    match extract::assemble::merge(&args.parts, &args.out, args.overwrite) {
+        Ok((out, done)) => {
+            let rows: Vec<String> = done.rows.iter().map(|(s, n)| format!("{s} {n}")).collect();
+            eprintln!(
+                "extract: merged {} parts into {} ({}; head {}; {} skipped) in {:.1}s",
+                args.parts.len(),
+                out.display(),
+                rows.join(", "),
+                if done.head_written { "yes" } else { "no" },
+                done.skipped,
+                start.elapsed().as_secs_f64()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("extract: {}", extract::transform::one_line(&e.to_string()));
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn real_main(args: &Args) -> extract::Result<()> {
     let command = extract::cli::typed_command(std::env::args());
     let (plan, notice) = args.plan(command, git_revision())?;
@@ -43,6 +78,18 @@ fn real_main(args: &Args) -> extract::Result<()> {
     let start = std::time::Instant::now();
     let summary = run(&plan, &mut |ev| ui.show(ev))?;
     if plan.stage1.as_ref().is_some_and(|s| s.only) {
+        return Ok(());
+    }
+    if !plan.shard.is_whole() {
+        eprintln!(
+            "extract: wrote part {} of {} to {} in {:.1}s; when every part is done: extract merge {} --out {}",
+            plan.shard.index,
+            plan.shard.count,
+            summary.out.display(),
+            start.elapsed().as_secs_f64(),
+            format!("{}.shard-*-of-{}", plan.out.display(), plan.shard.count),
+            plan.out.display()
+        );
         return Ok(());
     }
     print_summary(&summary, start.elapsed().as_secs_f64());

@@ -6,18 +6,23 @@
 //! (the left-right flipped image, for flip test-time augmentation). With `views > 0`,
 //! `train_views.safetensors` holds `view0 .. view{V-1}` [N, D] (random crop + flip) and the
 //! `labels` [N].
+//!
+//! The splits are extracted in chunks ([`crate::chunks`]) under `<out>.partial/`, loaded
+//! through [`crate::pipeline`], and assembled into the bank by [`crate::assemble`] at the end:
+//! `--resume` continues from the chunks an interrupted run left, `--shard i/n` extracts every
+//! n-th chunk into a part that `extract merge` assembles with the others.
 
 use crate::backbones::{Arch, Backbone, flip_lr};
-use crate::batch::{batch_input, input_shape};
+use crate::batch::input_shape;
+use crate::chunks::{self, Chunk, Features, RunFile, Shard};
 use crate::datasets::{Images, Labeled};
 use crate::error::{ExtractError, Result};
+use crate::pipeline::{LoadSpec, batches, for_each_batch};
+use crate::provenance::HeadInfo;
 use crate::source::Source;
 use crate::stage1::{Recipe, Stage1Report, TrainEvent};
-use crate::transform;
-use bank::{BankDir, FeatureDtype, Meta};
+use bank::{BankDir, FeatureDtype};
 use candle_core::{DType, Device, Tensor};
-use serde_json::json;
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// Loading a backbone lives with the checkpoint reader (stage 1 uses it too); re-exported here,
@@ -45,6 +50,15 @@ pub struct Plan {
     pub skip_bad: bool,
     /// Keep only the first N rows of each split (smoke runs, benchmarks).
     pub limit: Option<usize>,
+    /// Continue from the chunks of an interrupted run (`<out>.partial/`; a fresh start when
+    /// there is none).
+    pub resume: bool,
+    /// Which chunks this run extracts (`--shard i/n`; a part, not a bank, when n > 1).
+    pub shard: Shard,
+    /// Threads loading the next batches while the backbone runs (0: load inline).
+    pub workers: usize,
+    /// Rows per chunk.
+    pub chunk_rows: usize,
     /// The command line, for provenance.
     pub command: String,
     pub git_revision: Option<String>,
@@ -81,9 +95,14 @@ pub struct Summary {
 }
 
 /// Stage 1 if asked (stopping there with `--stage1-only`), then every split through the
-/// backbone into the bank, the stage-1 head when it fits, and meta.json.
+/// backbone in chunks, and the bank assembled from them (or, with `--shard`, the part).
 pub fn run(plan: &Plan, progress: &mut dyn FnMut(Event)) -> Result<Summary> {
-    let _lock = lock_output(&plan.out)?;
+    let target = if plan.shard.is_whole() {
+        plan.out.clone()
+    } else {
+        plan.shard.part_dir(&plan.out)
+    };
+    let _lock = lock_output(&target)?;
     let stage1 = match &plan.stage1 {
         Some(s1) => {
             let report = train_stage1(plan, s1, progress)?;
@@ -106,31 +125,89 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(Event)) -> Result<Summary> {
         _ => None,
     };
     let model = fast.unwrap_or(model);
-    let bank = BankDir::create(&plan.out, plan.overwrite)?;
+    let splits = limited_splits(plan);
+    let split_refs: Vec<(&str, &Labeled)> = splits.iter().map(|(n, d)| (*n, d)).collect();
+    let (head, head_tensors) = head_of(model.as_ref(), head_k, head_note, plan)?;
+    let run_file = crate::provenance::run_file(plan, &split_refs, &head, stage1.as_ref())?;
+    let bank = if plan.resume {
+        BankDir::resume(&target, plan.overwrite)?
+    } else {
+        BankDir::create(&target, plan.overwrite)?
+    };
+    check_resumed(&bank, &run_file)?;
+    run_file.write(&bank.file("run.json"))?;
+    if let Some((k, w, b)) = &head_tensors {
+        bank::write_head(&bank.file("head.safetensors"), *k, run_file.dim, w, b)?;
+    }
     let mut summary = Summary {
-        out: plan.out.clone(),
+        out: target.clone(),
         rows: Vec::new(),
         skipped: plan.source.skipped.len(),
         dim: plan.arch.feature_dim(),
-        head_written: false,
+        head_written: head.written,
         stage1: None,
     };
-    let (train_counts, skipped_msgs) =
-        write_splits(model.as_ref(), plan, &bank, &mut summary, progress)?;
-    let head_note = write_head(model.as_ref(), head_k, plan, &bank, &mut summary)?.or(head_note);
-    let meta = bank_meta(
-        plan,
-        &summary,
-        train_counts,
-        head_k,
-        head_note,
-        &skipped_msgs,
-        stage1.as_ref(),
-    )?;
-    bank::write_meta(&bank.file("meta.json"), &meta)?;
+    for (name, data) in &split_refs {
+        let (kept, skipped) = extract_chunks(model.as_ref(), plan, name, data, &bank, progress)?;
+        summary.rows.push((name.to_string(), kept));
+        summary.skipped += skipped;
+    }
+    if plan.shard.is_whole() {
+        let parts = [bank.partial().to_path_buf()];
+        crate::assemble::assemble(&parts, &run_file, bank.partial())?;
+        let chunks_dir = bank.partial().join("chunks");
+        std::fs::remove_dir_all(&chunks_dir).map_err(|e| ExtractError::io(&chunks_dir, e))?;
+        let rf = bank.file("run.json");
+        std::fs::remove_file(&rf).map_err(|e| ExtractError::io(&rf, e))?;
+    }
     bank.finish()?;
     summary.stage1 = stage1;
     Ok(summary)
+}
+
+/// With `--resume`, the interrupted run's run.json must match this one's, field by field.
+fn check_resumed(bank: &BankDir, now: &RunFile) -> Result<()> {
+    let path = bank.file("run.json");
+    if !path.exists() {
+        return Ok(());
+    }
+    let was = RunFile::read(&path)?;
+    let diff = was.first_difference(now).or_else(|| {
+        (was.shard != now.shard).then(|| {
+            (
+                "shard".to_string(),
+                was.shard.to_string(),
+                now.shard.to_string(),
+            )
+        })
+    });
+    match diff {
+        Some((field, a, b)) => Err(ExtractError::Usage(format!(
+            "--resume: {}: `{field}` was {a}, now {b} (resume with the interrupted run's arguments, or drop --resume to start over)",
+            path.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// train, val (if any), test, each cut to `--limit`.
+fn limited_splits(plan: &Plan) -> Vec<(&'static str, Labeled)> {
+    let src = &plan.source;
+    [
+        ("train", Some(&src.train)),
+        ("val", src.val.as_ref()),
+        ("test", Some(&src.test)),
+    ]
+    .into_iter()
+    .filter_map(|(n, s)| s.map(|s| (n, s)))
+    .map(|(n, d)| {
+        let d = match plan.limit {
+            Some(l) => d.truncate(l),
+            None => d.clone(),
+        };
+        (n, d)
+    })
+    .collect()
 }
 
 /// Stage 1 into the plan's checkpoint (refused first if the bank it would lead to exists).
@@ -202,113 +279,81 @@ fn check_input(plan: &Plan) -> Result<()> {
     Ok(())
 }
 
-/// train, val (if any), test: features into `<split>.safetensors` (and the train views);
-/// returns the training rows per class and every skip message (the source's first).
-fn write_splits(
-    model: &dyn Backbone,
-    plan: &Plan,
-    bank: &BankDir,
-    summary: &mut Summary,
-    progress: &mut dyn FnMut(Event),
-) -> Result<(Vec<usize>, Vec<String>)> {
-    let src = &plan.source;
-    let mut skipped_msgs: Vec<String> = src.skipped.clone();
-    let mut train_counts = Vec::new();
-    let splits: Vec<(&str, &Labeled)> = [
-        ("train", Some(&src.train)),
-        ("val", src.val.as_ref()),
-        ("test", Some(&src.test)),
-    ]
-    .into_iter()
-    .filter_map(|(n, s)| s.map(|s| (n, s)))
-    .collect();
-    for (name, data) in splits {
-        let mut out = extract_split(model, plan, name, data, progress)?;
-        summary.skipped += out.skipped.len();
-        skipped_msgs.append(&mut out.skipped);
-        write_split_files(plan, bank, name, &out)?;
-        if name == "train" {
-            train_counts = vec![0usize; src.num_classes];
-            for &l in &out.labels {
-                train_counts[l as usize] += 1;
-            }
-        }
-        summary.rows.push((name.to_owned(), out.labels.len()));
-    }
-    Ok((train_counts, skipped_msgs))
-}
-
-/// One split (cut to `--limit`) through the backbone: the test view, its flip for val / test,
-/// the random views for train.
-fn extract_split(
+/// The chunks of split `name` this run owns, each extracted unless a resumed run finds it
+/// written; returns the rows kept and skipped in them.
+fn extract_chunks(
     model: &dyn Backbone,
     plan: &Plan,
     name: &str,
     data: &Labeled,
+    bank: &BankDir,
     progress: &mut dyn FnMut(Event),
-) -> Result<SplitFeatures> {
-    let data = match plan.limit {
-        Some(n) => data.truncate(n),
-        None => data.clone(),
-    };
-    let flip = name != "train";
-    let views = if name == "train" { plan.views } else { 0 };
+) -> Result<(usize, usize)> {
+    let n = data.len();
+    let r = plan.chunk_rows;
+    let mine: Vec<usize> = (0..chunks::chunk_count(n, r))
+        .filter(|&c| plan.shard.owns(c))
+        .collect();
+    let len = |c: usize| r.min(n - c * r);
     progress(Event::Start {
         split: name,
-        rows: data.len(),
+        rows: mine.iter().map(|&c| len(c)).sum(),
     });
-    let out = features(model, &data, &plan.source, plan, flip, views, &mut |done| {
-        progress(Event::Advance { split: name, done })
-    })?;
+    let flip = name != "train";
+    let views = if name == "train" { plan.views } else { 0 };
+    let (mut done, mut kept, mut skipped) = (0, 0, 0);
+    for c in mine {
+        let path = chunks::chunk_path(bank.partial(), name, c);
+        if path.exists() {
+            let ch = Chunk::read(&path)?;
+            kept += ch.rows()?;
+            skipped += ch.skipped()?.len();
+        } else {
+            let f = features(model, data, plan, flip, views, (c * r, len(c)), &mut |d| {
+                progress(Event::Advance {
+                    split: name,
+                    done: done + d,
+                })
+            })?;
+            chunks::write_chunk(&path, plan.arch.feature_dim(), &f, plan.dtype)?;
+            kept += f.labels.len();
+            skipped += f.skipped.len();
+        }
+        done += len(c);
+        progress(Event::Advance { split: name, done });
+    }
     progress(Event::Finish { split: name });
-    if out.labels.is_empty() {
+    if kept == 0 && n > 0 && plan.shard.is_whole() {
         return Err(ExtractError::Usage(format!(
             "split {name}: every image was skipped"
         )));
     }
-    Ok(out)
+    Ok((kept, skipped))
 }
 
-/// `<name>.safetensors`, and `train_views.safetensors` when the split has views.
-fn write_split_files(plan: &Plan, bank: &BankDir, name: &str, out: &SplitFeatures) -> Result<()> {
-    let dim = plan.arch.feature_dim();
-    bank::write_split(
-        &bank.file(&format!("{name}.safetensors")),
-        dim,
-        &out.features,
-        out.flip.as_deref(),
-        &out.labels,
-        plan.dtype,
-    )?;
-    if !out.views.is_empty() {
-        write_views(
-            &bank.file("train_views.safetensors"),
-            dim,
-            &out.views,
-            &out.labels,
-            plan.dtype,
-        )?;
-    }
-    Ok(())
-}
-
-/// The stage-1 classifier goes to head.safetensors when it classifies these classes; returns
-/// the note saying why it was not written when it does not.
-fn write_head(
+/// The stage-1 classifier, to be written as head.safetensors when it classifies these
+/// classes (and the note saying why not when it does not).
+#[allow(clippy::type_complexity)]
+fn head_of(
     model: &dyn Backbone,
     head_k: Option<usize>,
+    note: Option<String>,
     plan: &Plan,
-    bank: &BankDir,
-    summary: &mut Summary,
-) -> Result<Option<String>> {
+) -> Result<(HeadInfo, Option<(usize, Vec<f32>, Vec<f32>)>)> {
+    let info = |written, note| HeadInfo {
+        k: head_k,
+        written,
+        note,
+    };
     let (Some(k), Some(head)) = (head_k, model.head()) else {
-        return Ok(None);
+        return Ok((info(false, note), None));
     };
     let num_classes = plan.source.num_classes;
     if k != num_classes {
-        return Ok(Some(format!(
+        let why = format!(
             "checkpoint classifier has {k} classes, the dataset {num_classes}; head.safetensors not written"
-        )));
+        );
+        return Ok((info(false, Some(why)), None));
     }
     let w = head
         .weight()
@@ -320,139 +365,7 @@ fn write_head(
         .map(|b| b.to_device(&Device::Cpu)?.to_vec1::<f32>())
         .transpose()?
         .unwrap_or_else(|| vec![0.0; k]);
-    bank::write_head(&bank.file("head.safetensors"), k, summary.dim, &w, &b)?;
-    summary.head_written = true;
-    Ok(None)
-}
-
-/// meta.json: the dataset, the backbone and the provenance of the bank.
-fn bank_meta(
-    plan: &Plan,
-    summary: &Summary,
-    train_counts: Vec<usize>,
-    head_k: Option<usize>,
-    head_note: Option<String>,
-    skipped_msgs: &[String],
-    stage1: Option<&Stage1Report>,
-) -> Result<Meta> {
-    let src = &plan.source;
-    Ok(Meta {
-        dataset: Some(src.name.clone()),
-        num_classes: Some(src.num_classes),
-        class_names: src.class_names.clone(),
-        train_counts: Some(train_counts),
-        shots: src.shots,
-        backbone: Some(backbone_json(
-            plan,
-            head_k,
-            summary.head_written,
-            head_note,
-        )?),
-        provenance: Some(provenance_json(plan, summary.skipped, skipped_msgs, stage1)),
-        extra: src
-            .long_tail
-            .iter()
-            .map(|lt| ("long_tail".to_string(), lt.clone()))
-            .collect(),
-    })
-}
-
-/// How the bank was made: the command, seed, code, device, transform, skips and stage 1.
-fn provenance_json(
-    plan: &Plan,
-    skipped: usize,
-    skipped_msgs: &[String],
-    stage1: Option<&Stage1Report>,
-) -> serde_json::Value {
-    json!({
-        "command": plan.command,
-        "seed": plan.seed,
-        "git_revision": plan.git_revision,
-        "crate": format!("extract {}", env!("CARGO_PKG_VERSION")),
-        "device": crate::device::describe(&plan.device),
-        "feature_dtype": match plan.dtype { FeatureDtype::F32 => "f32", FeatureDtype::F16 => "f16" },
-        "train_views": plan.views,
-        "limit": plan.limit,
-        "transform": transform_json(&plan.source),
-        "skipped": skipped,
-        "skipped_examples": skipped_msgs.iter().take(20).collect::<Vec<_>>(),
-        "stage1": stage1.map(stage1_json),
-    })
-}
-
-/// The stage-1 record in meta.json provenance.
-fn stage1_json(r: &Stage1Report) -> serde_json::Value {
-    json!({
-        "recipe": "end-to-end cross-entropy + weight decay (LTWB): SGD momentum, coupled wd, cosine lr to 0 stepped after each epoch, random crop (zero padding) + horizontal flip, BatchNorm in train mode; final epoch, no selection",
-        "arch": r.arch,
-        "epochs": r.recipe.epochs,
-        "batch_size": r.recipe.batch_size,
-        "lr": r.recipe.lr,
-        "momentum": r.recipe.momentum,
-        "weight_decay": r.recipe.weight_decay,
-        "crop_padding": r.recipe.crop_padding,
-        "seed": r.recipe.seed,
-        "train_rows": r.train_rows,
-        "parameters": r.parameters,
-        "train_wall_s": (r.train_secs * 10.0).round() / 10.0,
-        "resumed_from_epoch": r.resumed_from,
-        "test_rows": r.test_rows,
-        "test_top1": (r.test_top1 * 100.0).round() / 100.0,
-        "test_top1_flip_tta": (r.test_top1_flip * 100.0).round() / 100.0,
-        "log": r.log.iter().map(|l| json!({
-            "epoch": l.epoch,
-            "lr": l.lr,
-            "loss": (l.loss * 1e4).round() / 1e4,
-            "train_acc": (l.train_acc * 100.0).round() / 100.0,
-            "secs": (l.secs * 10.0).round() / 10.0,
-        })).collect::<Vec<_>>(),
-    })
-}
-
-fn backbone_json(
-    plan: &Plan,
-    head_k: Option<usize>,
-    head_written: bool,
-    head_note: Option<String>,
-) -> Result<serde_json::Value> {
-    let ckpt = match &plan.checkpoint {
-        Some(p) => {
-            let bytes = std::fs::read(p).map_err(|e| ExtractError::io(p, e))?;
-            let mut h = bank::Fnv::default();
-            h.write(&bytes);
-            json!({"path": p.display().to_string(), "bytes": bytes.len(), "fnv1a64": format!("{:016x}", h.0)})
-        }
-        None => json!(null),
-    };
-    Ok(json!({
-        "arch": plan.arch.name(),
-        "feature_dim": plan.arch.feature_dim(),
-        "checkpoint": ckpt,
-        "weights": if plan.checkpoint.is_some() { "checkpoint".to_string() } else { format!("untrained: hash rule, seed {}", plan.seed) },
-        "checkpoint_num_classes": head_k,
-        "head_written": head_written,
-        "head_note": head_note,
-    }))
-}
-
-fn transform_json(src: &Source) -> serde_json::Value {
-    let test = match &src.train.images {
-        Images::Raw(_) => "ToTensor + Normalize".to_string(),
-        Images::Files(_) => format!(
-            "Resize({}) + CenterCrop({}) + Normalize",
-            transform::RESIZE,
-            transform::CROP
-        ),
-    };
-    json!({"test": test, "mean": src.normalize.mean, "std": src.normalize.std, "flip": "features_flip = features of the left-right flipped test view"})
-}
-
-struct SplitFeatures {
-    features: Vec<f32>,
-    flip: Option<Vec<f32>>,
-    views: Vec<Vec<f32>>,
-    labels: Vec<u32>,
-    skipped: Vec<String>,
+    Ok((info(true, None), Some((k, w, b))))
 }
 
 fn to_rows(t: &Tensor) -> Result<Vec<f32>> {
@@ -462,101 +375,57 @@ fn to_rows(t: &Tensor) -> Result<Vec<f32>> {
         .to_vec1::<f32>()?)
 }
 
+/// The features of rows `first .. first + len` of `data`, batch by batch from `first`.
 fn features(
     model: &dyn Backbone,
     data: &Labeled,
-    src: &Source,
     plan: &Plan,
     flip: bool,
     views: usize,
+    (first, len): (usize, usize),
     tick: &mut dyn FnMut(usize),
-) -> Result<SplitFeatures> {
+) -> Result<Features> {
     let (c, h, w) = input_shape(data);
-    let mut out = SplitFeatures {
-        features: Vec::new(),
+    let mut out = Features {
         flip: flip.then(Vec::new),
         views: vec![Vec::new(); views],
-        labels: Vec::new(),
-        skipped: Vec::new(),
+        ..Features::default()
     };
-    let all: Vec<usize> = (0..data.len()).collect();
+    let spec = LoadSpec {
+        data,
+        norm: &plan.source.normalize,
+        pad: plan.source.crop_padding,
+        views,
+        seed: plan.seed,
+        skip_bad: plan.skip_bad,
+    };
     let mut done = 0;
-    for rows in all.chunks(plan.batch_size) {
-        let mut kept = Vec::with_capacity(rows.len());
-        let mut buf = Vec::with_capacity(rows.len() * c * h * w);
-        for (i, res) in batch_input(data, rows, &src.normalize, src.crop_padding, None) {
-            match res {
-                Ok(v) => {
-                    buf.extend(v);
-                    kept.push(i);
-                }
-                Err(e) if plan.skip_bad => out.skipped.push(e.to_string()),
-                Err(e) => return Err(e),
-            }
-        }
-        if !kept.is_empty() {
-            let x = Tensor::from_vec(buf, (kept.len(), c, h, w), &plan.device)?;
+    let batches = batches(first, len, plan.batch_size);
+    for_each_batch(&spec, &batches, plan.workers, |l| {
+        done += l.kept.len() + l.skipped.len();
+        out.skipped.extend(l.skipped);
+        let k = l.kept.len();
+        if k > 0 {
+            let x = Tensor::from_vec(l.test, (k, c, h, w), &plan.device)?;
             out.features.extend(to_rows(&model.features(&x)?)?);
             if let Some(ff) = out.flip.as_mut() {
                 ff.extend(to_rows(&model.features(&flip_lr(&x)?)?)?);
             }
-            for v in 0..views {
-                let mut vb = Vec::with_capacity(kept.len() * c * h * w);
-                for (_, res) in batch_input(
-                    data,
-                    &kept,
-                    &src.normalize,
-                    src.crop_padding,
-                    Some((v, plan.seed)),
-                ) {
-                    vb.extend(res?);
-                }
-                let x = Tensor::from_vec(vb, (kept.len(), c, h, w), &plan.device)?;
+            for (v, vb) in l.views.into_iter().enumerate() {
+                let x = Tensor::from_vec(vb, (k, c, h, w), &plan.device)?;
                 out.views[v].extend(to_rows(&model.features(&x)?)?);
             }
-            out.labels.extend(kept.iter().map(|&i| data.labels[i]));
+            out.labels.extend(l.kept.iter().map(|&i| data.labels[i]));
         }
-        done += rows.len();
         tick(done);
-    }
+        Ok(())
+    })?;
     Ok(out)
-}
-
-/// `train_views.safetensors`: `view{v}` [N, D] per augmented view, and `labels` [N] (i64).
-fn write_views(
-    path: &std::path::Path,
-    dim: usize,
-    views: &[Vec<f32>],
-    labels: &[u32],
-    dtype: FeatureDtype,
-) -> Result<()> {
-    let n = labels.len();
-    let dt = match dtype {
-        FeatureDtype::F32 => DType::F32,
-        FeatureDtype::F16 => DType::F16,
-    };
-    let mut t = HashMap::new();
-    for (v, f) in views.iter().enumerate() {
-        t.insert(
-            format!("view{v}"),
-            Tensor::from_slice(f, (n, dim), &Device::Cpu)?.to_dtype(dt)?,
-        );
-    }
-    t.insert(
-        "labels".to_string(),
-        Tensor::from_vec(
-            labels.iter().map(|&l| l as i64).collect::<Vec<_>>(),
-            n,
-            &Device::Cpu,
-        )?,
-    );
-    candle_core::safetensors::save(&t, path)?;
-    Ok(())
 }
 
 /// One extraction per bank folder: a lock on `.<name>.lock` beside it, held until the bank is
 /// written (a second `extract` on the same `--out` stops at once, naming the holder's pid).
-fn lock_output(out: &std::path::Path) -> Result<bank::lock::FolderLock> {
+pub(crate) fn lock_output(out: &std::path::Path) -> Result<bank::lock::FolderLock> {
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),

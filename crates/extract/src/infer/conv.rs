@@ -9,6 +9,9 @@
 use candle_core::{Result, Tensor};
 use candle_nn::{BatchNorm, Conv2d};
 
+/// Input channels from which a 3×3 stride-1 convolution runs as Winograd F(2×2, 3×3).
+const WINOGRAD_MIN_CIN: usize = 16;
+
 /// What follows the convolution's affine output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Act {
@@ -28,6 +31,8 @@ pub struct FoldedConv {
     /// [cout, cin/groups·k·k], row-major.
     weight: Vec<f32>,
     bias: Vec<f32>,
+    /// Winograd-transformed weights ([`super::winograd`]) of a 3×3 stride-1 convolution.
+    wino: Option<Vec<f32>>,
 }
 
 fn vec1(t: &Tensor) -> Result<Vec<f32>> {
@@ -67,6 +72,10 @@ impl FoldedConv {
             }
             bias[o] = (beta[o] as f64 - mean[o] as f64 * s) as f32;
         }
+        // Winograd where it pays: 3×3, stride 1, padding 1, dense, and enough input channels
+        // for its 16 GEMMs to be worth their call (not a 3-channel stem)
+        let wino = (k == 3 && stride == 1 && pad == 1 && groups == 1 && cin >= WINOGRAD_MIN_CIN)
+            .then(|| super::winograd::transform_weights(&weight, cout, cin));
         Ok(FoldedConv {
             cin,
             cout,
@@ -76,7 +85,14 @@ impl FoldedConv {
             groups,
             weight,
             bias,
+            wino,
         })
+    }
+
+    /// The same convolution computed as im2col + one GEMM only (no Winograd).
+    pub fn im2col_only(mut self) -> FoldedConv {
+        self.wino = None;
+        self
     }
 
     /// The output size of an `h`×`w` input.
@@ -101,6 +117,26 @@ impl FoldedConv {
         residual: Option<&[f32]>,
         act: Act,
     ) -> (usize, usize) {
+        if let Some(u) = &self.wino {
+            let shape = super::winograd::Shape {
+                cin: self.cin,
+                cout: self.cout,
+                imgs,
+                h,
+                w,
+            };
+            super::winograd::forward(
+                &shape,
+                u,
+                &self.bias,
+                x,
+                out,
+                col,
+                residual,
+                act == Act::Relu,
+            );
+            return (h, w);
+        }
         let (oh, ow) = self.out_size(h, w);
         let n = imgs * oh * ow;
         let kk = self.cin * self.k * self.k;

@@ -13,6 +13,7 @@
 pub mod conv;
 pub mod resnet;
 pub mod small_cnn;
+pub mod winograd;
 
 use crate::backbones::Backbone;
 use crate::backbones::blocks::Downsample;
