@@ -164,6 +164,23 @@ fn fmnist(d: &Path) {
     }
 }
 
+/// `extract` of the tiny Fashion-MNIST set as shard `shard` into `<d>/p` (the part
+/// `<d>/p.shard-<i>-of-<n>`), with `extra` arguments.
+fn shard_part(d: &Path, shard: &str, extra: &[&str]) {
+    let args: Vec<String> = FMNIST
+        .iter()
+        .map(|a| subst(a, d))
+        .chain(["--shard", shard, "--out", "p", "--quiet"].map(String::from))
+        .chain(extra.iter().map(|s| s.to_string()))
+        .collect();
+    let o = Command::new(extract_bin())
+        .args(&args)
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 /// The small-cnn state_dict (no classifier), with `edit` applied to the (key, shape) list.
 fn small_cnn_ckpt(path: &Path, edit: impl FnOnce(&mut Vec<(String, Vec<usize>)>)) {
     small_cnn_ckpt_values(path, edit, |_| false)
@@ -231,6 +248,8 @@ enum Bin {
     Retrain,
     /// `extract --quiet --out <d>/bankout` plus the case's args.
     Extract,
+    /// `extract merge` plus the case's args plus `--out <d>/bankout`.
+    ExtractMerge,
 }
 
 const RETRAIN_BANK: &[&str] = &[
@@ -1225,6 +1244,70 @@ fn cases() -> Vec<Case> {
             E(&["ck.safetensors", "`conv2.weight`", "zero-size"]),
         ),
         case(
+            "extract_shard_out_of_range",
+            Extract,
+            fmnist,
+            &cat(FMNIST, &["--shard", "3/3"]),
+            E(&["--shard", "3/3", "below the count"]),
+        ),
+        case(
+            "extract_shard_with_stage1",
+            Extract,
+            fmnist,
+            &cat(FMNIST, &["--shard", "0/2", "--stage1"]),
+            E(&["--shard", "--stage1"]),
+        ),
+        case(
+            "extract_merge_parts_of_different_runs",
+            ExtractMerge,
+            |d| {
+                fmnist(d);
+                shard_part(d, "0/2", &[]);
+                shard_part(d, "1/2", &["--views", "1"]);
+            },
+            &["{d}/p.shard-0-of-2", "{d}/p.shard-1-of-2"],
+            E(&[
+                "p.shard-1-of-2",
+                "`views` is 1 there but 0",
+                "different runs",
+            ]),
+        ),
+        case(
+            "extract_merge_missing_part",
+            ExtractMerge,
+            |d| {
+                fmnist(d);
+                shard_part(d, "0/3", &[]);
+                shard_part(d, "2/3", &[]);
+            },
+            &["{d}/p.shard-0-of-3", "{d}/p.shard-2-of-3"],
+            E(&["part 1 of 3 is missing"]),
+        ),
+        case(
+            "extract_merge_unfinished_part",
+            ExtractMerge,
+            |d| {
+                fmnist(d);
+                shard_part(d, "0/2", &[]);
+                std::fs::create_dir_all(d.join("p.shard-1-of-2.partial")).unwrap();
+            },
+            &["{d}/p.shard-0-of-2", "{d}/p.shard-1-of-2.partial"],
+            E(&["p.shard-1-of-2.partial", "not a finished part", "--resume"]),
+        ),
+        case(
+            "extract_resume_with_changed_arguments",
+            Extract,
+            |d| {
+                fmnist(d);
+                // an interrupted extraction of <d>/bankout: a part's chunks and run.json where
+                // a killed one-shot run leaves them
+                shard_part(d, "0/2", &[]);
+                std::fs::rename(d.join("p.shard-0-of-2"), d.join("bankout.partial")).unwrap();
+            },
+            &cat(FMNIST, &["--resume", "--batch-size", "3"]),
+            E(&["bankout.partial/run.json", "`batch_size` was 64, now 3"]),
+        ),
+        case(
             "extract_ckpt_unexpected_key",
             Extract,
             |d| {
@@ -1559,6 +1642,10 @@ fn command_line(c: &Case, d: &Path) -> (PathBuf, Vec<String>) {
             ]);
             extract_bin().to_path_buf()
         }
+        Bin::ExtractMerge => {
+            args.push("merge".to_string());
+            extract_bin().to_path_buf()
+        }
     };
     // later flags override earlier ones for retrain's Option flags only when given once:
     // drop a default flag the case sets itself
@@ -1576,6 +1663,9 @@ fn command_line(c: &Case, d: &Path) -> (PathBuf, Vec<String>) {
         }
     }
     args.extend(own);
+    if c.bin == Bin::ExtractMerge {
+        args.extend(["--out".to_string(), subst("{d}/bankout", d)]);
+    }
     (bin, args)
 }
 
@@ -1584,6 +1674,12 @@ fn check(c: &Case) -> Result<(), String> {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
     (c.setup)(d);
+    // what the setup made is not output of the run (an interrupted extraction's partial)
+    let before: Vec<PathBuf> = ["bankout", "bankout.partial"]
+        .iter()
+        .map(|p| d.join(p))
+        .filter(|p| p.exists())
+        .collect();
     let (bin, args) = command_line(c, d);
     let o: Output = Command::new(&bin)
         .args(&args)
@@ -1611,7 +1707,7 @@ fn check(c: &Case) -> Result<(), String> {
                 problems.push("expected success".into());
             }
             let made = match c.bin {
-                Bin::Extract => d.join("bankout/train.safetensors"),
+                Bin::Extract | Bin::ExtractMerge => d.join("bankout/train.safetensors"),
                 _ => d.join("out/table1.csv"),
             };
             if o.status.success() && !made.exists() {
@@ -1633,7 +1729,7 @@ fn check(c: &Case) -> Result<(), String> {
                 }
             }
             let left: Vec<PathBuf> = match c.bin {
-                Bin::Extract => vec![
+                Bin::Extract | Bin::ExtractMerge => vec![
                     d.join("bankout"),
                     d.join("bankout.partial"),
                     d.join("features"),
@@ -1644,7 +1740,7 @@ fn check(c: &Case) -> Result<(), String> {
                     .collect(),
             };
             for p in left {
-                if p.exists() {
+                if p.exists() && !before.contains(&p) {
                     problems.push(format!("left behind: {}", p.display()));
                 }
             }
