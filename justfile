@@ -93,6 +93,13 @@ build-cuda:
 gpu-check:
     bash crates/retrain/scripts/gpu-check.sh
 
+# The bank writer at iNaturalist scale (437 513 + 24 426 rows x 2048, f16) from chunks, with its
+# peak memory
+bench-assemble OUT="/tmp/ltbench-assemble":
+    cargo build -q -p extract --example assemble_scale
+    /usr/bin/time -f "peak RSS %M kB, %e s wall" ${CARGO_TARGET_DIR:-target}/debug/examples/assemble_scale --out {{OUT}}
+    rm -rf {{OUT}}
+
 # The GPU check's dry run on the CPU (tiny sizes, ~2 min on 2 cores) with this checkout's dev
 # binaries; PYTHON=... for a torch venv
 gpu-check-dry:
