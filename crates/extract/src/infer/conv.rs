@@ -12,6 +12,10 @@ use candle_nn::{BatchNorm, Conv2d};
 /// Input channels from which a 3×3 stride-1 convolution runs as Winograd F(2×2, 3×3).
 const WINOGRAD_MIN_CIN: usize = 16;
 
+/// Map side from which Winograd runs as F(4×4, 3×3) (fewer multiplications, but a quarter of
+/// F(2×2, 3×3)'s tiles per GEMM: below, the GEMMs get too thin).
+const WINOGRAD4_MIN_SIDE: usize = 16;
+
 /// What follows the convolution's affine output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Act {
@@ -33,6 +37,10 @@ pub struct FoldedConv {
     bias: Vec<f32>,
     /// Winograd-transformed weights ([`super::winograd`]) of a 3×3 stride-1 convolution.
     wino: Option<Vec<f32>>,
+    /// Its F(4×4, 3×3) weights ([`super::winograd4`]), made on first use on a map wide
+    /// enough (most of a CIFAR ResNet-34's weights are in its last stage, whose 4×4 maps
+    /// never use them).
+    wino4: std::sync::Arc<std::sync::OnceLock<Vec<f32>>>,
 }
 
 fn vec1(t: &Tensor) -> Result<Vec<f32>> {
@@ -86,6 +94,7 @@ impl FoldedConv {
             weight,
             bias,
             wino,
+            wino4: Default::default(),
         })
     }
 
@@ -117,7 +126,7 @@ impl FoldedConv {
         residual: Option<&[f32]>,
         act: Act,
     ) -> (usize, usize) {
-        if let Some(u) = &self.wino {
+        if let Some(u2) = &self.wino {
             let shape = super::winograd::Shape {
                 cin: self.cin,
                 cout: self.cout,
@@ -125,6 +134,23 @@ impl FoldedConv {
                 h,
                 w,
             };
+            if h.min(w) >= WINOGRAD4_MIN_SIDE {
+                let u = self.wino4.get_or_init(|| {
+                    super::winograd4::transform_weights(&self.weight, self.cout, self.cin)
+                });
+                super::winograd4::forward(
+                    &shape,
+                    u,
+                    &self.bias,
+                    x,
+                    out,
+                    col,
+                    residual,
+                    act == Act::Relu,
+                );
+                return (h, w);
+            }
+            let u = u2;
             super::winograd::forward(
                 &shape,
                 u,

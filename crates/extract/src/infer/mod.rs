@@ -14,6 +14,7 @@ pub mod conv;
 pub mod resnet;
 pub mod small_cnn;
 pub mod winograd;
+pub mod winograd4;
 
 use crate::backbones::Backbone;
 use crate::backbones::blocks::Downsample;

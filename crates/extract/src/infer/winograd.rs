@@ -99,33 +99,7 @@ pub fn forward(
             t,
             v,
         });
-        for xi in 0..16 {
-            // SAFETY: dst M[ξ] [cout, t], lhs U[ξ] [cout, cin], rhs V[ξ] [cin, t]: row-major,
-            // in bounds of `m`, `u` and `v` (16 of each).
-            unsafe {
-                gemm::gemm(
-                    s.cout,
-                    t,
-                    s.cin,
-                    m.as_mut_ptr().add(xi * s.cout * t),
-                    1,
-                    t as isize,
-                    false,
-                    u.as_ptr().add(xi * s.cout * s.cin),
-                    1,
-                    s.cin as isize,
-                    v.as_ptr().add(xi * s.cin * t),
-                    1,
-                    t as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
-        }
+        gemms(16, s.cout, s.cin, t, u, v, m);
         let job = OutJob {
             s,
             m: &m[..16 * s.cout * t],
@@ -172,6 +146,46 @@ impl pulp::WithSimd for OutRun<'_, '_> {
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _: S) {
         output_transform(self.job, self.y, self.out)
+    }
+}
+
+/// `M[ξ] = U[ξ] · V[ξ]` for ξ < `n`: [cout × cin] · [cin × t], row-major, one thread each.
+pub(super) fn gemms(
+    n: usize,
+    cout: usize,
+    cin: usize,
+    t: usize,
+    u: &[f32],
+    v: &[f32],
+    m: &mut [f32],
+) {
+    assert!(u.len() >= n * cout * cin && v.len() >= n * cin * t && m.len() >= n * cout * t);
+    for xi in 0..n {
+        // SAFETY: dst M[ξ] [cout, t], lhs U[ξ] [cout, cin], rhs V[ξ] [cin, t]: row-major and
+        // in bounds of `m`, `u` and `v` (asserted above).
+        unsafe {
+            gemm::gemm(
+                cout,
+                t,
+                cin,
+                m.as_mut_ptr().add(xi * cout * t),
+                1,
+                t as isize,
+                false,
+                u.as_ptr().add(xi * cout * cin),
+                1,
+                cin as isize,
+                v.as_ptr().add(xi * cin * t),
+                1,
+                t as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
     }
 }
 

@@ -1273,6 +1273,18 @@ fn cases() -> Vec<Case> {
             ]),
         ),
         case(
+            "extract_merge_parts_with_different_checkpoints",
+            ExtractMerge,
+            |d| {
+                fmnist(d);
+                small_cnn_ckpt(&d.join("ck.safetensors"), |_| {});
+                shard_part(d, "0/2", &[]);
+                shard_part(d, "1/2", &["--checkpoint", "ck.safetensors"]);
+            },
+            &["{d}/p.shard-0-of-2", "{d}/p.shard-1-of-2"],
+            E(&["p.shard-1-of-2", "`weights`", "different runs"]),
+        ),
+        case(
             "extract_merge_missing_part",
             ExtractMerge,
             |d| {

@@ -1,0 +1,302 @@
+//! 3×3 stride-1 convolutions (padding 1) as Winograd F(4×4, 3×3) (Lavin & Gray, 2016), for
+//! the larger maps: each 4×4 output tile comes from a 6×6 input patch, so the convolution is
+//! 36 GEMMs of [cout × cin] · [cin × tiles] — 36 multiplications per tile and channel pair
+//! for 16 outputs, 4× fewer than im2col (F(2×2, 3×3): 2.25×) — and V holds 2.25 values per
+//! output instead of 4. Its transforms have larger constants (points 0, ±1, ±2), so it is
+//! used where the maps are at least [`super::conv`]'s threshold wide; the small maps of a
+//! network's last stages stay on F(2×2, 3×3), whose GEMMs have four times the tiles.
+//!
+//! Layout as the rest of the inference path: images `[C, G, H, W]`; the tiles of a chunk are
+//! numbered image by image, tile row by tile row.
+
+use super::winograd::{Shape, gemms};
+
+const BT: [[f32; 6]; 6] = [
+    [4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
+    [0.0, -4.0, -4.0, 1.0, 1.0, 0.0],
+    [0.0, 4.0, -4.0, -1.0, 1.0, 0.0],
+    [0.0, -2.0, -1.0, 2.0, 1.0, 0.0],
+    [0.0, 2.0, -1.0, -2.0, 1.0, 0.0],
+    [0.0, 4.0, 0.0, -5.0, 0.0, 1.0],
+];
+
+const G: [[f64; 3]; 6] = [
+    [1.0 / 4.0, 0.0, 0.0],
+    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+    [0.0, 0.0, 1.0],
+];
+
+const AT: [[f32; 6]; 4] = [
+    [1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
+    [0.0, 1.0, -1.0, 2.0, -2.0, 0.0],
+    [0.0, 1.0, 1.0, 4.0, 4.0, 0.0],
+    [0.0, 1.0, -1.0, 8.0, -8.0, 1.0],
+];
+
+/// Tiles per chunk of images (V and M of a chunk stay in cache).
+const TILES_PER_CHUNK: usize = 128;
+
+/// Lanes of the output transform's blocks.
+const L: usize = 16;
+
+/// The transformed weights of a folded 3×3 convolution: `[36][cout][cin]`, U = G g Gᵀ in f64.
+pub fn transform_weights(weight: &[f32], cout: usize, cin: usize) -> Vec<f32> {
+    let mut u = vec![0f32; 36 * cout * cin];
+    for o in 0..cout {
+        for i in 0..cin {
+            let g = &weight[(o * cin + i) * 9..][..9];
+            let mut gg = [[0f64; 3]; 6];
+            for (r, row) in G.iter().enumerate() {
+                for c in 0..3 {
+                    gg[r][c] = (0..3).map(|k| row[k] * g[k * 3 + c] as f64).sum();
+                }
+            }
+            for r in 0..6 {
+                for (c, col) in G.iter().enumerate() {
+                    let v: f64 = (0..3).map(|k| gg[r][k] * col[k]).sum();
+                    u[((r * 6 + c) * cout + o) * cin + i] = v as f32;
+                }
+            }
+        }
+    }
+    u
+}
+
+fn tiles(s: &Shape) -> (usize, usize) {
+    (s.h.div_ceil(4), s.w.div_ceil(4))
+}
+
+/// `out` [cout, imgs, h, w] = act(conv3×3(x) + bias (+ residual)); as
+/// [`super::winograd::forward`] with 6×6 patches.
+#[allow(clippy::too_many_arguments)]
+pub fn forward(
+    s: &Shape,
+    u: &[f32],
+    bias: &[f32],
+    x: &[f32],
+    out: &mut Vec<f32>,
+    scratch: &mut Vec<f32>,
+    residual: Option<&[f32]>,
+    relu: bool,
+) {
+    let (th, tw) = tiles(s);
+    let per_img = th * tw;
+    let step = (TILES_PER_CHUNK / per_img).clamp(1, s.imgs);
+    out.resize(s.cout * s.imgs * s.h * s.w, 0.0);
+    let t_max = (step * per_img).next_multiple_of(L);
+    scratch.resize(36 * (s.cin + s.cout) * t_max + 16 * t_max, 0.0);
+    let (v, rest) = scratch.split_at_mut(36 * s.cin * t_max);
+    let (m, y) = rest.split_at_mut(36 * s.cout * t_max);
+    let arch = pulp::Arch::new();
+    for i0 in (0..s.imgs).step_by(step) {
+        let imgs = i0..(i0 + step).min(s.imgs);
+        let t = (imgs.len() * per_img).next_multiple_of(L);
+        let v = &mut v[..36 * s.cin * t];
+        arch.dispatch(Input {
+            s,
+            x,
+            imgs: imgs.clone(),
+            t,
+            v,
+        });
+        gemms(36, s.cout, s.cin, t, u, v, m);
+        arch.dispatch(Output {
+            s,
+            m: &m[..36 * s.cout * t],
+            t,
+            imgs,
+            bias,
+            residual,
+            relu,
+            y: &mut y[..16 * t],
+            out,
+        });
+    }
+}
+
+struct Input<'a> {
+    s: &'a Shape,
+    x: &'a [f32],
+    imgs: std::ops::Range<usize>,
+    t: usize,
+    v: &'a mut [f32],
+}
+
+impl pulp::WithSimd for Input<'_> {
+    type Output = ();
+    /// V[ξ][c][tile] = (Bᵀ d B)[ξ] of each 6×6 patch d (rows and columns 4·t − 1 .. 4·t + 4,
+    /// zero outside the image): Bᵀ d down the columns of a tile row's six padded input rows
+    /// (whole-row vector operations), then across each tile's six columns.
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let Input { s, x, imgs, t, v } = self;
+        let (th, tw) = tiles(s);
+        let (h, w) = (s.h, s.w);
+        let pw = 4 * tw + 2;
+        let used = imgs.len() * th * tw;
+        let mut rows = vec![vec![0f32; pw]; 6];
+        let mut cols = vec![vec![0f32; pw]; 6];
+        for c in 0..s.cin {
+            let mut vc: Vec<&mut [f32]> = v.chunks_exact_mut(t).skip(c).step_by(s.cin).collect();
+            for p in vc.iter_mut() {
+                p[used..].fill(0.0);
+            }
+            for (ii, img) in imgs.clone().enumerate() {
+                let plane = &x[(c * s.imgs + img) * h * w..][..h * w];
+                for ty in 0..th {
+                    for (r, row) in rows.iter_mut().enumerate() {
+                        let iy = (4 * ty + r) as isize - 1;
+                        row.fill(0.0);
+                        if iy >= 0 && iy < h as isize {
+                            row[1..1 + w].copy_from_slice(&plane[iy as usize * w..][..w]);
+                        }
+                    }
+                    for (xi, col) in cols.iter_mut().enumerate() {
+                        let b = &BT[xi];
+                        let col = &mut col[..pw];
+                        col.fill(0.0);
+                        for (k, row) in rows.iter().enumerate() {
+                            if b[k] != 0.0 {
+                                let (bk, row) = (b[k], &row[..pw]);
+                                for j in 0..pw {
+                                    col[j] += bk * row[j];
+                                }
+                            }
+                        }
+                    }
+                    let k0 = (ii * th + ty) * tw;
+                    for (r, col) in cols.iter().enumerate() {
+                        for tx in 0..tw {
+                            let q = &col[4 * tx..4 * tx + 6];
+                            let (q0, q1, q2, q3, q4, q5) = (q[0], q[1], q[2], q[3], q[4], q[5]);
+                            let o = [
+                                4.0 * q0 - 5.0 * q2 + q4,
+                                -4.0 * (q1 + q2) + q3 + q4,
+                                4.0 * (q1 - q2) - q3 + q4,
+                                -2.0 * q1 - q2 + 2.0 * q3 + q4,
+                                2.0 * q1 - q2 - 2.0 * q3 + q4,
+                                4.0 * q1 - 5.0 * q3 + q5,
+                            ];
+                            for (cc, val) in o.into_iter().enumerate() {
+                                vc[r * 6 + cc][k0 + tx] = val;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct Output<'a> {
+    s: &'a Shape,
+    m: &'a [f32],
+    t: usize,
+    imgs: std::ops::Range<usize>,
+    bias: &'a [f32],
+    residual: Option<&'a [f32]>,
+    relu: bool,
+    y: &'a mut [f32],
+    out: &'a mut [f32],
+}
+
+impl pulp::WithSimd for Output<'_> {
+    type Output = ();
+    /// out = act(Aᵀ M A + bias (+ residual)): the 16 outputs of every tile in blocks of L
+    /// tiles (`y`: 16 × t), then placed row by row; outputs past the edge are dropped.
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let Output {
+            s,
+            m,
+            t,
+            imgs,
+            bias,
+            residual,
+            relu,
+            y,
+            out,
+        } = self;
+        let (th, tw) = tiles(s);
+        let (h, w) = (s.h, s.w);
+        let mut row = vec![0f32; 4 * tw];
+        for o in 0..s.cout {
+            for kb in (0..t).step_by(L) {
+                let g: [&[f32; L]; 36] = std::array::from_fn(|xi| {
+                    m[(xi * s.cout + o) * t + kb..][..L]
+                        .try_into()
+                        .expect("a block")
+                });
+                // per output row i: s[c] = Σ_r Aᵀ[i][r] m[r][c] (six vectors, in registers),
+                // then y[i][j] = Σ_c Aᵀ[j][c] s[c]
+                for (i, ai) in AT.iter().enumerate() {
+                    let mut sv = [[0f32; L]; 6];
+                    for (c, sc) in sv.iter_mut().enumerate() {
+                        for l in 0..L {
+                            let mut acc = 0f32;
+                            for r in 0..6 {
+                                acc += ai[r] * g[r * 6 + c][l];
+                            }
+                            sc[l] = acc;
+                        }
+                    }
+                    for (j, aj) in AT.iter().enumerate() {
+                        let d: &mut [f32; L] = (&mut y[(i * 4 + j) * t + kb..][..L])
+                            .try_into()
+                            .expect("a block");
+                        for l in 0..L {
+                            let mut acc = 0f32;
+                            for c in 0..6 {
+                                acc += aj[c] * sv[c][l];
+                            }
+                            d[l] = acc;
+                        }
+                    }
+                }
+            }
+            let b = bias[o];
+            for (ii, img) in imgs.clone().enumerate() {
+                let plane = (o * s.imgs + img) * h * w;
+                for ty in 0..th {
+                    let k0 = (ii * th + ty) * tw;
+                    for i in 0..4 {
+                        let oy = 4 * ty + i;
+                        if oy >= h {
+                            break;
+                        }
+                        for j in 0..4 {
+                            let yj = &y[(i * 4 + j) * t + k0..][..tw];
+                            for (tx, v) in yj.iter().enumerate() {
+                                row[4 * tx + j] = v + b;
+                            }
+                        }
+                        let at = plane + oy * w;
+                        let dst = &mut out[at..at + w];
+                        let src = &row[..w];
+                        match (residual, relu) {
+                            (Some(res), true) => {
+                                for ((d, a), r) in dst.iter_mut().zip(src).zip(&res[at..at + w]) {
+                                    *d = (a + r).max(0.0);
+                                }
+                            }
+                            (Some(res), false) => {
+                                for ((d, a), r) in dst.iter_mut().zip(src).zip(&res[at..at + w]) {
+                                    *d = a + r;
+                                }
+                            }
+                            (None, true) => {
+                                for (d, a) in dst.iter_mut().zip(src) {
+                                    *d = a.max(0.0);
+                                }
+                            }
+                            (None, false) => dst.copy_from_slice(src),
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
