@@ -193,30 +193,19 @@ impl Drop for BankDir {
 impl BankDir {
     /// Start a bank at `dir`. An existing `dir` is replaced only when `overwrite` is set.
     pub fn create(dir: &Path, overwrite: bool) -> Result<BankDir> {
-        if dir.exists() && !overwrite {
-            return Err(BankError::Invalid {
-                path: dir.into(),
-                msg: "already exists (pass --overwrite to replace it)".into(),
-            });
-        }
-        let partial = partial_path(dir);
-        let _ = std::fs::remove_dir_all(&partial);
-        std::fs::create_dir_all(&partial).map_err(|source| BankError::Write {
-            path: partial.clone(),
-            err: source,
-        })?;
-        Ok(BankDir {
-            target: dir.into(),
-            partial,
-            finished: false,
-            keep: false,
-        })
+        BankDir::open(dir, overwrite, false)
     }
 
     /// Continue the bank at `dir` in the `<dir>.partial/` an interrupted writer left (created
     /// empty when there is none). The folder is kept when this is dropped unfinished, so an
     /// error or a second interruption loses nothing of what was written.
     pub fn resume(dir: &Path, overwrite: bool) -> Result<BankDir> {
+        BankDir::open(dir, overwrite, true)
+    }
+
+    /// `<dir>.partial` made ready: emptied first unless `keep` (which also keeps it when
+    /// dropped unfinished).
+    fn open(dir: &Path, overwrite: bool, keep: bool) -> Result<BankDir> {
         if dir.exists() && !overwrite {
             return Err(BankError::Invalid {
                 path: dir.into(),
@@ -224,6 +213,9 @@ impl BankDir {
             });
         }
         let partial = partial_path(dir);
+        if !keep {
+            let _ = std::fs::remove_dir_all(&partial);
+        }
         std::fs::create_dir_all(&partial).map_err(|source| BankError::Write {
             path: partial.clone(),
             err: source,
@@ -232,18 +224,13 @@ impl BankDir {
             target: dir.into(),
             partial,
             finished: false,
-            keep: true,
+            keep,
         })
     }
 
     /// The folder being assembled (`<dir>.partial`).
     pub fn partial(&self) -> &Path {
         &self.partial
-    }
-
-    /// From now on, remove `<dir>.partial` if dropped unfinished (or keep it).
-    pub fn keep_on_drop(&mut self, keep: bool) {
-        self.keep = keep;
     }
 
     /// Path of `file` inside the folder being assembled.

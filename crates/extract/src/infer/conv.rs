@@ -134,24 +134,25 @@ impl FoldedConv {
                 h,
                 w,
             };
-            if h.min(w) >= WINOGRAD4_MIN_SIDE {
-                let u = self.wino4.get_or_init(|| {
+            type Forward = fn(
+                &super::winograd::Shape,
+                &[f32],
+                &[f32],
+                &[f32],
+                &mut Vec<f32>,
+                &mut Vec<f32>,
+                Option<&[f32]>,
+                bool,
+            );
+            let (u, forward): (&[f32], Forward) = if h.min(w) >= WINOGRAD4_MIN_SIDE {
+                let u4 = self.wino4.get_or_init(|| {
                     super::winograd4::transform_weights(&self.weight, self.cout, self.cin)
                 });
-                super::winograd4::forward(
-                    &shape,
-                    u,
-                    &self.bias,
-                    x,
-                    out,
-                    col,
-                    residual,
-                    act == Act::Relu,
-                );
-                return (h, w);
-            }
-            let u = u2;
-            super::winograd::forward(
+                (u4, super::winograd4::forward)
+            } else {
+                (u2, super::winograd::forward)
+            };
+            forward(
                 &shape,
                 u,
                 &self.bias,

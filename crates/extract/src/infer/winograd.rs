@@ -149,6 +149,29 @@ impl pulp::WithSimd for OutRun<'_, '_> {
     }
 }
 
+/// `dst = act(src (+ res))`: the last pass of an output transform, over one output row.
+#[inline(always)]
+pub(super) fn epilogue(dst: &mut [f32], src: &[f32], res: Option<&[f32]>, relu: bool) {
+    match (res, relu) {
+        (Some(res), true) => {
+            for ((d, a), r) in dst.iter_mut().zip(src).zip(res) {
+                *d = (a + r).max(0.0);
+            }
+        }
+        (Some(res), false) => {
+            for ((d, a), r) in dst.iter_mut().zip(src).zip(res) {
+                *d = a + r;
+            }
+        }
+        (None, true) => {
+            for (d, a) in dst.iter_mut().zip(src) {
+                *d = a.max(0.0);
+            }
+        }
+        (None, false) => dst.copy_from_slice(src),
+    }
+}
+
 /// `M[ξ] = U[ξ] · V[ξ]` for ξ < `n`: [cout × cin] · [cin × t], row-major, one thread each.
 pub(super) fn gemms(
     n: usize,
@@ -348,24 +371,7 @@ fn output_transform(job: &OutJob, y: &mut [f32], out: &mut [f32]) {
                     let at = plane + oy * w;
                     let dst = &mut out[at..at + w];
                     let src = &row[..w];
-                    match (residual, relu) {
-                        (Some(res), true) => {
-                            for ((d, a), r) in dst.iter_mut().zip(src).zip(&res[at..at + w]) {
-                                *d = (a + r).max(0.0);
-                            }
-                        }
-                        (Some(res), false) => {
-                            for ((d, a), r) in dst.iter_mut().zip(src).zip(&res[at..at + w]) {
-                                *d = a + r;
-                            }
-                        }
-                        (None, true) => {
-                            for (d, a) in dst.iter_mut().zip(src) {
-                                *d = a.max(0.0);
-                            }
-                        }
-                        (None, false) => dst.copy_from_slice(src),
-                    }
+                    epilogue(dst, src, residual.map(|r| &r[at..at + w]), relu);
                 }
             }
         }

@@ -9,7 +9,7 @@
 //! Layout as the rest of the inference path: images `[C, G, H, W]`; the tiles of a chunk are
 //! numbered image by image, tile row by tile row.
 
-use super::winograd::{Shape, gemms};
+use super::winograd::{Shape, epilogue, gemms};
 
 const BT: [[f32; 6]; 6] = [
     [4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
@@ -276,24 +276,7 @@ impl pulp::WithSimd for Output<'_> {
                         let at = plane + oy * w;
                         let dst = &mut out[at..at + w];
                         let src = &row[..w];
-                        match (residual, relu) {
-                            (Some(res), true) => {
-                                for ((d, a), r) in dst.iter_mut().zip(src).zip(&res[at..at + w]) {
-                                    *d = (a + r).max(0.0);
-                                }
-                            }
-                            (Some(res), false) => {
-                                for ((d, a), r) in dst.iter_mut().zip(src).zip(&res[at..at + w]) {
-                                    *d = a + r;
-                                }
-                            }
-                            (None, true) => {
-                                for (d, a) in dst.iter_mut().zip(src) {
-                                    *d = a.max(0.0);
-                                }
-                            }
-                            (None, false) => dst.copy_from_slice(src),
-                        }
+                        epilogue(dst, src, residual.map(|r| &r[at..at + w]), relu);
                     }
                 }
             }
