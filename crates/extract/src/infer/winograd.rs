@@ -61,7 +61,7 @@ impl Shape {
 const TILES_PER_CHUNK: usize = 256;
 
 /// Lanes of the output transform's blocks (tiles are padded to a multiple).
-const L: usize = 16;
+pub(super) const L: usize = 16;
 
 /// `out` [cout, imgs, h, w] = act(conv3×3(x) + bias (+ residual)), `x` [cin, imgs, h, w];
 /// `u` from [`transform_weights`]; `scratch` holds V and M, reused across calls. The
@@ -79,41 +79,76 @@ pub fn forward(
     relu: bool,
 ) {
     let (th, tw) = s.tiles();
-    let per_img = th * tw;
-    let step = (TILES_PER_CHUNK / per_img).clamp(1, s.imgs);
-    out.resize(s.cout * s.imgs * s.h * s.w, 0.0);
-    let t_max = (step * per_img).next_multiple_of(L);
-    scratch.resize(16 * (s.cin + s.cout) * t_max + 4 * t_max, 0.0);
-    let (v, rest) = scratch.split_at_mut(16 * s.cin * t_max);
-    let (m, y) = rest.split_at_mut(16 * s.cout * t_max);
+    let plan = Chunking {
+        xi: 16,
+        tiles_per_img: th * tw,
+        tiles_per_chunk: TILES_PER_CHUNK,
+        y_planes: 4,
+    };
     let arch = pulp::Arch::new();
+    chunked(
+        s,
+        &plan,
+        u,
+        out,
+        scratch,
+        |imgs, t, v| arch.dispatch(InputJob { s, x, imgs, t, v }),
+        |imgs, t, m, y, out| {
+            let job = OutJob {
+                s,
+                m,
+                t,
+                imgs,
+                bias,
+                residual,
+                relu,
+            };
+            arch.dispatch(OutRun { job: &job, y, out })
+        },
+    );
+}
+
+/// How a Winograd variant cuts a convolution into chunks of images.
+pub(super) struct Chunking {
+    /// Transformed planes (16 for F(2×2, 3×3), 36 for F(4×4, 3×3)).
+    pub xi: usize,
+    pub tiles_per_img: usize,
+    pub tiles_per_chunk: usize,
+    /// Planes of the output transform's scratch.
+    pub y_planes: usize,
+}
+
+/// The convolution chunk by chunk of images: `input(imgs, t, V)` fills V (`xi` planes of
+/// `t` tiles, padded to whole blocks of L with zeros), the GEMMs make M, `output(imgs, t, M,
+/// y, out)` writes the chunk's outputs.
+pub(super) fn chunked(
+    s: &Shape,
+    c: &Chunking,
+    u: &[f32],
+    out: &mut Vec<f32>,
+    scratch: &mut Vec<f32>,
+    input: impl Fn(std::ops::Range<usize>, usize, &mut [f32]),
+    output: impl Fn(std::ops::Range<usize>, usize, &[f32], &mut [f32], &mut [f32]),
+) {
+    let step = (c.tiles_per_chunk / c.tiles_per_img).clamp(1, s.imgs);
+    out.resize(s.cout * s.imgs * s.h * s.w, 0.0);
+    let t_max = (step * c.tiles_per_img).next_multiple_of(L);
+    scratch.resize(c.xi * (s.cin + s.cout) * t_max + c.y_planes * t_max, 0.0);
+    let (v, rest) = scratch.split_at_mut(c.xi * s.cin * t_max);
+    let (m, y) = rest.split_at_mut(c.xi * s.cout * t_max);
     for i0 in (0..s.imgs).step_by(step) {
         let imgs = i0..(i0 + step).min(s.imgs);
-        // tiles padded to whole blocks of L: the padding columns of V are zeros
-        let t = (imgs.len() * per_img).next_multiple_of(L);
-        let v = &mut v[..16 * s.cin * t];
-        arch.dispatch(InputJob {
-            s,
-            x,
-            imgs: imgs.clone(),
-            t,
-            v,
-        });
-        gemms(16, s.cout, s.cin, t, u, v, m);
-        let job = OutJob {
-            s,
-            m: &m[..16 * s.cout * t],
-            t,
+        let t = (imgs.len() * c.tiles_per_img).next_multiple_of(L);
+        let v = &mut v[..c.xi * s.cin * t];
+        input(imgs.clone(), t, v);
+        gemms(c.xi, s.cout, s.cin, t, u, v, m);
+        output(
             imgs,
-            bias,
-            residual,
-            relu,
-        };
-        arch.dispatch(OutRun {
-            job: &job,
-            y: &mut y[..4 * t],
+            t,
+            &m[..c.xi * s.cout * t],
+            &mut y[..c.y_planes * t],
             out,
-        });
+        );
     }
 }
 

@@ -9,7 +9,7 @@
 //! Layout as the rest of the inference path: images `[C, G, H, W]`; the tiles of a chunk are
 //! numbered image by image, tile row by tile row.
 
-use super::winograd::{Shape, epilogue, gemms};
+use super::winograd::{Chunking, Shape, chunked, epilogue};
 
 const BT: [[f32; 6]; 6] = [
     [4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
@@ -40,7 +40,7 @@ const AT: [[f32; 6]; 4] = [
 const TILES_PER_CHUNK: usize = 128;
 
 /// Lanes of the output transform's blocks.
-const L: usize = 16;
+use super::winograd::L;
 
 /// The transformed weights of a folded 3×3 convolution: `[36][cout][cin]`, U = G g Gᵀ in f64.
 pub fn transform_weights(weight: &[f32], cout: usize, cin: usize) -> Vec<f32> {
@@ -83,38 +83,34 @@ pub fn forward(
     relu: bool,
 ) {
     let (th, tw) = tiles(s);
-    let per_img = th * tw;
-    let step = (TILES_PER_CHUNK / per_img).clamp(1, s.imgs);
-    out.resize(s.cout * s.imgs * s.h * s.w, 0.0);
-    let t_max = (step * per_img).next_multiple_of(L);
-    scratch.resize(36 * (s.cin + s.cout) * t_max + 16 * t_max, 0.0);
-    let (v, rest) = scratch.split_at_mut(36 * s.cin * t_max);
-    let (m, y) = rest.split_at_mut(36 * s.cout * t_max);
+    let plan = Chunking {
+        xi: 36,
+        tiles_per_img: th * tw,
+        tiles_per_chunk: TILES_PER_CHUNK,
+        y_planes: 16,
+    };
     let arch = pulp::Arch::new();
-    for i0 in (0..s.imgs).step_by(step) {
-        let imgs = i0..(i0 + step).min(s.imgs);
-        let t = (imgs.len() * per_img).next_multiple_of(L);
-        let v = &mut v[..36 * s.cin * t];
-        arch.dispatch(Input {
-            s,
-            x,
-            imgs: imgs.clone(),
-            t,
-            v,
-        });
-        gemms(36, s.cout, s.cin, t, u, v, m);
-        arch.dispatch(Output {
-            s,
-            m: &m[..36 * s.cout * t],
-            t,
-            imgs,
-            bias,
-            residual,
-            relu,
-            y: &mut y[..16 * t],
-            out,
-        });
-    }
+    chunked(
+        s,
+        &plan,
+        u,
+        out,
+        scratch,
+        |imgs, t, v| arch.dispatch(Input { s, x, imgs, t, v }),
+        |imgs, t, m, y, out| {
+            arch.dispatch(Output {
+                s,
+                m,
+                t,
+                imgs,
+                bias,
+                residual,
+                relu,
+                y,
+                out,
+            })
+        },
+    );
 }
 
 struct Input<'a> {
