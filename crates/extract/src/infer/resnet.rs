@@ -44,6 +44,8 @@ struct Buffers {
     t: [Vec<f32>; 2],
     s: Vec<f32>,
     col: Vec<f32>,
+    /// The activations of all the images of a task, for the small-map blocks.
+    late: Vec<f32>,
 }
 
 /// `x[:, ::2, ::2]` of `c` planes h×w, with `pad` zero planes before and after.
@@ -62,37 +64,33 @@ fn option_a(x: &[f32], c: usize, h: usize, w: usize, pad: usize, out: &mut Vec<f
     }
 }
 
+/// Maps of at most this many pixels (a CIFAR net's 8×8 and 4×4 stages, ResNet-50's 7×7) run
+/// [`LATE_GROUPS`] groups of images at once: their GEMMs have few columns an image, and
+/// more images per GEMM read the (large) weights of the last stage fewer times.
+const SMALL_MAP: usize = 64;
+
+/// Groups of images merged for the small-map blocks.
+const LATE_GROUPS: usize = 8;
+
 impl FastResNet {
-    /// The features of `g` images `x` [g, c, h, w] into `out` [g, dim].
+    /// The output size of block `b` on an `h`×`w` input.
+    fn block_out(b: &Block, h: usize, w: usize) -> (usize, usize) {
+        b.main.iter().fold((h, w), |(h, w), c| c.out_size(h, w))
+    }
+
+    /// Blocks `blocks` on `g` images held in `a` ([ch, g, h, w]); the output replaces `a`.
     #[allow(clippy::too_many_arguments)]
-    fn images(
-        &self,
-        x: &[f32],
+    fn run_blocks(
+        blocks: &[Block],
         g: usize,
-        c: usize,
-        h: usize,
-        w: usize,
-        out: &mut [f32],
-        buf: &mut Buffers,
-    ) {
-        let Buffers {
-            x: xg,
-            a,
-            t,
-            s,
-            col,
-        } = buf;
-        to_group(x, g, c, h * w, xg);
-        let (mut h, mut w) = self
-            .stem
-            .forward(xg, g, h, w, &mut t[0], col, None, Act::Relu);
-        let mut ch = self.stem.cout;
-        if self.stem_pool {
-            (h, w) = max_pool3x3s2(&t[0], ch * g, h, w, a);
-        } else {
-            std::mem::swap(a, &mut t[0]);
-        }
-        for b in &self.blocks {
+        mut ch: usize,
+        (mut h, mut w): (usize, usize),
+        a: &mut Vec<f32>,
+        t: &mut [Vec<f32>; 2],
+        s: &mut Vec<f32>,
+        col: &mut Vec<f32>,
+    ) -> (usize, usize, usize) {
+        for b in blocks {
             let short: Option<&[f32]> = match &b.short {
                 Shortcut::Identity => None,
                 Shortcut::Conv(d) => {
@@ -134,7 +132,81 @@ impl FastResNet {
             (h, w) = (ih, iw);
             std::mem::swap(a, &mut t[src - 1]);
         }
-        global_avg(a, self.dim, g, h * w, out);
+        (ch, h, w)
+    }
+
+    /// The features of `n` images `x` [n, c, h, w] into `out` [n, dim]: groups of
+    /// `self.group` images through the stem and the blocks of larger maps, then all `n`
+    /// together through the blocks of small maps ([`SMALL_MAP`]) and the pool.
+    #[allow(clippy::too_many_arguments)]
+    fn images(
+        &self,
+        x: &[f32],
+        n: usize,
+        c: usize,
+        (h0, w0): (usize, usize),
+        out: &mut [f32],
+        buf: &mut Buffers,
+    ) {
+        let Buffers {
+            x: xg,
+            a,
+            t,
+            s,
+            col,
+            late,
+        } = buf;
+        let g = self.group;
+        let mut state = (0, h0, w0);
+        let mut split = self.blocks.len();
+        for i0 in (0..n).step_by(g) {
+            let gi = g.min(n - i0);
+            to_group(
+                &x[i0 * c * h0 * w0..(i0 + gi) * c * h0 * w0],
+                gi,
+                c,
+                h0 * w0,
+                xg,
+            );
+            let (mut h, mut w) = self
+                .stem
+                .forward(xg, gi, h0, w0, &mut t[0], col, None, Act::Relu);
+            let ch = self.stem.cout;
+            if self.stem_pool {
+                (h, w) = max_pool3x3s2(&t[0], ch * gi, h, w, a);
+            } else {
+                std::mem::swap(a, &mut t[0]);
+            }
+            // the blocks before the first whose output map is small
+            let (mut bh, mut bw) = (h, w);
+            split = self
+                .blocks
+                .iter()
+                .position(|b| {
+                    (bh, bw) = Self::block_out(b, bh, bw);
+                    bh * bw <= SMALL_MAP
+                })
+                .unwrap_or(self.blocks.len());
+            state = Self::run_blocks(&self.blocks[..split], gi, ch, (h, w), a, t, s, col);
+            if n == gi {
+                break;
+            }
+            // gather this group into the all-images layout [ch, n, h, w]
+            let (ch, h, w) = state;
+            let hw = h * w;
+            late.resize(ch * n * hw, 0.0);
+            for k in 0..ch {
+                late[(k * n + i0) * hw..(k * n + i0 + gi) * hw]
+                    .copy_from_slice(&a[k * gi * hw..(k + 1) * gi * hw]);
+            }
+        }
+        if n > g.min(n) {
+            std::mem::swap(a, late);
+        }
+        let (ch, h, w) = state;
+        let (ch, h, w) = Self::run_blocks(&self.blocks[split..], n, ch, (h, w), a, t, s, col);
+        debug_assert_eq!(ch, self.dim);
+        global_avg(a, self.dim, n, h * w, out);
     }
 }
 
@@ -149,12 +221,15 @@ impl Backbone for FastResNet {
             .flatten_all()?
             .to_vec1()?;
         let mut out = vec![0f32; b * self.dim];
-        let g = self.group;
-        out.par_chunks_mut(g * self.dim)
-            .zip(xs.par_chunks(g * c * h * w))
+        // up to LATE_GROUPS groups a task, but a task for every thread
+        let per_task = b
+            .div_ceil(rayon::current_num_threads())
+            .clamp(self.group, self.group * LATE_GROUPS);
+        out.par_chunks_mut(per_task * self.dim)
+            .zip(xs.par_chunks(per_task * c * h * w))
             .for_each_init(Buffers::default, |buf, (o, imgs)| {
                 let n = imgs.len() / (c * h * w);
-                self.images(imgs, n, c, h, w, o, buf)
+                self.images(imgs, n, c, (h, w), o, buf)
             });
         Tensor::from_vec(out, (b, self.dim), x.device())
     }
