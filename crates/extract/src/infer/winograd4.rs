@@ -263,11 +263,17 @@ impl pulp::WithSimd for Output<'_> {
                         if oy >= h {
                             break;
                         }
-                        for j in 0..4 {
-                            let yj = &y[(i * 4 + j) * t + k0..][..tw];
-                            for (tx, v) in yj.iter().enumerate() {
-                                row[4 * tx + j] = v + b;
-                            }
+                        // interleave the four columns of each tile (one loop, four
+                        // consecutive stores: shuffles, not scatters)
+                        let y0 = &y[(i * 4) * t + k0..][..tw];
+                        let y1 = &y[(i * 4 + 1) * t + k0..][..tw];
+                        let y2 = &y[(i * 4 + 2) * t + k0..][..tw];
+                        let y3 = &y[(i * 4 + 3) * t + k0..][..tw];
+                        for (tx, q) in row.chunks_exact_mut(4).enumerate().take(tw) {
+                            q[0] = y0[tx] + b;
+                            q[1] = y1[tx] + b;
+                            q[2] = y2[tx] + b;
+                            q[3] = y3[tx] + b;
                         }
                         let at = plane + oy * w;
                         let dst = &mut out[at..at + w];
