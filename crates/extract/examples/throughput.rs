@@ -12,6 +12,10 @@ use extract::Arch;
 use extract::device::{DeviceChoice, select};
 use extract::run::load_backbone;
 
+// the allocator of the `extract` binary, so that the figure is the binary's
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 struct Args {
     #[arg(long, value_enum, default_value_t = Arch::Resnet50)]

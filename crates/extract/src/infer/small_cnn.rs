@@ -49,7 +49,11 @@ impl FastSmallCnn {
 /// Images per GEMM: 16 × 7×7 = 784 columns in the last convolution.
 const GROUP: usize = 16;
 
-/// One worker's activations and im2col scratch, reused across its images.
+thread_local! {
+    static BUFFERS: std::cell::RefCell<Buffers> = std::cell::RefCell::new(Buffers::default());
+}
+
+/// One worker's activations and im2col scratch, reused across its images and batches.
 #[derive(Default)]
 struct Buffers {
     a: Vec<f32>,
@@ -73,8 +77,12 @@ impl Backbone for FastSmallCnn {
         let mut out = vec![0f32; b * FEATURE_DIM];
         out.par_chunks_mut(GROUP * FEATURE_DIM)
             .zip(xs.par_chunks(GROUP * h * w))
-            .for_each_init(Buffers::default, |buf, (o, imgs)| {
-                self.images(imgs, imgs.len() / (h * w), h, w, o, buf)
+            .for_each(|(o, imgs)| {
+                // the worker's buffers, kept across batches (fresh ones are page-faulted in)
+                BUFFERS.with(|b| {
+                    let buf = &mut *b.borrow_mut();
+                    self.images(imgs, imgs.len() / (h * w), h, w, o, buf)
+                })
             });
         Tensor::from_vec(out, (b, FEATURE_DIM), x.device())
     }
