@@ -34,6 +34,7 @@ pub fn assemble(parts: &[PathBuf], rf: &RunFile, dest: &Path) -> Result<Assemble
             .map(|c| chunk_path(&parts[c % parts.len()], split, c))
             .collect();
         let mut labels = Vec::new();
+        let mut chunks = Vec::with_capacity(paths.len());
         for p in &paths {
             if !p.exists() {
                 return Err(ExtractError::format(
@@ -44,6 +45,7 @@ pub fn assemble(parts: &[PathBuf], rf: &RunFile, dest: &Path) -> Result<Assemble
             let ch = Chunk::read(p)?;
             labels.extend(ch.labels()?);
             skipped.extend(ch.skipped()?);
+            chunks.push(ch);
         }
         if labels.is_empty() {
             return Err(ExtractError::Usage(format!(
@@ -64,7 +66,7 @@ pub fn assemble(parts: &[PathBuf], rf: &RunFile, dest: &Path) -> Result<Assemble
             &names,
             feat,
             (k, rf.dim),
-            &paths,
+            &chunks,
             &label_bytes,
         )?;
         if split == "train" {
@@ -75,7 +77,7 @@ pub fn assemble(parts: &[PathBuf], rf: &RunFile, dest: &Path) -> Result<Assemble
                     &views,
                     feat,
                     (k, rf.dim),
-                    &paths,
+                    &chunks,
                     &label_bytes,
                 )?;
             }
@@ -116,7 +118,7 @@ fn stream_file(
     names: &[String],
     feat: Dtype,
     (k, dim): (usize, usize),
-    chunks: &[PathBuf],
+    chunks: &[Chunk],
     labels: &[u8],
 ) -> Result<()> {
     let mut tensors: Vec<StreamTensor> = names
@@ -124,28 +126,19 @@ fn stream_file(
         .map(|n| StreamTensor::new(n, feat, vec![k, dim]))
         .collect();
     tensors.push(StreamTensor::new("labels", Dtype::I64, vec![k]));
-    let mut failure = None;
-    let res = write_streamed(path, &tensors, |i, w| {
+    write_streamed(path, &tensors, |i, w| {
         if i == names.len() {
             return w.write_all(labels);
         }
-        for p in chunks {
-            let got = Chunk::read(p).and_then(|ch| ch.raw(&names[i]).map(|b| w.write_all(b)));
-            match got {
-                Ok(r) => r?,
-                Err(e) => {
-                    let msg = e.to_string();
-                    failure = Some(e);
-                    return Err(std::io::Error::other(msg));
-                }
-            }
+        for ch in chunks {
+            let bytes = ch
+                .raw(&names[i])
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            w.write_all(&bytes)?;
         }
         Ok(())
-    });
-    match (res, failure) {
-        (_, Some(e)) => Err(e),
-        (r, None) => Ok(r?),
-    }
+    })?;
+    Ok(())
 }
 
 /// `extract merge PART… --out BANK`: the parts of one sharded extraction assembled into the

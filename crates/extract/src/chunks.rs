@@ -242,41 +242,75 @@ pub fn write_chunk(path: &Path, dim: usize, f: &Features, dtype: FeatureDtype) -
     Ok(())
 }
 
-/// A written chunk, read back whole.
+/// A written chunk: its safetensors header read at open, each tensor read (by seeking) when
+/// asked — the assembler reads every byte of a chunk once, and the labels of a chunk without
+/// its features.
 pub struct Chunk {
     path: PathBuf,
-    bytes: Vec<u8>,
+    /// Tensor name → absolute byte range in the file.
+    ranges: std::collections::HashMap<String, (u64, u64)>,
 }
 
 impl Chunk {
     pub fn read(path: &Path) -> Result<Chunk> {
-        let bytes = std::fs::read(path).map_err(|e| ExtractError::io(path, e))?;
-        safetensors::SafeTensors::deserialize(&bytes)
-            .map_err(|e| ExtractError::format(path, &format!("not a chunk: {e}")))?;
+        use std::io::Read;
+        let bad = |msg: &str| ExtractError::format(path, format!("not a chunk: {msg}"));
+        let mut f = std::fs::File::open(path).map_err(|e| ExtractError::io(path, e))?;
+        let len = f.metadata().map_err(|e| ExtractError::io(path, e))?.len();
+        let mut n = [0u8; 8];
+        f.read_exact(&mut n)
+            .map_err(|_| bad("shorter than 8 bytes"))?;
+        let n = u64::from_le_bytes(n);
+        if n > len.saturating_sub(8) || n > 100 << 20 {
+            return Err(bad("header length past the end of the file"));
+        }
+        let mut head = vec![0u8; n as usize];
+        f.read_exact(&mut head)
+            .map_err(|e| ExtractError::io(path, e))?;
+        let head: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&head).map_err(|e| bad(&format!("header: {e}")))?;
+        let mut ranges = std::collections::HashMap::new();
+        for (name, info) in head {
+            if name == "__metadata__" {
+                continue;
+            }
+            let off = info["data_offsets"].as_array().and_then(|o| match o[..] {
+                [ref a, ref b] => Some((a.as_u64()?, b.as_u64()?)),
+                _ => None,
+            });
+            let (a, b) = off.ok_or_else(|| bad(&format!("`{name}` has no data_offsets")))?;
+            let (a, b) = (8 + n + a, 8 + n + b);
+            if a > b || b > len {
+                return Err(bad(&format!("`{name}` lies past the end of the file")));
+            }
+            ranges.insert(name, (a, b));
+        }
         Ok(Chunk {
             path: path.into(),
-            bytes,
+            ranges,
         })
     }
 
-    fn tensors(&self) -> safetensors::SafeTensors<'_> {
-        safetensors::SafeTensors::deserialize(&self.bytes).expect("checked when read")
-    }
-
     /// The raw little-endian bytes of tensor `name`.
-    pub fn raw(&self, name: &str) -> Result<&[u8]> {
-        let t = self.tensors();
-        let view = t.tensor(name).map_err(|_| {
-            ExtractError::format(&self.path, &format!("chunk has no tensor `{name}`"))
+    pub fn raw(&self, name: &str) -> Result<Vec<u8>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let &(a, b) = self.ranges.get(name).ok_or_else(|| {
+            ExtractError::format(&self.path, format!("chunk has no tensor `{name}`"))
         })?;
-        let data = view.data();
-        // the view borrows `self.bytes`: find the same bytes there
-        let start = data.as_ptr() as usize - self.bytes.as_ptr() as usize;
-        Ok(&self.bytes[start..start + data.len()])
+        let io = |e| ExtractError::io(&self.path, e);
+        let mut f = std::fs::File::open(&self.path).map_err(io)?;
+        f.seek(SeekFrom::Start(a)).map_err(io)?;
+        let mut bytes = vec![0u8; (b - a) as usize];
+        f.read_exact(&mut bytes).map_err(io)?;
+        Ok(bytes)
     }
 
     pub fn rows(&self) -> Result<usize> {
-        Ok(self.raw("labels")?.len() / 8)
+        let &(a, b) = self
+            .ranges
+            .get("labels")
+            .ok_or_else(|| ExtractError::format(&self.path, "chunk has no tensor `labels`"))?;
+        Ok(((b - a) / 8) as usize)
     }
 
     pub fn labels(&self) -> Result<Vec<u32>> {
@@ -288,8 +322,8 @@ impl Chunk {
     }
 
     pub fn skipped(&self) -> Result<Vec<String>> {
-        serde_json::from_slice(self.raw("skipped")?)
-            .map_err(|e| ExtractError::format(&self.path, &format!("`skipped`: {e}")))
+        serde_json::from_slice(&self.raw("skipped")?)
+            .map_err(|e| ExtractError::format(&self.path, format!("`skipped`: {e}")))
     }
 }
 
@@ -337,7 +371,7 @@ mod tests {
         assert_eq!(c.labels().unwrap(), vec![7, 9]);
         assert_eq!(c.skipped().unwrap(), vec!["x.jpg: bad".to_string()]);
         assert_eq!(
-            c.raw("features_flip").unwrap(),
+            &c.raw("features_flip").unwrap()[..],
             &f.flip
                 .as_ref()
                 .unwrap()

@@ -294,9 +294,6 @@ impl Args {
     }
 }
 
-/// The command as the user typed it, for provenance: `extract` and the arguments after the
-/// program path (`args` as `std::env::args()` gives them), shell-quoted (`shlex`) where a
-/// shell would read them otherwise, so the line can be pasted back.
 /// `extract merge PART... --out BANK`: the parts of a `--shard` extraction assembled into the
 /// bank a one-shot run writes (byte for byte).
 #[derive(Debug, Clone, Parser)]
@@ -335,6 +332,9 @@ pub fn canonical_command(command: &str) -> String {
     shlex::try_join(kept).unwrap_or_else(|_| command.to_owned())
 }
 
+/// The command as the user typed it, for provenance: `extract` and the arguments after the
+/// program path (`args` as `std::env::args()` gives them), shell-quoted (`shlex`) where a
+/// shell would read them otherwise, so the line can be pasted back.
 pub fn typed_command(args: impl IntoIterator<Item = String>) -> String {
     let args: Vec<String> = args.into_iter().skip(1).collect();
     let quoted =

@@ -23,6 +23,7 @@ use crate::source::Source;
 use crate::stage1::{Recipe, Stage1Report, TrainEvent};
 use bank::{BankDir, FeatureDtype};
 use candle_core::{DType, Device, Tensor};
+use std::borrow::Cow;
 use std::path::PathBuf;
 
 /// Loading a backbone lives with the checkpoint reader (stage 1 uses it too); re-exported here,
@@ -126,7 +127,7 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(Event)) -> Result<Summary> {
     };
     let model = fast.unwrap_or(model);
     let splits = limited_splits(plan);
-    let split_refs: Vec<(&str, &Labeled)> = splits.iter().map(|(n, d)| (*n, d)).collect();
+    let split_refs: Vec<(&str, &Labeled)> = splits.iter().map(|(n, d)| (*n, &**d)).collect();
     let (head, head_tensors) = head_of(model.as_ref(), head_k, head_note, plan)?;
     let run_file = crate::provenance::run_file(plan, &split_refs, &head, stage1.as_ref())?;
     let bank = if plan.resume {
@@ -190,8 +191,8 @@ fn check_resumed(bank: &BankDir, now: &RunFile) -> Result<()> {
     }
 }
 
-/// train, val (if any), test, each cut to `--limit`.
-fn limited_splits(plan: &Plan) -> Vec<(&'static str, Labeled)> {
+/// train, val (if any), test, each cut to `--limit` (borrowed, not copied, without one).
+fn limited_splits(plan: &Plan) -> Vec<(&'static str, Cow<'_, Labeled>)> {
     let src = &plan.source;
     [
         ("train", Some(&src.train)),
@@ -202,8 +203,8 @@ fn limited_splits(plan: &Plan) -> Vec<(&'static str, Labeled)> {
     .filter_map(|(n, s)| s.map(|s| (n, s)))
     .map(|(n, d)| {
         let d = match plan.limit {
-            Some(l) => d.truncate(l),
-            None => d.clone(),
+            Some(l) => Cow::Owned(d.truncate(l)),
+            None => Cow::Borrowed(d),
         };
         (n, d)
     })
