@@ -4,8 +4,8 @@
 use crate::command::synth::SynthSpec;
 use crate::method::table::MethodTable;
 use crate::method::{
-    Constraint, HyperSpec, Init, Loss, Method, MethodSpec, PostHoc, ProjectEvery, Schedule,
-    los_defaults,
+    Constraint, HyperSpec, Init, Loss, Method, MethodSpec, PostHoc, ProjectEvery, Recipe, Schedule,
+    Solver, los_defaults,
 };
 use crate::run::Job;
 use anyhow::bail;
@@ -137,6 +137,12 @@ pub struct RunArgs {
     pub init: Option<Init>,
     #[arg(long, value_enum)]
     pub schedule: Option<Schedule>,
+    /// `los`: every row under the LOS stage-2 protocol (lr 5e-4, wd 0, batch 64, 20 epochs,
+    /// cosine); `source`: each row with its source repository's own stage-2 recipe (lr, wd,
+    /// batch, epochs, schedule; `[method.recipe]` in baselines/*.toml, with file:line). A row
+    /// without one is refused under `source`. Flags such as --lr still apply on top.
+    #[arg(long, value_enum, default_value = "los")]
+    pub recipe: Recipe,
     /// Label-smoothing δ of LOS (and of any other CE row with smoothing).
     #[arg(long)]
     pub delta: Option<f32>,
@@ -485,7 +491,9 @@ impl RunArgs {
                     groups.iter().map(|g| format!("{g}, ")).collect::<String>()
                 );
             };
-            let checked = self.override_row(spec.clone()).check(&defaults);
+            self.check_init_flag(spec)?;
+            let spec = self.recipe_row(spec)?;
+            let checked = self.override_row(spec).check(&defaults);
             methods.push(match (&self.config, checked) {
                 (Some(p), Err(e)) => bail!("{}: {e}", p.display()),
                 (_, m) => m?,
@@ -496,6 +504,46 @@ impl RunArgs {
             ));
         }
         Ok((methods, groups))
+    }
+
+    /// `--init` changes where the protocol's rows start; a row whose init is part of the
+    /// method (NCM's centroids, cRT's fresh head, LIFT's class means) refuses another one.
+    fn check_init_flag(&self, spec: &MethodSpec) -> anyhow::Result<()> {
+        let Some(flag) = self.init else {
+            return Ok(());
+        };
+        let own = match (spec.head, spec.hyper.init) {
+            (crate::method::Head::Ncm { .. }, _) => Some("the class means of the train features"),
+            (_, Some(Init::Fresh)) => Some("a fresh nn.Linear head"),
+            (_, Some(Init::ClassMean)) => Some("the class means of the train features"),
+            _ => None,
+        };
+        match own {
+            Some(what) if spec.hyper.init != Some(flag) || spec.head_is_ncm() => bail!(
+                "--init {}: method `{}`: init is part of the method ({what}); leave --init out or leave `{}` out of --method",
+                init_name(flag),
+                spec.name,
+                spec.name
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// The row under `--recipe`: as it is (`los`), or with its source recipe's settings
+    /// (`source`; rows that are not trained by SGD need none).
+    fn recipe_row(&self, spec: &MethodSpec) -> anyhow::Result<MethodSpec> {
+        let mut spec = spec.clone();
+        if self.recipe == Recipe::Los || !spec.train || spec.solver != Solver::Sgd {
+            return Ok(spec);
+        }
+        let Some(r) = &spec.recipe else {
+            bail!(
+                "--recipe source: method `{}`: recipe: the table has no source stage-2 recipe for it (its source trains end to end); leave it out of --method or use --recipe los",
+                spec.name
+            );
+        };
+        spec.hyper = r.hyper().or(&spec.hyper);
+        Ok(spec)
     }
 
     /// A row of the table with `--lr`, `--delta`, `--tau`, `--maxnorm-every`, … applied.
@@ -589,5 +637,14 @@ impl RunArgs {
             .unwrap_or(1);
         self.jobs
             .unwrap_or(if on_device { cores.min(2) } else { cores })
+    }
+}
+
+/// `--init`'s value as typed.
+fn init_name(i: Init) -> &'static str {
+    match i {
+        Init::Stage1 => "stage1",
+        Init::Fresh => "fresh",
+        Init::ClassMean => "class-mean",
     }
 }

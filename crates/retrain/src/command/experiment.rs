@@ -86,6 +86,10 @@ fn overrides(a: &RunArgs) -> Vec<String> {
         "schedule-",
         a.schedule.map(|v| format!("{v:?}").to_lowercase()),
     );
+    opt(
+        "recipe-",
+        (a.recipe != crate::method::Recipe::Los).then(|| "source".to_string()),
+    );
     opt("delta", a.delta.map(|v| v.to_string()));
     opt("tau", a.tau.map(|v| v.to_string()));
     opt(

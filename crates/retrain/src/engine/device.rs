@@ -265,9 +265,7 @@ impl DeviceHead {
             Head::DisAlign => {
                 let u = xb.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)?;
                 let g = sigmoid(&xb.matmul(&self.gate_v)?.broadcast_add(&self.gate_c)?)?;
-                let inner = u
-                    .broadcast_mul(&self.scales.affine(1.0, -1.0)?)?
-                    .broadcast_add(&self.shift)?;
+                let inner = u.broadcast_mul(&self.scales)?.broadcast_add(&self.shift)?;
                 Ok(Forward {
                     z: (&u + inner.broadcast_mul(&g)?)?,
                     x: xb.clone(),
@@ -276,6 +274,7 @@ impl DeviceHead {
                     gate: Some(g),
                 })
             }
+            Head::Ncm { .. } => unreachable!("an NCM head is not trained (MethodSpec::check)"),
         }
     }
 
@@ -322,16 +321,20 @@ impl DeviceHead {
                 let dw = (a - what.broadcast_mul(&dot)?)?.broadcast_mul(f)?;
                 (self.weight, self.m_weight) = sgd(&self.weight, &dw, &self.m_weight, lr, mu, wd)?;
             }
-            Head::Lws { train_linear } => {
+            Head::Lws {
+                train_linear,
+                lr_factor,
+            } => {
                 let u = fwd.u.as_ref().expect("lws forward");
                 let dc = (g * u)?.sum(0)?;
                 if train_linear {
                     let gu = g.broadcast_mul(&self.scales)?;
                     let dw = gu.t()?.matmul(&fwd.x)?;
                     let db = gu.sum(0)?;
+                    let lr_w = lr * lr_factor as f64;
                     (self.weight, self.m_weight) =
-                        sgd(&self.weight, &dw, &self.m_weight, lr, mu, wd)?;
-                    (self.bias, self.m_bias) = sgd(&self.bias, &db, &self.m_bias, lr, mu, wd)?;
+                        sgd(&self.weight, &dw, &self.m_weight, lr_w, mu, wd)?;
+                    (self.bias, self.m_bias) = sgd(&self.bias, &db, &self.m_bias, lr_w, mu, wd)?;
                 }
                 (self.scales, self.m_scales) = sgd(&self.scales, &dc, &self.m_scales, lr, mu, wd)?;
             }
@@ -341,9 +344,7 @@ impl DeviceHead {
                 let gg = g.broadcast_mul(gate)?;
                 let ds = (&gg * u)?.sum(0)?;
                 let dt = gg.sum(0)?;
-                let inner = u
-                    .broadcast_mul(&self.scales.affine(1.0, -1.0)?)?
-                    .broadcast_add(&self.shift)?;
+                let inner = u.broadcast_mul(&self.scales)?.broadcast_add(&self.shift)?;
                 let dgate = (g * inner)?.sum_keepdim(1)?;
                 let h = (dgate * gate)?.mul(&gate.affine(-1.0, 1.0)?)?;
                 let dv = fwd.x.t()?.matmul(&h)?;
@@ -353,6 +354,7 @@ impl DeviceHead {
                 (self.gate_v, self.m_gate_v) = sgd(&self.gate_v, &dv, &self.m_gate_v, lr, mu, wd)?;
                 (self.gate_c, self.m_gate_c) = sgd(&self.gate_c, &dc, &self.m_gate_c, lr, mu, wd)?;
             }
+            Head::Ncm { .. } => unreachable!("an NCM head is not trained (MethodSpec::check)"),
         }
         Ok(())
     }
@@ -395,11 +397,12 @@ pub fn train_on_device(
     let loss = DeviceLoss::new(&host_loss, Some(host_loss.reweight()), dev)?;
     let k = head.num_classes;
     let maxnorm = maxnorm_limit(&head, method.constraint);
-    let mut sampler =
-        EpochSampler::new(method.sampler, labels, k, seed, opts.shuffle).with_epochs(hp.epochs);
-    let mut dh = DeviceHead::upload(&head, dev)?;
     let bsz = hp.batch_size.min(rows);
-    let steps_per_epoch = rows.div_ceil(bsz);
+    let mut sampler = EpochSampler::new(method.sampler, labels, k, seed, opts.shuffle)
+        .with_epochs(hp.epochs)
+        .with_batch(bsz);
+    let mut dh = DeviceHead::upload(&head, dev)?;
+    let steps_per_epoch = crate::engine::trainer::epoch_steps(method, rows);
     let total_steps = steps_per_epoch * hp.epochs;
     let mut order = Vec::with_capacity(rows);
     let (mut epoch_loss, mut step_loss) = (Vec::with_capacity(hp.epochs), Vec::new());

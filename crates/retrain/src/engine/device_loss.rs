@@ -231,9 +231,35 @@ impl DeviceLoss {
         };
         // −Σ q log p = log Σe − Σ q s
         let row = (sum.log()? - (&q * &s)?.sum_keepdim(1)?)?;
+        // the mean's denominator Σ r before a focal factor (as the host loss)
+        let d = match r {
+            Some(r) if weighted_mean => Some(r.sum_all()?),
+            _ => None,
+        };
+        // GCL's focal factor (1 − p_i)^γ, p_i = exp(−r_i CE_i) detached: a row weight
+        let focal = match self.loss {
+            Loss::Gcl { gamma, .. } if gamma != 0.0 => {
+                let rce = match r {
+                    Some(r) => (&row * r)?,
+                    None => row.clone(),
+                };
+                let f = rce
+                    .neg()?
+                    .exp()?
+                    .affine(-1.0, 1.0)?
+                    .relu()?
+                    .powf(gamma as f64)?;
+                Some(match r {
+                    Some(r) => (r * f)?,
+                    None => f,
+                })
+            }
+            _ => None,
+        };
+        let r = focal.as_ref().or(r);
         let (loss, g) = match r {
-            Some(r) if weighted_mean => {
-                let d = r.sum_all()?;
+            Some(r) if weighted_mean && d.is_some() => {
+                let d = d.expect("weighted mean");
                 let loss = (row * r)?.sum_all()?.broadcast_div(&d)?;
                 let g = (p - q)?.broadcast_mul(r)?.broadcast_div(&d)?;
                 (loss, g)

@@ -207,8 +207,9 @@ pub fn train_many(
     let bsz = hp0.batch_size.min(split.rows);
     let mut stack = Stack::new(&heads, methods, train_counts, bsz);
     let mut sampler = EpochSampler::new(methods[0].sampler, &split.labels, k, seed, opts.shuffle)
-        .with_epochs(hp0.epochs);
-    let steps_per_epoch = split.rows.div_ceil(bsz);
+        .with_epochs(hp0.epochs)
+        .with_batch(bsz);
+    let steps_per_epoch = crate::engine::trainer::epoch_steps(methods[0], split.rows);
     let mut order = Vec::with_capacity(split.rows);
     let mut step = 0usize;
     let mut epoch_loss = vec![Vec::with_capacity(hp0.epochs); m_count];

@@ -1,7 +1,7 @@
 //! Minibatch order (r_s of the paper). A sampler's RNG depends only on the seed and the
 //! sampler kind, so all methods that share a sampler see the same batches for a seed.
 
-use crate::method::Sampler;
+use crate::method::{CLASS_AWARE_ROWS, Sampler};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -15,12 +15,19 @@ pub struct EpochSampler {
     /// The epoch the next call draws, and how many there are (progressive sampling).
     epoch: usize,
     epochs: usize,
+    /// The minibatch size (class-aware sampling draws whole batches only).
+    batch: usize,
+    /// Class-aware sampling's cycles, carried across epochs: the class order and its position,
+    /// and each class's row order and position.
+    class_cycle: (Vec<u32>, usize),
+    row_cycles: Vec<(Vec<u32>, usize)>,
 }
 
 /// The class probabilities of a class-wise sampler at epoch `epoch` (0-based) of `epochs`,
 /// for train counts `counts` (classes without rows get 0, the rest renormalised):
-/// square-root p_c ∝ √n_c; progressive p_c = (1 − e/E)·π_c + (e/E)/K; effective-number
-/// p_c ∝ n_c·(1 − β)/(1 − β^n_c), β = 0.9999; class-balanced 1/K.
+/// square-root p_c ∝ √n_c; progressive p_c = (1 − t)·π_c + t/K with t = e/(E − 1)
+/// (Decoupling's `np.linspace(0, 1, E)`; t = 0 when E = 1); effective-number
+/// p_c ∝ n_c·(1 − β)/(1 − β^n_c), β = 0.9999; class-balanced and class-aware 1/K.
 pub fn class_probabilities(
     kind: Sampler,
     counts: &[usize],
@@ -36,14 +43,18 @@ pub fn class_probabilities(
             match kind {
                 Sampler::SquareRoot => n.sqrt(),
                 Sampler::Progressive => {
-                    let t = epoch as f64 / epochs.max(1) as f64;
+                    let t = if epochs > 1 {
+                        epoch as f64 / (epochs - 1) as f64
+                    } else {
+                        0.0
+                    };
                     (1.0 - t) * n / total as f64 + t / k
                 }
                 Sampler::EffectiveNumber => {
                     const BETA: f64 = 0.9999;
                     n * (1.0 - BETA) / (1.0 - BETA.powf(n))
                 }
-                Sampler::ClassBalanced => 1.0,
+                Sampler::ClassBalanced | Sampler::ClassAware => 1.0,
                 Sampler::InstanceBalanced => n,
             }
         })
@@ -79,7 +90,16 @@ impl EpochSampler {
             by_class,
             epoch: 0,
             epochs: 1,
+            batch: 1,
+            class_cycle: (Vec::new(), 0),
+            row_cycles: Vec::new(),
         }
+    }
+
+    /// The minibatch size of the run (class-aware sampling's epoch is ⌊N/B⌋·B rows).
+    pub fn with_batch(mut self, batch: usize) -> EpochSampler {
+        self.batch = batch.max(1);
+        self
     }
 
     /// The number of epochs of the run (progressive sampling's E).
@@ -105,6 +125,10 @@ impl EpochSampler {
                     order.push(c[self.rng.random_range(0..c.len())]);
                 }
             }
+            Sampler::ClassAware => {
+                let len = self.rows / self.batch.min(self.rows).max(1) * self.batch.min(self.rows);
+                self.class_aware(order, len);
+            }
             Sampler::SquareRoot | Sampler::Progressive | Sampler::EffectiveNumber => {
                 let counts: Vec<usize> = self.by_class.iter().map(Vec::len).collect();
                 let p = class_probabilities(self.kind, &counts, self.epoch, self.epochs);
@@ -124,6 +148,37 @@ impl EpochSampler {
             }
         }
         self.epoch += 1;
+    }
+
+    /// `len` draws of Decoupling's `ClassAwareSampler`: `RandomCycleIter` over the classes
+    /// (a permutation, reshuffled each time it wraps), and for each visited class
+    /// [`CLASS_AWARE_ROWS`] consecutive rows of its own `RandomCycleIter`. Each epoch starts a
+    /// new visit (the generator restarts at j = 0); the cycles carry on.
+    fn class_aware(&mut self, order: &mut Vec<u32>, len: usize) {
+        if self.row_cycles.is_empty() {
+            // RandomCycleIter starts at the last index: the first draw wraps and shuffles
+            let classes: Vec<u32> = (0..self.by_class.len() as u32)
+                .filter(|&c| !self.by_class[c as usize].is_empty())
+                .collect();
+            let n = classes.len();
+            self.class_cycle = (classes, n);
+            self.row_cycles = self.by_class.iter().map(|r| (r.clone(), r.len())).collect();
+        }
+        let rng = &mut self.rng;
+        let mut next = |cycle: &mut (Vec<u32>, usize)| {
+            if cycle.1 >= cycle.0.len() {
+                cycle.1 = 0;
+                cycle.0.shuffle(rng);
+            }
+            cycle.1 += 1;
+            cycle.0[cycle.1 - 1]
+        };
+        while order.len() < len {
+            let c = next(&mut self.class_cycle) as usize;
+            for _ in 0..CLASS_AWARE_ROWS.min(len - order.len()) {
+                order.push(next(&mut self.row_cycles[c]));
+            }
+        }
     }
 }
 
@@ -150,11 +205,13 @@ mod tests {
         let s = class_probabilities(Sampler::SquareRoot, &n, 0, 1);
         let root: f64 = n.iter().map(|&v| (v as f64).sqrt()).sum();
         assert!((s[3] - 8f64.sqrt() / root).abs() < 1e-15);
-        // progressive: π at e = 0, halfway at e = E/2, uniform-bound at e → E
-        let p0 = class_probabilities(Sampler::Progressive, &n, 0, 4);
+        // progressive: π at e = 0, t = 1/2 at e = 2 of E = 5, uniform at the last epoch
+        let p0 = class_probabilities(Sampler::Progressive, &n, 0, 5);
         assert!((p0[0] - 0.5).abs() < 1e-15);
-        let p2 = class_probabilities(Sampler::Progressive, &n, 2, 4);
+        let p2 = class_probabilities(Sampler::Progressive, &n, 2, 5);
         assert!((p2[0] - (0.25 + 0.125)).abs() < 1e-15);
+        let p4 = class_probabilities(Sampler::Progressive, &n, 4, 5);
+        assert!(p4.iter().all(|&q| (q - 0.25).abs() < 1e-15), "{p4:?}");
         // effective number, β = 0.9999: close to uniform at these counts (n β-terms ≈ 1)
         let e = class_probabilities(Sampler::EffectiveNumber, &n, 0, 1);
         assert!(e.iter().all(|&q| (q - 0.25).abs() < 0.002), "{e:?}");
@@ -211,6 +268,56 @@ mod tests {
         // 30 000 draws, 1/3 each: binomial sd ≈ 82
         for c in counts {
             assert!((c as i64 - 10_000).abs() < 500, "{counts:?}");
+        }
+    }
+
+    /// Decoupling's class-aware draw: ⌊N/B⌋·B rows an epoch, runs of 4 rows of one class,
+    /// every class once per pass of the class cycle, and each class's rows each once per pass
+    /// of its own cycle.
+    #[test]
+    fn class_aware_cycles_classes_and_rows() {
+        let mut labels = vec![0u32; 9];
+        labels.extend([1u32; 5]);
+        labels.extend([2u32; 2]);
+        let mut s = EpochSampler::new(Sampler::ClassAware, &labels, 3, 3, true).with_batch(5);
+        let mut order = Vec::new();
+        s.next_epoch(&mut order);
+        assert_eq!(order.len(), 15, "16 rows, batch 5: 3 whole batches");
+        // 12 draws = 3 visits of 4, one per class, in some order
+        let visits: Vec<u32> = order[..12]
+            .chunks(4)
+            .map(|v| labels[v[0] as usize])
+            .collect();
+        for v in order[..12].chunks(4) {
+            assert!(
+                v.iter()
+                    .all(|&i| labels[i as usize] == labels[v[0] as usize]),
+                "{order:?}"
+            );
+        }
+        let mut sorted = visits.clone();
+        sorted.sort();
+        assert_eq!(sorted, vec![0, 1, 2]);
+        // class 2 has 2 rows: its 4 draws are both rows, twice
+        let two: Vec<u32> = order[..12]
+            .iter()
+            .copied()
+            .filter(|&i| labels[i as usize] == 2)
+            .collect();
+        let (mut a, mut b) = (two[..2].to_vec(), two[2..].to_vec());
+        a.sort();
+        b.sort();
+        assert_eq!((a, b), (vec![14, 15], vec![14, 15]));
+        // over many epochs the classes are drawn evenly
+        let mut seen = [0usize; 3];
+        for _ in 0..200 {
+            s.next_epoch(&mut order);
+            order
+                .iter()
+                .for_each(|&i| seen[labels[i as usize] as usize] += 1);
+        }
+        for c in seen {
+            assert!((c as f64 - 1000.0).abs() < 60.0, "{seen:?}");
         }
     }
 }

@@ -23,6 +23,7 @@ pub fn stage1_method(epochs: usize, lr: f32) -> Method {
         solver: Default::default(),
         train: true,
         hyper: Default::default(),
+        recipe: None,
     };
     let hyper = Hyper {
         lr,

@@ -109,7 +109,15 @@ impl<'a> Trainer<'a> {
         backward(head, buf, b, self.par);
         let [mw, mb, mc, mt, mg] = &mut self.momentum;
         match head.kind {
-            Head::Linear | Head::Lws { train_linear: true } => {
+            Head::Linear
+            | Head::Lws {
+                train_linear: true, ..
+            } => {
+                // MiSLAS: W and b in their own parameter group at lr_factor · lr
+                let lr = match head.kind {
+                    Head::Lws { lr_factor, .. } => lr * lr_factor,
+                    _ => lr,
+                };
                 sgd_step_par(
                     &mut head.weight,
                     &buf.dw,
@@ -130,7 +138,7 @@ impl<'a> Trainer<'a> {
                 hp.wd,
                 self.par,
             ),
-            Head::Lws { .. } | Head::DisAlign => {}
+            Head::Lws { .. } | Head::DisAlign | Head::Ncm { .. } => {}
         }
         match head.kind {
             Head::Lws { .. } => sgd_step(&mut head.scales, &buf.dc, mc, lr, hp.momentum, hp.wd),
@@ -196,11 +204,12 @@ pub fn train(
         seed,
         opts.shuffle,
     )
-    .with_epochs(hp.epochs);
+    .with_epochs(hp.epochs)
+    .with_batch(hp.batch_size.min(split.rows));
     let bsz = hp.batch_size.min(split.rows);
     let mut trainer = Trainer::new(split, train_counts, head, method, opts.par);
     trainer.seed_noise(seed);
-    let steps_per_epoch = split.rows.div_ceil(bsz);
+    let steps_per_epoch = epoch_steps(method, split.rows);
     let total_steps = steps_per_epoch * hp.epochs;
     let mut order = Vec::with_capacity(split.rows);
     let (mut epoch_loss, mut step_loss) = (Vec::with_capacity(hp.epochs), Vec::new());
@@ -229,10 +238,22 @@ pub fn train(
     }
 }
 
+/// The optimiser steps of one epoch over `rows` training rows: ⌈N/B⌉ (the last batch
+/// partial), or ⌊N/B⌋ whole batches for the class-aware sampler (Decoupling's
+/// `int(N / batch_size)`).
+pub fn epoch_steps(method: &Method, rows: usize) -> usize {
+    let bsz = method.hyper.batch_size.min(rows).max(1);
+    match method.sampler {
+        crate::method::Sampler::ClassAware => rows / bsz,
+        _ => rows.div_ceil(bsz),
+    }
+}
+
 /// The learning rate of the step `step` (0-based, of `total_steps`) in epoch `epoch`.
 pub fn lr_at(hp: &Hyper, epoch: usize, step: usize, total_steps: usize) -> f32 {
     match hp.schedule {
         Schedule::CosineEpoch => cosine_lr(hp.lr, epoch, hp.epochs),
+        Schedule::CosineEpochStart => cosine_lr(hp.lr, epoch + 1, hp.epochs),
         Schedule::CosineStep => cosine_lr(hp.lr, step, total_steps),
         Schedule::Constant => hp.lr,
     }

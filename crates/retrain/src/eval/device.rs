@@ -27,24 +27,39 @@ pub fn evaluate_on_device(
     let w = Tensor::from_slice(&head.weight, (k, d), dev)?;
     let wt = w.t()?;
     let b = Tensor::from_slice(&head.bias, k, dev)?;
-    // DisAlign's gate: z' = z + σ(xv + c)·((s − 1) ⊙ z + t)
+    // DisAlign's gate (cvpods): z' = z + σ(xv + c)·(s ⊙ z + t)
     let gate = match &head.gate {
         Some(g) => Some((
             Tensor::from_slice(&g.v, (d, 1), dev)?,
             g.c as f64,
-            Tensor::from_slice(&g.scale, k, dev)?.affine(1.0, -1.0)?,
+            Tensor::from_slice(&g.scale, k, dev)?,
             Tensor::from_slice(&g.shift, k, dev)?,
         )),
         None => None,
     };
+    let center = match &head.center {
+        Some(m) => Some(Tensor::from_slice(m, d, dev)?),
+        None => None,
+    };
+    let after_gate = match &head.after_gate {
+        Some(a) => Some(Tensor::from_slice(a, k, dev)?),
+        None => None,
+    };
     let logits = |x: &Tensor| -> Result<Tensor> {
-        let x = if head.normalize_input {
-            normalize_rows(x)?
-        } else {
-            x.clone()
+        let x = match &center {
+            Some(m) => x.broadcast_sub(m)?,
+            None => x.clone(),
         };
-        let z = x.matmul(&wt)?.broadcast_add(&b)?;
-        match &gate {
+        let x = if head.normalize_input {
+            normalize_rows(&x)?
+        } else {
+            x
+        };
+        let mut z = x.matmul(&wt)?.broadcast_add(&b)?;
+        if head.minus_sq_norm {
+            z = z.broadcast_sub(&x.sqr()?.sum_keepdim(1)?)?;
+        }
+        let z = match &gate {
             Some((v, c, s1, t)) => {
                 let g = x
                     .matmul(v)?
@@ -53,8 +68,12 @@ pub fn evaluate_on_device(
                     .exp()?
                     .affine(1.0, 1.0)?
                     .recip()?;
-                &z + z.broadcast_mul(s1)?.broadcast_add(t)?.broadcast_mul(&g)?
+                (&z + z.broadcast_mul(s1)?.broadcast_add(t)?.broadcast_mul(&g)?)?
             }
+            None => z,
+        };
+        match &after_gate {
+            Some(a) => z.broadcast_add(a),
             None => Ok(z),
         }
     };

@@ -138,9 +138,14 @@ impl MethodSpec {
                 nonneg("loss.alpha", alpha)?;
                 nonneg("loss.lambda", lambda)?;
             }
-            Loss::Gcl { margin, noise_mul } => {
+            Loss::Gcl {
+                margin,
+                noise_mul,
+                gamma,
+            } => {
                 nonneg("loss.margin", margin)?;
                 nonneg("loss.noise_mul", noise_mul)?;
+                nonneg("loss.gamma", gamma)?;
                 if !cosine {
                     return Err(err(
                         "loss",
@@ -196,6 +201,25 @@ impl MethodSpec {
                 return Err(err("head.scale", format!("must be > 0, got {scale}")));
             }
         }
+        if let Head::Lws { lr_factor, .. } = self.head {
+            if !(lr_factor.is_finite() && lr_factor >= 0.0) {
+                return Err(err(
+                    "head.lr_factor",
+                    format!("must be a finite number ≥ 0, got {lr_factor}"),
+                ));
+            }
+        }
+        if matches!(self.head, Head::Ncm { .. }) {
+            if self.train {
+                return Err(err(
+                    "head",
+                    "an ncm head is not trained: set train = false".into(),
+                ));
+            }
+            if self.posthoc != PostHoc::None {
+                return Err(err("posthoc", "an ncm head takes no post-hoc rule".into()));
+            }
+        }
         if let Constraint::MaxNorm { thresh, .. } = self.constraint {
             if !(0.0..=1.0).contains(&thresh) {
                 return Err(err(
@@ -234,7 +258,8 @@ impl MethodSpec {
         let frozen = matches!(
             self.head,
             Head::Lws {
-                train_linear: false
+                train_linear: false,
+                ..
             } | Head::DisAlign
         );
         if (frozen || !self.train) && hyper.init == Init::Fresh {

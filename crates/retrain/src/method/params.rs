@@ -131,6 +131,7 @@ impl Method {
                 init: Some(h.init),
                 schedule: Some(h.schedule),
             },
+            recipe: None,
         }
     }
 }

@@ -20,14 +20,59 @@ pub enum Head {
         scale: f32,
     },
     /// Learnable weight scaling: `z = c ⊙ (W f + b)`, c trained from 1; W, b frozen (stage 1,
-    /// Decoupling's LWS) or, with `train_linear`, trained too (MiSLAS's stage 2).
+    /// Decoupling's LWS) or, with `train_linear`, trained too (MiSLAS's stage 2) at
+    /// `lr_factor` × the row's learning rate (MiSLAS `train_stage2.py`: two parameter groups,
+    /// the classifier's at `config.lr_factor · lr`).
     Lws {
         #[serde(default)]
         train_linear: bool,
+        #[serde(default = "default_one")]
+        lr_factor: f32,
     },
-    /// DisAlign (Zhang et al. 2021): W, b frozen; `z' = (1 − σ)·z + σ·(s ⊙ z + t)` with the
-    /// gate `σ = sigmoid(vᵀf + c)`; s (from 1), t, v, c (from 0) trained.
+    /// DisAlign (Zhang et al. 2021) as cvpods' `DisAlignLinear` (`cvpods/layers/wrappers.py`):
+    /// W, b frozen; `z' = (1 + σ·s) ⊙ z + σ·t` with the gate `σ = sigmoid(vᵀf + c)`;
+    /// s = 1, t = 0, v = 0.1 in every entry, c ~ U(±1/√D) (nn.Linear's bias init, seeded)
+    /// at the start; s, t, v, c trained. (The paper's form `(1 − σ)z + σ(s' ⊙ z + t)` is the
+    /// same function with s' = 1 + s.)
     DisAlign,
+    /// Nearest class mean (Decoupling's `KNNClassifier`), not trained: features transformed by
+    /// `features` (`un` as they are, `l2n` L2-normalised, `cl2n` centred on the train mean
+    /// then L2-normalised), centroids the class means of the transformed train features (not
+    /// re-normalised), scored by `distance`: `l2` −‖x − μ_c‖², `cos` x·μ_c / D.
+    Ncm {
+        #[serde(default)]
+        features: NcmFeatures,
+        #[serde(default)]
+        distance: NcmDistance,
+    },
+}
+
+/// How NCM transforms a feature (Decoupling's `--feat_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NcmFeatures {
+    /// As they are.
+    Un,
+    /// L2-normalised.
+    L2n,
+    /// Centred on the mean train feature, then L2-normalised (Decoupling's default).
+    #[default]
+    Cl2n,
+}
+
+/// How NCM scores a feature against a centroid (Decoupling's `--dist_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NcmDistance {
+    /// −‖x − μ_c‖² (Decoupling's default).
+    #[default]
+    L2,
+    /// x·μ_c / D.
+    Cos,
+}
+
+fn default_one() -> f32 {
+    1.0
 }
 
 fn default_cosine_scale() -> f32 {
@@ -86,9 +131,10 @@ pub enum Loss {
         #[serde(default = "default_cdt_gamma")]
         gamma: f32,
     },
-    /// Vector-scaling loss (Kini et al.): CE(Δ_c z_c + τ log π_c), Δ_c = (n_c/n_max)^γ.
+    /// Vector-scaling loss (Kini et al.): CE(Δ_c z_c + τ log π_c), Δ_c = (n_c/n_max)^γ; the
+    /// defaults are `VSLoss`'s (γ = 0.3, τ = 1.0, VS-Loss `class_imbalance/losses.py`).
     Vs {
-        #[serde(default = "default_cdt_gamma")]
+        #[serde(default = "default_vs_gamma")]
         gamma: f32,
         #[serde(default = "default_vs_tau")]
         tau: f32,
@@ -103,13 +149,17 @@ pub enum Loss {
     /// Balanced BCE (Xu et al. 2023): Σ_c BCE(z_c + log π_c − log(1 − π_c), 1{c = y}) / B.
     BalBce,
     /// Gaussian clouded logits (Li et al. 2022), on a cosine head of scale s: training logits
-    /// s·(cos θ_c − noise_mul·|ε_c|·σ_c − margin·1{c = y}), ε ~ N(0, (1/3)²) clipped to ±1,
-    /// σ_c = (log n_max − log n_c)/(log n_max − log n_min); plain s·cos at test.
+    /// a = s·(cos θ_c − noise_mul·|ε_c|·σ_c − margin·1{c = y}), ε ~ N(0, (1/3)²) clipped to ±1,
+    /// σ_c = (log n_max − log n_c)/(log n_max − log n_min); per row CE_i = CE(a_i, y_i), and
+    /// the loss mean_i (1 − p_i)^γ·CE_i with p_i = exp(−CE_i) detached (GCL `losses.py`
+    /// `focal_loss`, used with `train_cls = True`; γ = 0 is plain CE); plain s·cos at test.
     Gcl {
         #[serde(default = "default_max_margin")]
         margin: f32,
         #[serde(default = "default_max_margin")]
         noise_mul: f32,
+        #[serde(default)]
+        gamma: f32,
     },
 }
 
@@ -125,8 +175,11 @@ fn default_las_power() -> f32 {
 fn default_cdt_gamma() -> f32 {
     0.2
 }
+fn default_vs_gamma() -> f32 {
+    0.3
+}
 fn default_vs_tau() -> f32 {
-    1.5
+    1.0
 }
 fn default_lade() -> f32 {
     0.1
@@ -229,11 +282,23 @@ pub enum Sampler {
     ClassBalanced,
     /// N draws per epoch: class c with p_c = √n_c / Σ √n, then a row of it uniformly.
     SquareRoot,
-    /// Progressively balanced: at epoch e of E, p_c = (1 − e/E)·π_c + (e/E)/K, then a row.
+    /// Progressively balanced: at epoch e of E, p_c = (1 − t)·π_c + t/K with t = e/(E − 1)
+    /// (Decoupling's `np.linspace(0, 1, E)`: the first epoch instance-balanced, the last
+    /// class-balanced), then a row.
     Progressive,
-    /// Effective-number class sampler (GCL's): p_c ∝ n_c·(1 − β)/(1 − β^n_c), β = 0.9999.
+    /// Effective-number class sampler (GCL's `EffectNumRS`): p_c ∝ n_c·(1 − β)/(1 − β^n_c),
+    /// β = 0.9999.
     EffectiveNumber,
+    /// Decoupling's `ClassAwareSampler` (num_samples_cls = 4): the classes in a shuffled
+    /// cycle (reshuffled at each pass), 4 consecutive rows of each visited class from its own
+    /// shuffled cycle; an epoch is ⌊N/B⌋ whole batches (`run_networks.py`: `epoch_steps =
+    /// int(N / batch_size)`), the streams carry on across epochs.
+    ClassAware,
 }
+
+/// Rows a class-aware visit takes from its class (Decoupling's and MiSLAS's
+/// `num_samples_cls = 4`).
+pub const CLASS_AWARE_ROWS: usize = 4;
 
 /// Constraint on W applied by projection (PGD).
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
@@ -324,7 +389,7 @@ pub enum Init {
     Stage1,
     /// PyTorch nn.Linear default init, U(±1/√D), seeded.
     Fresh,
-    /// Class means (LIFT, NCM): W_c = μ_c/‖μ_c‖ · r with μ_c the mean of the L2-normalised
+    /// LIFT's class means (`trainer.py`): W_c = μ_c/‖μ_c‖ · r with μ_c the mean of the raw
     /// train features of class c and r the mean row norm of the stage-1 head; b = 0.
     ClassMean,
 }
@@ -336,6 +401,9 @@ pub enum Schedule {
     /// lr_e = lr (1 + cos(π e / T)) / 2 for epoch e = 0..T−1, stepped after each epoch (LOS).
     #[default]
     CosineEpoch,
+    /// The same curve stepped at the start of each epoch (Decoupling's `run_networks.py`):
+    /// lr_e = lr (1 + cos(π (e + 1) / T)) / 2, the last epoch at 0.
+    CosineEpochStart,
     /// The same curve evaluated at every optimiser step.
     CosineStep,
     /// No decay.
@@ -422,6 +490,49 @@ pub struct MethodSpec {
     pub train: bool,
     #[serde(flatten)]
     pub hyper: HyperSpec,
+    /// The row's stage-2 recipe as its source runs it (`--recipe source`).
+    #[serde(default)]
+    pub recipe: Option<SourceRecipe>,
+}
+
+/// A row's own stage-2 recipe, as its source repository runs it (`--recipe source`);
+/// `source` cites the file and line of each constant. What it leaves out stays the row's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceRecipe {
+    pub lr: Option<f32>,
+    pub wd: Option<f32>,
+    pub momentum: Option<f32>,
+    pub epochs: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub schedule: Option<Schedule>,
+    pub source: String,
+}
+
+impl SourceRecipe {
+    /// The recipe's optimiser settings (`init` stays the row's).
+    pub fn hyper(&self) -> HyperSpec {
+        HyperSpec {
+            lr: self.lr,
+            wd: self.wd,
+            momentum: self.momentum,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            init: None,
+            schedule: self.schedule,
+        }
+    }
+}
+
+/// `--recipe`: which stage-2 recipe the rows run with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Recipe {
+    /// The LOS protocol for every row (the table's `[defaults]`; the paper's point: one
+    /// protocol for all).
+    #[default]
+    Los,
+    /// Each row with its source's own stage-2 recipe (`[method.recipe]` in the table).
+    Source,
 }
 
 fn default_head() -> Head {
@@ -473,6 +584,13 @@ impl Loss {
                 | Loss::Vs { .. }
                 | Loss::Gcl { .. }
         )
+    }
+}
+
+impl MethodSpec {
+    /// True for an NCM row (its head is its init).
+    pub fn head_is_ncm(&self) -> bool {
+        matches!(self.head, Head::Ncm { .. })
     }
 }
 

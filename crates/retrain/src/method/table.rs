@@ -4,7 +4,7 @@
 //! one. Each row belongs to a group (the file it came from): `--method table1` / `zoo` pick
 //! one, `all` every row, paper rows first.
 
-use crate::method::{HyperSpec, MethodSpec};
+use crate::method::{HyperSpec, MethodSpec, SourceRecipe};
 use serde::Deserialize;
 use std::path::Path;
 
@@ -27,6 +27,9 @@ pub const GROUPS: [(&str, &str); 2] = [
 pub struct MethodTable {
     #[serde(default)]
     pub defaults: HyperSpec,
+    /// The source recipe of every row that has none of its own (Table 1: the LOS code's).
+    #[serde(default)]
+    pub recipe: Option<SourceRecipe>,
     #[serde(rename = "method")]
     pub methods: Vec<MethodSpec>,
     /// The group of each row (parallel to `methods`): `table1`, `zoo`, or the file's name.
@@ -48,6 +51,11 @@ impl MethodTable {
         })?;
         let mut table = table;
         table.groups = vec![origin.to_string(); table.methods.len()];
+        if let Some(r) = &table.recipe {
+            for m in table.methods.iter_mut().filter(|m| m.recipe.is_none()) {
+                m.recipe = Some(r.clone());
+            }
+        }
         let mut seen = std::collections::HashSet::new();
         for m in &table.methods {
             anyhow::ensure!(

@@ -11,7 +11,7 @@ use crate::engine::logreg::{LogRegOptions, fit_balanced_logreg};
 use crate::engine::multihead::{pass_key, shareable, train_many};
 use crate::engine::trainer::{TrainOptions, train};
 use crate::eval::Evaluation;
-use crate::method::{Init, Method, Solver};
+use crate::method::{Head, Init, Method, Solver};
 use bank::Bank;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -153,9 +153,20 @@ pub fn run_jobs(
     Ok(done.into_iter().map(|(_, r)| r).collect())
 }
 
-fn initial_head(bank: &Bank, stage1: &HeadState, job: &Job) -> HeadState {
+/// The head a run starts from: NCM's centroids, or the row's init; DisAlign's gate bias is
+/// drawn from the run's seed (stream 201).
+pub fn initial_head(bank: &Bank, stage1: &HeadState, job: &Job) -> HeadState {
     let (k, d, m) = (bank.num_classes, bank.dim, &job.method);
-    match m.hyper.init {
+    if let Head::Ncm { features, distance } = m.head {
+        return HeadState::ncm(
+            features,
+            distance,
+            k,
+            bank.train.features(),
+            &bank.train.labels,
+        );
+    }
+    let head = match m.hyper.init {
         Init::Stage1 => {
             HeadState::from_linear(m.head, k, d, stage1.weight.clone(), stage1.bias.clone())
         }
@@ -169,7 +180,10 @@ fn initial_head(bank: &Bank, stage1: &HeadState, job: &Job) -> HeadState {
             let radius = norms.iter().sum::<f32>() / norms.len().max(1) as f32;
             HeadState::class_mean(m.head, k, bank.train.features(), &bank.train.labels, radius)
         }
-    }
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(job.seed);
+    rng.set_stream(201);
+    head.with_disalign_gate_bias(&mut rng)
 }
 
 /// Several shareable jobs (same seed, sampler, batch size, epochs) in one pass.

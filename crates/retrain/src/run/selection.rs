@@ -122,8 +122,10 @@ impl<'a> Tracker<'a> {
                 .iter()
                 .map(|w| w.ln())
                 .collect();
-            let mut h = head.eval_head(PostHoc::None, &self.log_priors);
-            shift_prior(&mut h.bias, &self.log_priors, &log_q);
+            let mut h = head.eval_head(corrected_posthoc(self.method.posthoc), &self.log_priors);
+            let mut delta = vec![0.0f32; log_q.len()];
+            shift_prior(&mut delta, &self.log_priors, &log_q);
+            h.add_to_logits(&delta);
             let e = self.evaluate(&h, SplitId::Test, false)?;
             prior_corrected.push((q.to_string(), e.per_class_correct));
         }
@@ -143,5 +145,16 @@ impl<'a> Tracker<'a> {
             seconds: started.elapsed().as_secs_f64(),
             stale: None,
         })
+    }
+}
+
+/// The post-hoc step a row keeps under a prior correction (`--prior-correct`, the
+/// `prior-correct` row): a step that is itself a prior correction (logit adjustment,
+/// PC-softmax) is replaced by the target prior's; every other step (τ-normalisation) stays,
+/// and `log q − log π` is added to the row's final logits (after DisAlign's gate).
+pub fn corrected_posthoc(posthoc: PostHoc) -> PostHoc {
+    match posthoc {
+        PostHoc::LogitAdjust { .. } | PostHoc::PriorCorrect => PostHoc::None,
+        other => other,
     }
 }

@@ -149,7 +149,9 @@ impl LossFn {
                 t.prior = to32(pi);
             }
             Loss::BalBce => t.offset = to32(weights::bal_bce_offsets(train_counts)),
-            Loss::Gcl { margin, noise_mul } => {
+            Loss::Gcl {
+                margin, noise_mul, ..
+            } => {
                 t.margin = vec![(scale * margin as f64) as f32; k];
                 t.noise_scale = to32(
                     weights::gcl_sigma(train_counts)
@@ -295,8 +297,13 @@ impl LossFn {
     ) -> f64 {
         let k = self.num_classes;
         let t = &self.terms;
+        let focal_gamma = match self.loss {
+            Loss::Gcl { gamma, .. } if gamma != 0.0 => Some(gamma as f64),
+            _ => None,
+        };
         let ce = |smoothing: f32, weight: Option<&[f32]>, grad: &mut [f32]| {
             let terms = CeTerms {
+                focal: focal_gamma,
                 smoothing: smoothing as f64,
                 smoothing_per_class: some(&t.smoothing),
                 scale: some(&t.scale),

@@ -5,9 +5,11 @@
 //!   loss; μ = s·m: LDAM, GCL; m = 1/a: CDT; m = Δ, o = τ log π: VS; ν: GCL's noise),
 //! - `q_i` = PyTorch label-smoothing targets with δ (δ = 0: one-hot; LOS: δ = 0.98), or with
 //!   the row's class's ε_{y_i} (label-aware smoothing),
-//! - `r_i = w_{y_i}` (class weights) or 1, and D = B, or Σ_i w_{y_i} (PyTorch's weighted mean).
+//! - `r_i = w_{y_i}` (class weights) or 1, and D = B, or Σ_i w_{y_i} (PyTorch's weighted mean),
+//! - with `focal = γ`, each row's term times `(1 − p_i)^γ`, p_i = exp(−CE_i) detached (GCL's
+//!   `focal_loss` with `train_cls`): a constant factor per row, in the loss and its gradient.
 //!
-//! Gradient: `∂L/∂z_ic = m_c r_i (p_ic − q_ic) / D`.
+//! Gradient: `∂L/∂z_ic = m_c r_i f_i (p_ic − q_ic) / D` (f_i the focal factor, or 1).
 //!
 //! `batch` is the size of the whole minibatch (the mean's denominator); `z`/`y` may hold a
 //! chunk of its rows.
@@ -20,6 +22,8 @@ use crate::engine::linalg;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CeTerms<'a> {
+    /// γ of a focal factor (1 − p_i)^γ with p_i detached (GCL); `None`: no factor.
+    pub focal: Option<f64>,
     pub smoothing: f64,
     /// Per-class smoothing ε_c (label-aware smoothing): row i uses ε_{y_i}.
     pub smoothing_per_class: Option<&'a [f32]>,
@@ -90,8 +94,14 @@ pub fn softmax_ce(
         let sum = linalg::sum(g);
         let log_sum = sum.ln();
         // −Σ q log p = −Σ q (s − log Σ) = log Σ − Σ q s   (Σ q = 1)
-        let r = t.weight.map_or(1.0, |w| w[yi]);
-        total += (r * (log_sum - dot_qa)) as f64;
+        let row_ce = log_sum - dot_qa;
+        let mut r = t.weight.map_or(1.0, |w| w[yi]);
+        if let Some(gamma) = t.focal {
+            // p = exp(−r·CE) as GCL's focal_loss computes it from the (weighted) CE
+            let p = (-(r as f64) * row_ce as f64).exp();
+            r *= (1.0 - p).max(0.0).powf(gamma) as f32;
+        }
+        total += (r * row_ce) as f64;
         let scale = r * inv_b / sum;
         for (c, a) in g.iter_mut().enumerate() {
             let q = if c == yi { q_true } else { q_other };
