@@ -11,6 +11,7 @@ pub mod execute;
 pub mod experiment;
 pub mod grid;
 pub mod outputs;
+pub mod rows;
 pub mod run;
 pub mod sweeps;
 pub mod synth;

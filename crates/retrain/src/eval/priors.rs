@@ -6,6 +6,9 @@
 //! gives class c the weight ∝ R^(−rank/(K−1)) (the test is long-tailed like train),
 //! `backward-R` ∝ R^(−(K−1−rank)/(K−1)) (the reverse), `uniform` 1/K.
 
+use crate::engine::head::{EvalHead, HeadState, shift_prior};
+use crate::method::PostHoc;
+
 /// The imbalance ratios a shifted prior may have.
 pub const RATIOS: [u32; 5] = [2, 5, 10, 25, 50];
 
@@ -99,6 +102,33 @@ pub fn shifted_accuracy(q: &[f64], acc: &[f64], keep: &dyn Fn(usize) -> bool) ->
         }
     }
     (w > 0.0).then(|| s / w)
+}
+
+/// The inference head of `head` corrected for the test prior `log_q` (train priors
+/// `log_train`): the row's post-hoc step as [`corrected_posthoc`] keeps it, then
+/// `log q − log π` added to the final logits.
+pub fn corrected_eval_head(
+    head: &HeadState,
+    posthoc: PostHoc,
+    log_train: &[f64],
+    log_q: &[f64],
+) -> EvalHead {
+    let mut h = head.eval_head(corrected_posthoc(posthoc), log_train);
+    let mut delta = vec![0.0f32; log_q.len()];
+    shift_prior(&mut delta, log_train, log_q);
+    h.add_to_logits(&delta);
+    h
+}
+
+/// The post-hoc step a row keeps under a prior correction (`--prior-correct`, the
+/// `prior-correct` row): a step that is itself a prior correction (logit adjustment,
+/// PC-softmax) is replaced by the target prior's; every other step (τ-normalisation) stays,
+/// and `log q − log π` is added to the row's final logits (after DisAlign's gate).
+pub fn corrected_posthoc(posthoc: PostHoc) -> PostHoc {
+    match posthoc {
+        PostHoc::LogitAdjust { .. } | PostHoc::PriorCorrect => PostHoc::None,
+        other => other,
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! The bottom room: imports nothing of this crate.
 
 pub mod check;
+mod hyper;
 pub mod params;
 pub mod spec;
 pub mod table;

@@ -5,12 +5,13 @@
 
 use super::runner::{Job, RunOptions, RunRecord};
 use crate::engine::device::{DeviceBank, SplitId};
-use crate::engine::head::{EvalHead, HeadState, shift_prior};
+use crate::engine::head::{EvalHead, HeadState};
 use crate::engine::linalg::Parallelism;
 use crate::engine::loss::weights::log_priors;
 use crate::eval::device::evaluate_on_device;
+use crate::eval::priors::corrected_eval_head;
 use crate::eval::{Evaluation, evaluate_with};
-use crate::method::{Method, PostHoc};
+use crate::method::Method;
 use bank::Bank;
 
 /// Keeps the val-selected head and the oracle epoch of one run.
@@ -122,10 +123,7 @@ impl<'a> Tracker<'a> {
                 .iter()
                 .map(|w| w.ln())
                 .collect();
-            let mut h = head.eval_head(corrected_posthoc(self.method.posthoc), &self.log_priors);
-            let mut delta = vec![0.0f32; log_q.len()];
-            shift_prior(&mut delta, &self.log_priors, &log_q);
-            h.add_to_logits(&delta);
+            let h = corrected_eval_head(&head, self.method.posthoc, &self.log_priors, &log_q);
             let e = self.evaluate(&h, SplitId::Test, false)?;
             prior_corrected.push((q.to_string(), e.per_class_correct));
         }
@@ -145,16 +143,5 @@ impl<'a> Tracker<'a> {
             seconds: started.elapsed().as_secs_f64(),
             stale: None,
         })
-    }
-}
-
-/// The post-hoc step a row keeps under a prior correction (`--prior-correct`, the
-/// `prior-correct` row): a step that is itself a prior correction (logit adjustment,
-/// PC-softmax) is replaced by the target prior's; every other step (τ-normalisation) stays,
-/// and `log q − log π` is added to the row's final logits (after DisAlign's gate).
-pub fn corrected_posthoc(posthoc: PostHoc) -> PostHoc {
-    match posthoc {
-        PostHoc::LogitAdjust { .. } | PostHoc::PriorCorrect => PostHoc::None,
-        other => other,
     }
 }

@@ -528,7 +528,10 @@ fn flip_tta_averages_the_logits_of_both_views() {
         weight: vec![1.0, 0.0, 0.0, 1.0, -1.0, -1.0],
         bias: vec![0.0; 3],
         normalize_input: false,
+        center: None,
+        minus_sq_norm: false,
         gate: None,
+        after_gate: None,
     };
     // row 0: view z = (2, 0, -2), flip z' = (0, 3, -3): mean (1, 1.5, -2.5) → class 1
     // row 1: view (1, 0.5, -1.5), flip (-4, -3, 7): mean (-1.5, -1.25, 2.75) → class 2

@@ -1,13 +1,16 @@
-//! Exact parity of the zoo rows with PyTorch: `fixtures/zoo-trajectories.*` (written by
-//! `scripts/zoo_parity.py`, PyTorch 2.15 in f64) hold, on the tiny bank and `head_init` of
-//! `tiny-trajectories.safetensors` (K = 4, D = 8, counts 60/35/17/8, batch 16 in file order,
-//! 3 epochs, SGD lr 0.1 / momentum 0.9 / wd 5e-4, cosine per epoch stepped after the epoch;
-//! cRT: lr 0.2, one batch of 120, 10 epochs), every minibatch loss, the trained parameters,
-//! the test logits and test top-1 of crt, las, mislas, cdt, vs, la-loss (τ = 1, 0.5), cs-ce,
-//! drw, disalign, gcl (noise off), lade, bal-bce and class-mean-init; NCM's class means and
-//! logits; one GCL loss and gradient with a stored noise draw (`gcl-step`); and the per-class
-//! constants (LAS ε of the four shapes, CDT's a, the re-weightings w, the sampler
-//! probabilities). The JSON's `semantics` says each row's formula in one line.
+//! Parity of the zoo rows with their SOURCES: `fixtures/zoo-trajectories.*` are written by
+//! `scripts/zoo_parity.py`, which re-implements every row from its source repository's code
+//! (each constant and step with its file:line: GCLLoss, cvpods' DisAlignLinear, Decoupling's
+//! KNNClassifier and cRT loop, MiSLAS, LIFT, VS-Loss, LADE, BagofTricks-LT), in PyTorch 2.15, f64,
+//! on the tiny bank and `head_init` of `tiny-trajectories.safetensors` (K = 4, D = 8, counts
+//! 60/35/17/8, batch 16 in file order, 3 epochs, SGD lr 0.1 / momentum 0.9 / wd 5e-4, cosine
+//! per epoch stepped after the epoch; cRT with its own recipe). The rows under test are the
+//! ones `retrain` runs: the embedded `baselines/zoo.toml`, with only the fixture's protocol
+//! and file order (instance-balanced) put in, so a constant of the TOML that is not its
+//! source's fails here. Checked: every minibatch loss, the trained parameters, the test
+//! logits and top-1; NCM's centroids and logits; one GCL loss and gradient with a stored
+//! noise draw (`gcl-step`); the per-class constants; the prior corrections of `--prior-correct`
+//! (`prior-correct-check`).
 //!
 //! Tolerances, |got − want| ≤ rel·max(1, |want|): 2e-6 on losses, 3e-6 on parameters and
 //! gradients, 1e-5 on test logits (an f32 engine against f64), 1e-12 on the f64 constants.
@@ -15,12 +18,15 @@
 use bank::{Features, Split};
 use retrain::engine::head::{HeadState, StepBuffers, backward, forward};
 use retrain::engine::linalg::Parallelism;
-use retrain::engine::loss::LossFn;
 use retrain::engine::loss::weights::{self, log_priors};
+use retrain::engine::loss::{LossFn, dec};
 use retrain::engine::sampler::class_probabilities;
 use retrain::engine::trainer::{TrainOptions, train};
+use retrain::eval::priors::{TestPrior, corrected_eval_head};
+use retrain::method::table::MethodTable;
 use retrain::method::{
-    Head, Hyper, Init, LasShape, Method, MethodSpec, PostHoc, Sampler, Schedule,
+    Head, Hyper, HyperSpec, Init, LasShape, Loss, Method, MethodSpec, NcmDistance, NcmFeatures,
+    PostHoc, Reweight, Sampler, Schedule,
 };
 use safetensors::SafeTensors;
 use serde_json::Value;
@@ -145,8 +151,8 @@ fn counts() -> Vec<usize> {
 }
 
 /// The fixture's protocol: lr 0.1, momentum 0.9, wd 5e-4, batch 16, 3 epochs, cosine-epoch.
-fn method(name: &str, row: &str) -> Method {
-    let hyper = Hyper {
+fn protocol() -> Hyper {
+    Hyper {
         lr: 0.1,
         wd: 5e-4,
         momentum: 0.9,
@@ -154,9 +160,24 @@ fn method(name: &str, row: &str) -> Method {
         batch_size: 16,
         init: Init::Stage1,
         schedule: Schedule::CosineEpoch,
-    };
-    let spec: MethodSpec = toml::from_str(&format!("name = \"{name}\"\n{row}")).unwrap();
-    spec.check(&hyper).unwrap()
+    }
+}
+
+/// The row `name` of the embedded zoo table as `retrain` runs it, in file order
+/// (instance-balanced: the samplers are checked by their probabilities), with the fixture's
+/// protocol — except cRT, whose recipe is part of the row — and `edit` applied.
+fn zoo_row(name: &str, edit: impl FnOnce(&mut MethodSpec)) -> Method {
+    let table = MethodTable::embedded();
+    let mut spec = (table.methods.iter().find(|m| m.name == name))
+        .unwrap_or_else(|| panic!("zoo row {name}"))
+        .clone();
+    spec.sampler = Sampler::InstanceBalanced;
+    if name != "crt" {
+        spec.hyper = HyperSpec::default();
+    }
+    spec.hyper.init = Some(Init::Stage1);
+    edit(&mut spec);
+    spec.check(&protocol()).unwrap()
 }
 
 /// Test logits of `head` (no post-hoc rule) against `<name>.test_logits`, and their top-1.
@@ -177,11 +198,11 @@ fn check_test_logits(head: &HeadState, name: &str) {
     assert_eq!(hits, want_hits, "{name} test top-1");
 }
 
-/// Train row `name` (TOML `row`) from `init` in file order and compare every step loss, the
-/// trained parameters (one the fixture does not hold is frozen in PyTorch: it must still
-/// equal `init`'s), the test logits and the test top-1.
-fn check_row(name: &str, row: &str, init: HeadState) {
-    let method = method(name, row);
+/// Train `method` (fixture row `name`) from `init` in file order and compare every step
+/// loss, the trained parameters (one the fixture does not hold is frozen in PyTorch: it must
+/// still equal `init`'s), the test logits and the test top-1; returns the trained head.
+fn check_row(name: &str, method: &Method, init: HeadState) -> HeadState {
+    let method = method.clone();
     assert_eq!(method.head, init.kind, "{name}: head kind");
     let opts = TrainOptions {
         shuffle: false,
@@ -214,38 +235,63 @@ fn check_row(name: &str, row: &str, init: HeadState) {
         }
     }
     check_test_logits(h, name);
+    out.head
 }
 
-/// One `#[test]` per row trained from `head_init`: test name, fixture row, TOML row.
+/// One `#[test]` per zoo row trained from `head_init`: test name, row name.
 macro_rules! rows {
-    ($($test:ident: $name:literal => $row:expr;)*) => {$(
+    ($($test:ident: $name:literal;)*) => {$(
         #[test]
         fn $test() {
-            let kind = method($name, $row).head;
-            check_row($name, $row, fx().head_init(kind));
+            let method = zoo_row($name, |_| {});
+            check_row($name, &method, fx().head_init(method.head));
         }
     )*};
 }
 
 rows! {
-    crt_matches_pytorch: "crt" => "lr = 0.2\nbatch_size = 512\nepochs = 10";
-    las_matches_pytorch: "las" => r#"loss = { kind = "las", eps_head = 0.4, eps_tail = 0.1 }"#;
-    mislas_matches_pytorch: "mislas" => r#"head = { kind = "lws", train_linear = true }
-        loss = { kind = "las", eps_head = 0.4, eps_tail = 0.1 }"#;
-    cdt_matches_pytorch: "cdt" => r#"loss = { kind = "cdt", gamma = 0.2 }"#;
-    vs_matches_pytorch: "vs" => r#"loss = { kind = "vs", gamma = 0.2, tau = 1.5 }"#;
-    la_loss_matches_pytorch: "la-loss" => r#"loss = { kind = "balanced-softmax", tau = 1.0 }"#;
-    la_loss_tau_half_matches_pytorch: "la-loss-tau0.5" =>
-        r#"loss = { kind = "balanced-softmax", tau = 0.5 }"#;
-    cs_ce_matches_pytorch: "cs-ce" => r#"reweight = { kind = "power", gamma = 1.0 }"#;
-    drw_matches_pytorch: "drw" =>
-        r#"reweight = { kind = "class-balanced", beta = 0.9999, from = 0.8 }"#;
-    disalign_matches_pytorch: "disalign" => r#"head = { kind = "dis-align" }
-        reweight = { kind = "prior", rho = 0.3 }"#;
-    gcl_without_noise_matches_pytorch: "gcl" => r#"head = { kind = "cosine", scale = 30.0 }
-        loss = { kind = "gcl", margin = 0.5, noise_mul = 0.0 }"#;
-    lade_matches_pytorch: "lade" => r#"loss = { kind = "lade", alpha = 0.1, lambda = 0.1 }"#;
-    bal_bce_matches_pytorch: "bal-bce" => r#"loss = { kind = "bal-bce" }"#;
+    crt_matches_decoupling: "crt";
+    las_matches_mislas: "las";
+    mislas_matches_mislas_two_groups: "mislas";
+    cdt_matches_bagoftricks: "cdt";
+    vs_matches_vs_loss: "vs";
+    la_loss_matches_pytorch: "la-loss";
+    cs_ce_matches_bagoftricks: "cs-ce";
+    drw_matches_pytorch: "drw";
+    lade_matches_lade: "lade";
+    bal_bce_matches_pytorch: "bal-bce";
+}
+
+/// la-loss at τ = 0.5 (the row with τ changed, as `--tau 0.5` does).
+#[test]
+fn la_loss_tau_half_matches_pytorch() {
+    let m = zoo_row("la-loss", |s| s.loss = Loss::BalancedSoftmax { tau: 0.5 });
+    check_row("la-loss-tau0.5", &m, fx().head_init(m.head));
+}
+
+/// DisAlign as cvpods' DisAlignLinear: s = 1, t = 0, v = 0.1, c the fixture's draw; ρ = 1.2.
+fn disalign_trained() -> HeadState {
+    let m = zoo_row("disalign", |_| {});
+    let mut init = fx().head_init(m.head);
+    assert!(init.gate[..D].iter().all(|&v| v == 0.1) && init.scales.iter().all(|&s| s == 1.0));
+    init.gate[D] = fx().zoo_req("disalign.gate_bias_init")[0] as f32;
+    check_row("disalign", &m, init)
+}
+
+#[test]
+fn disalign_matches_cvpods() {
+    disalign_trained();
+}
+
+/// GCL's trajectory with the noise off (noise_mul 0; `gcl-step` checks the noisy loss).
+#[test]
+fn gcl_without_noise_matches_gclloss() {
+    let m = zoo_row("gcl", |s| {
+        if let Loss::Gcl { noise_mul, .. } = &mut s.loss {
+            *noise_mul = 0.0;
+        }
+    });
+    check_row("gcl", &m, fx().head_init(m.head));
 }
 
 /// The mean row norm of `head_init` (LIFT's radius for the class-mean head).
@@ -266,36 +312,48 @@ fn class_mean_init_matches_pytorch() {
     let init = HeadState::class_mean(Head::Linear, K, split.features(), &split.labels, radius);
     let want = fx.zoo_req("class-mean-init.weight_init");
     close(&init.weight, &want, PARAM_REL, "weight_init");
-    check_row("class-mean-init", r#"init = "class-mean""#, init);
+    let m = zoo_row("class-mean-init", |s| s.hyper.init = Some(Init::ClassMean));
+    check_row("class-mean-init", &m, init);
 }
 
-/// NCM: a scale-1 cosine head on the class means of the normalised train features.
+/// NCM as Decoupling's defaults (cl2n + l2, the zoo row), and the l2n + cos variant.
 #[test]
-fn ncm_matches_pytorch() {
+fn ncm_matches_decoupling() {
     let (fx, split) = (fx(), fx().split("train"));
-    let cosine = Head::Cosine { scale: 1.0 };
-    let head = HeadState::class_mean(cosine, K, split.features(), &split.labels, 1.0);
-    // the head holds μ_c/‖μ_c‖, the fixture μ_c
-    let means = fx.zoo_req("ncm.means");
-    let unit: Vec<f64> = (means.chunks_exact(D))
-        .flat_map(|m| {
-            let n = m.iter().map(|v| v * v).sum::<f64>().sqrt();
-            m.iter().map(move |v| v / n)
-        })
-        .collect();
-    close(&head.weight, &unit, PARAM_REL, "ncm unit means");
+    let Head::Ncm { features, distance } = zoo_row("ncm", |_| {}).head else {
+        panic!("the ncm row has an ncm head");
+    };
+    let head = HeadState::ncm(features, distance, K, split.features(), &split.labels);
+    close(&head.center, &fx.zoo_req("ncm.mean"), PARAM_REL, "ncm mean");
+    close(
+        &head.weight,
+        &fx.zoo_req("ncm.centroids"),
+        PARAM_REL,
+        "ncm centroids",
+    );
     check_test_logits(&head, "ncm");
+    let cos = HeadState::ncm(
+        NcmFeatures::L2n,
+        NcmDistance::Cos,
+        K,
+        split.features(),
+        &split.labels,
+    );
+    let want = fx.zoo_req("ncm-l2n-cos.centroids");
+    close(&cos.weight, &want, PARAM_REL, "ncm-l2n-cos centroids");
+    check_test_logits(&cos, "ncm-l2n-cos");
 }
 
-/// One GCL loss and gradient at head_init on rows 0..15 with the stored ε (clamped, signed):
-/// ν_ic = |ε_ic|·s·noise_mul·σ_c, s = 30, noise_mul = 0.5. The fixture's `grad_logits` is
-/// ∂loss/∂cos / 30, i.e. ∂loss/∂z for z = 30·cos.
+/// One GCL loss and gradient (the zoo row: s = 20, m = 0.1, noise_mul = 0.5, focal γ = 1) at
+/// head_init on rows 0..15 with the stored ε (clamped, signed): ν_ic = |ε_ic|·s·noise_mul·σ_c.
+/// The fixture's `grad_logits` is ∂loss/∂cos / 20, i.e. ∂loss/∂z for z = 20·cos.
 #[test]
-fn gcl_step_with_fixed_noise_matches_pytorch() {
+fn gcl_step_with_fixed_noise_matches_gclloss() {
     let (fx, counts) = (fx(), counts());
-    let row = r#"head = { kind = "cosine", scale = 30.0 }
-        loss = { kind = "gcl", margin = 0.5, noise_mul = 0.5 }"#;
-    let method = method("gcl-step", row);
+    let method = zoo_row("gcl", |_| {});
+    let (Head::Cosine { scale }, Loss::Gcl { noise_mul, .. }) = (method.head, method.loss) else {
+        panic!("gcl: a cosine head and the gcl loss");
+    };
     let head = fx.head_init(method.head);
     let (b, split) = (16, fx.split("train"));
     let mut buf = StepBuffers::new(b, K, D);
@@ -306,7 +364,8 @@ fn gcl_step_with_fixed_noise_matches_pytorch() {
     let sigma = weights::gcl_sigma(&counts);
     let eps = fx.zoo_req("gcl-step.noise");
     let noise = eps.iter().enumerate();
-    let noise = noise.map(|(j, e)| (e.abs() * 30.0 * 0.5 * sigma[j % K]) as f32);
+    let f = (scale * noise_mul) as f64;
+    let noise = noise.map(|(j, e)| (e.abs() * f * sigma[j % K]) as f32);
     let mut loss = LossFn::for_method(&method, &counts);
     loss.set_noise(noise.collect());
     let l = loss.loss_and_grad(&buf.z[..b * K], &buf.yb, &mut buf.g[..b * K]);
@@ -326,6 +385,17 @@ fn zoo_constants_match_pytorch() {
     let las = |shape| weights::las_smoothing(&n, 0.4, 0.1, shape, 3.0);
     let tau_log_pi = |t: f64| log_priors(&n).iter().map(|v| t * v).collect::<Vec<_>>();
     let probs = |kind| class_probabilities(kind, &n, 0, 1);
+    // the zoo rows' constants, as retrain runs them
+    let Loss::Vs {
+        gamma: vs_gamma,
+        tau: vs_tau,
+    } = zoo_row("vs", |_| {}).loss
+    else {
+        panic!("vs loss");
+    };
+    let Reweight::Prior { rho, .. } = zoo_row("disalign", |_| {}).reweight else {
+        panic!("disalign re-weighting");
+    };
     // the engine multiplies the training logits by 1/a_c
     let a: Vec<f64> = weights::cdt_scales(&n, 0.2)
         .iter()
@@ -339,14 +409,14 @@ fn zoo_constants_match_pytorch() {
         ("/las/eps/exp", las(LasShape::Exp)),
         ("/mislas/eps", las(LasShape::Concave)),
         ("/cdt/a", a),
-        ("/vs/delta", weights::vs_scales(&n, 0.2)),
-        ("/vs/iota", tau_log_pi(1.5)),
+        ("/vs/delta", weights::vs_scales(&n, dec(vs_gamma))),
+        ("/vs/iota", tau_log_pi(dec(vs_tau))),
         ("/la-loss/adjust", tau_log_pi(1.0)),
         ("/la-loss-tau0.5/adjust", tau_log_pi(0.5)),
         ("/bal-bce/adjust", weights::bal_bce_offsets(&n)),
         ("/cs-ce/w", weights::power_weights(&n, 1.0)),
         ("/drw/w", weights::class_balanced_weights(&n, 0.9999)),
-        ("/disalign/w", weights::prior_weights(&n, 0.3)),
+        ("/disalign/w", weights::prior_weights(&n, dec(rho))),
         ("/gcl/sigma", weights::gcl_sigma(&n)),
         ("/sqrt-sampling/class_probs", probs(Sampler::SquareRoot)),
         (
@@ -367,5 +437,60 @@ fn zoo_constants_match_pytorch() {
     for (e, want) in per_epoch.iter().enumerate() {
         let got = class_probabilities(Sampler::Progressive, &n, e, epochs);
         close64(&got, &floats(want), CONST_REL, &format!("progressive e{e}"));
+    }
+}
+
+/// `--prior-correct` for forward-10 (q ∝ 10^(−rank/3)), against numbers computed
+/// independently in the fixture script: τ-norm keeps its τ-normalisation, logit-adjust's
+/// correction is replaced by the target prior's, the stage-1 head gets z − log π + log q, and
+/// DisAlign's correction goes after its gate (the trained DisAlign head of the fixture).
+#[test]
+fn prior_corrections_keep_each_rows_method() {
+    let (fx, n) = (fx(), counts());
+    let q = TestPrior::Forward(10).weights(&n);
+    close64(
+        &q,
+        &floats(&fx.row("prior-correct-check")["q"]),
+        CONST_REL,
+        "forward-10 q",
+    );
+    let log_q: Vec<f64> = q.iter().map(|v| v.ln()).collect();
+    let lp = log_priors(&n);
+    let table = MethodTable::embedded();
+    let posthoc = |name: &str| {
+        let row = table.methods.iter().find(|m| m.name == name).unwrap();
+        row.posthoc
+    };
+    let test = fx.split("test");
+    let stage1 = fx.head_init(Head::Linear);
+    let disalign = disalign_trained();
+    let cases = [
+        ("tau_norm", &stage1, posthoc("tau-norm")),
+        ("logit_adjust", &stage1, posthoc("logit-adjust")),
+        ("stage1", &stage1, PostHoc::None),
+        ("disalign", &disalign, PostHoc::None),
+    ];
+    for (name, head, ph) in cases {
+        let eval = corrected_eval_head(head, ph, &lp, &log_q);
+        let mut z = vec![0.0; test.rows * K];
+        eval.logits(
+            test.features(),
+            test.rows,
+            &mut z,
+            &mut Vec::new(),
+            Parallelism::None,
+        );
+        let want = fx.zoo_req(&format!("prior-correct-check.{name}_logits"));
+        close(&z, &want, LOGIT_REL, &format!("{name} corrected logits"));
+        let mut correct = vec![0.0; K];
+        for (r, &y) in z.chunks_exact(K).zip(&test.labels) {
+            let top = (0..K).fold(0, |m, c| if r[c] > r[m] { c } else { m });
+            if top == y as usize {
+                correct[y as usize] += 1.0;
+            }
+        }
+        let key = format!("{name}_correct");
+        let want = floats(&fx.row("prior-correct-check")[key.as_str()]);
+        close64(&correct, &want, 0.0, &format!("{name} correct per class"));
     }
 }

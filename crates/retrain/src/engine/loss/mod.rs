@@ -65,6 +65,12 @@ struct Noise {
     values: Vec<f32>,
 }
 
+/// A constant of a row as the decimal number it was written as (0.3, not 0.300000011920929):
+/// the per-class constants are computed in f64 from the value in the TOML.
+pub fn dec(v: f32) -> f64 {
+    v.to_string().parse().unwrap_or(v as f64)
+}
+
 fn some(v: &[f32]) -> Option<&[f32]> {
     (!v.is_empty()).then_some(v)
 }
@@ -77,12 +83,10 @@ impl LossFn {
         f.reweight = match method.reweight {
             Reweight::None => Vec::new(),
             Reweight::ClassBalanced { beta, .. } => {
-                to32(weights::class_balanced_weights(train_counts, beta as f64))
+                to32(weights::class_balanced_weights(train_counts, dec(beta)))
             }
-            Reweight::Power { gamma, .. } => {
-                to32(weights::power_weights(train_counts, gamma as f64))
-            }
-            Reweight::Prior { rho, .. } => to32(weights::prior_weights(train_counts, rho as f64)),
+            Reweight::Power { gamma, .. } => to32(weights::power_weights(train_counts, dec(gamma))),
+            Reweight::Prior { rho, .. } => to32(weights::prior_weights(train_counts, dec(rho))),
         };
         f.reweight_from = method.reweight.from();
         f.weights_on = !f.reweight.is_empty() && f.reweight_from == 0.0;
@@ -92,7 +96,7 @@ impl LossFn {
     pub fn new(loss: Loss, head: Head, train_counts: &[usize]) -> LossFn {
         let to32 = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
         let scale = match head {
-            Head::Cosine { scale } => scale as f64,
+            Head::Cosine { scale } => dec(scale),
             _ => 1.0,
         };
         let k = train_counts.len();
@@ -103,20 +107,20 @@ impl LossFn {
                 t.offset = to32(
                     weights::log_counts(train_counts)
                         .into_iter()
-                        .map(|v| tau as f64 * v)
+                        .map(|v| dec(tau) * v)
                         .collect(),
                 )
             }
             Loss::Ldam { max_margin } => {
                 t.margin = to32(
-                    weights::ldam_margins(train_counts, max_margin as f64)
+                    weights::ldam_margins(train_counts, dec(max_margin))
                         .into_iter()
                         .map(|m| m * scale)
                         .collect(),
                 )
             }
             Loss::ClassBalanced { beta, .. } => {
-                t.weight = to32(weights::class_balanced_weights(train_counts, beta as f64))
+                t.weight = to32(weights::class_balanced_weights(train_counts, dec(beta)))
             }
             Loss::Las {
                 eps_head,
@@ -126,16 +130,16 @@ impl LossFn {
             } => {
                 t.smoothing = to32(weights::las_smoothing(
                     train_counts,
-                    eps_head as f64,
-                    eps_tail as f64,
+                    dec(eps_head),
+                    dec(eps_tail),
                     shape,
-                    power as f64,
+                    dec(power),
                 ))
             }
-            Loss::Cdt { gamma } => t.scale = to32(weights::cdt_scales(train_counts, gamma as f64)),
+            Loss::Cdt { gamma } => t.scale = to32(weights::cdt_scales(train_counts, dec(gamma))),
             Loss::Vs { gamma, tau } => {
-                t.scale = to32(weights::vs_scales(train_counts, gamma as f64));
-                t.offset = to32(log_pi.iter().map(|v| tau as f64 * v).collect());
+                t.scale = to32(weights::vs_scales(train_counts, dec(gamma)));
+                t.offset = to32(log_pi.iter().map(|v| dec(tau) * v).collect());
             }
             Loss::Lade { .. } => {
                 let total: usize = train_counts.iter().sum();
@@ -152,11 +156,11 @@ impl LossFn {
             Loss::Gcl {
                 margin, noise_mul, ..
             } => {
-                t.margin = vec![(scale * margin as f64) as f32; k];
+                t.margin = vec![(scale * dec(margin)) as f32; k];
                 t.noise_scale = to32(
                     weights::gcl_sigma(train_counts)
                         .into_iter()
-                        .map(|s| s * scale * noise_mul as f64)
+                        .map(|s| s * scale * dec(noise_mul))
                         .collect(),
                 );
             }
@@ -188,7 +192,7 @@ impl LossFn {
     /// Before the steps of epoch `epoch` of `epochs`: deferred re-weighting (DRW) switches
     /// on at ⌊from·E⌋.
     pub fn start_epoch(&mut self, epoch: usize, epochs: usize) {
-        let from: f64 = self.reweight_from.to_string().parse().unwrap_or(0.0);
+        let from = dec(self.reweight_from);
         let start = (from * epochs as f64 + 1e-9).floor() as usize;
         self.weights_on = !self.reweight.is_empty() && epoch >= start;
     }

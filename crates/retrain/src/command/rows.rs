@@ -1,0 +1,153 @@
+//! The rows a command runs: the selected rows of the method table with the flags applied —
+//! `--recipe` (the LOS protocol or each source's own), `--init` (refused by a row whose init
+//! is part of the method), `--lr`, `--delta`, `--tau`, … — each checked.
+
+use super::cli::{MaxNormEvery, RunArgs};
+use crate::method::table::MethodTable;
+use crate::method::{
+    Constraint, Init, Loss, Method, MethodSpec, PostHoc, ProjectEvery, Recipe, Solver, los_defaults,
+};
+use anyhow::bail;
+
+impl RunArgs {
+    /// The table's defaults under the flags, filled with the LOS protocol.
+    pub(super) fn defaults(&self, table: &MethodTable) -> crate::method::Hyper {
+        let d = self.hyper_overrides().or(&table.defaults);
+        let l = los_defaults();
+        crate::method::Hyper {
+            lr: d.lr.unwrap_or(l.lr),
+            wd: d.wd.unwrap_or(l.wd),
+            momentum: d.momentum.unwrap_or(l.momentum),
+            epochs: d.epochs.unwrap_or(l.epochs),
+            batch_size: d.batch_size.unwrap_or(l.batch_size),
+            init: d.init.unwrap_or(l.init),
+            schedule: d.schedule.unwrap_or(l.schedule),
+        }
+    }
+
+    /// The selected rows of the method table, with the flags that override a row applied,
+    /// checked; and each one's group.
+    pub(super) fn methods(&self) -> anyhow::Result<(Vec<Method>, Vec<(String, String)>)> {
+        let table = match &self.config {
+            Some(p) => MethodTable::read(p)?,
+            None => MethodTable::embedded(),
+        };
+        let defaults = self.defaults(&table);
+        let mut wanted: Vec<&str> = Vec::new();
+        for w in &self.method {
+            let names = match w.as_str() {
+                "all" => table.names(),
+                g if table.groups.iter().any(|x| x == g) => table.group(g),
+                name => vec![name],
+            };
+            for n in names {
+                if !wanted.contains(&n) {
+                    wanted.push(n);
+                }
+            }
+        }
+        let mut methods = Vec::new();
+        let mut groups = Vec::new();
+        for name in wanted {
+            let Some(spec) = table.methods.iter().find(|m| m.name == name) else {
+                let groups: Vec<&str> = crate::method::table::GROUPS
+                    .iter()
+                    .map(|(g, _)| *g)
+                    .filter(|g| table.groups.iter().any(|x| x == g))
+                    .collect();
+                bail!(
+                    "--method: unknown method `{name}` (choose from: {}, {}all)",
+                    table.names().join(", "),
+                    groups.iter().map(|g| format!("{g}, ")).collect::<String>()
+                );
+            };
+            self.check_init_flag(spec)?;
+            let spec = self.recipe_row(spec)?;
+            let checked = self.override_row(spec).check(&defaults);
+            methods.push(match (&self.config, checked) {
+                (Some(p), Err(e)) => bail!("{}: {e}", p.display()),
+                (_, m) => m?,
+            });
+            groups.push((
+                name.to_string(),
+                table.group_of(name).unwrap_or_default().to_string(),
+            ));
+        }
+        Ok((methods, groups))
+    }
+
+    /// `--init` changes where the protocol's rows start; a row whose init is part of the
+    /// method (NCM's centroids, cRT's fresh head, LIFT's class means) refuses another one.
+    fn check_init_flag(&self, spec: &MethodSpec) -> anyhow::Result<()> {
+        let Some(flag) = self.init else {
+            return Ok(());
+        };
+        let own = match (spec.head, spec.hyper.init) {
+            (crate::method::Head::Ncm { .. }, _) => Some("the class means of the train features"),
+            (_, Some(Init::Fresh)) => Some("a fresh nn.Linear head"),
+            (_, Some(Init::ClassMean)) => Some("the class means of the train features"),
+            _ => None,
+        };
+        match own {
+            Some(what) if spec.hyper.init != Some(flag) || spec.head_is_ncm() => bail!(
+                "--init {}: method `{}`: init is part of the method ({what}); leave --init out or leave `{}` out of --method",
+                init_name(flag),
+                spec.name,
+                spec.name
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// The row under `--recipe`: as it is (`los`), or with its source recipe's settings
+    /// (`source`; rows that are not trained by SGD need none).
+    fn recipe_row(&self, spec: &MethodSpec) -> anyhow::Result<MethodSpec> {
+        let mut spec = spec.clone();
+        if self.recipe == Recipe::Los || !spec.train || spec.solver != Solver::Sgd {
+            return Ok(spec);
+        }
+        let Some(r) = &spec.recipe else {
+            bail!(
+                "--recipe source: method `{}`: recipe: the table has no source stage-2 recipe for it (its source trains end to end); leave it out of --method or use --recipe los",
+                spec.name
+            );
+        };
+        spec.hyper = r.hyper().or(&spec.hyper);
+        Ok(spec)
+    }
+
+    /// A row of the table with `--lr`, `--delta`, `--tau`, `--maxnorm-every`, … applied.
+    fn override_row(&self, mut spec: MethodSpec) -> MethodSpec {
+        spec.hyper = self.hyper_overrides().or(&spec.hyper);
+        if let (Some(d), Loss::Ce { smoothing }) = (self.delta, &mut spec.loss) {
+            if *smoothing > 0.0 || spec.name == "los" {
+                *smoothing = d;
+            }
+        }
+        if let Some(t) = self.tau {
+            match (&mut spec.posthoc, &mut spec.loss) {
+                (PostHoc::TauNorm { tau } | PostHoc::LogitAdjust { tau }, _) => *tau = t,
+                (PostHoc::None, Loss::BalancedSoftmax { tau } | Loss::Vs { tau, .. }) => *tau = t,
+                _ => {}
+            }
+        }
+        if let (Some(e), Constraint::MaxNorm { every, .. }) =
+            (self.maxnorm_every, &mut spec.constraint)
+        {
+            *every = match e {
+                MaxNormEvery::Step => ProjectEvery::Step,
+                MaxNormEvery::Epoch => ProjectEvery::Epoch,
+            };
+        }
+        spec
+    }
+}
+
+/// `--init`'s value as typed.
+fn init_name(i: Init) -> &'static str {
+    match i {
+        Init::Stage1 => "stage1",
+        Init::Fresh => "fresh",
+        Init::ClassMean => "class-mean",
+    }
+}
