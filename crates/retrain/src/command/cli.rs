@@ -128,7 +128,8 @@ pub struct RunArgs {
     pub epochs: Option<usize>,
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Start from the bank's stage-1 head (LOS protocol) or from a fresh nn.Linear init.
+    /// Start from the bank's stage-1 head (LOS protocol), a fresh nn.Linear init, or the class
+    /// means. Refused by a row whose init is part of its method (ncm, crt, class-mean-init).
     #[arg(long, value_enum)]
     pub init: Option<Init>,
     #[arg(long, value_enum)]

@@ -194,3 +194,35 @@ fn logit_adjust_subtracts_tau_log_prior() {
     let e = head(Head::Linear).eval_head(PostHoc::LogitAdjust { tau: 1.0 }, &lp);
     assert!((e.bias[2] - (0.3 - (0.2f64).ln() as f32)).abs() < 1e-6);
 }
+
+/// DisAlign's start (cvpods `DisAlignLinear`): s = 1, t = 0, v = 0.1, and the gate bias c an
+/// nn.Linear bias draw, U(−1/√D, 1/√D): the same for one seed, different across seeds, and
+/// over many seeds within the bound with the uniform's mean 0 and variance bound²/3.
+#[test]
+fn disalign_gate_bias_is_nn_linear_init_and_seeded() {
+    use rand::SeedableRng;
+    let (k, d) = (3, 16);
+    let start = |seed: u64| {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        HeadState::from_linear(Head::DisAlign, k, d, vec![0.5; k * d], vec![0.0; k])
+            .with_disalign_gate_bias(&mut rng)
+    };
+    let h = start(7);
+    assert_eq!(h.scales, vec![1.0; k]);
+    assert_eq!(h.shift, vec![0.0; k]);
+    assert!(h.gate[..d].iter().all(|&v| v == DISALIGN_GATE_WEIGHT));
+    assert_eq!(h.gate[d], start(7).gate[d]);
+    assert_ne!(h.gate[d], start(8).gate[d]);
+    let bound = 1.0 / (d as f64).sqrt();
+    let c: Vec<f64> = (0..4000).map(|s| start(s).gate[d] as f64).collect();
+    assert!(c.iter().all(|v| v.abs() < bound));
+    let mean = c.iter().sum::<f64>() / c.len() as f64;
+    let var = c.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / c.len() as f64;
+    // sd of the mean: bound/√3/√4000 ≈ 0.0023
+    assert!(mean.abs() < 0.01, "{mean}");
+    assert!((var / (bound * bound / 3.0) - 1.0).abs() < 0.08, "{var}");
+    // other heads are untouched
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let lin = HeadState::from_linear(Head::Linear, k, d, vec![0.5; k * d], vec![0.0; k]);
+    assert_eq!(lin.clone().with_disalign_gate_bias(&mut rng), lin);
+}
