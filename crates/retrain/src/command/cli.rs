@@ -377,6 +377,14 @@ impl RunArgs {
         let (methods, groups) = self.methods()?;
         let expanded = self.expand(&methods)?;
         let banks = self.open_banks(log)?;
+        for b in &banks {
+            super::limits::check_bootstrap(
+                "--bootstrap",
+                self.bootstrap,
+                b.test.rows,
+                b.num_classes,
+            )?;
+        }
         let (out, records, experiment) = super::experiment::folders(self, &banks);
         if let Some((root, _)) = &experiment {
             crate::output::notebook::read_index(root)?;
@@ -410,9 +418,13 @@ impl RunArgs {
     }
 
     pub(super) fn check_flags(&self) -> anyhow::Result<()> {
+        use super::limits::{MAX_BOOTSTRAP, MAX_JOBS, MAX_SEEDS, at_most};
         if self.seeds == 0 {
             bail!("--seeds must be ≥ 1");
         }
+        at_most("--seeds", self.seeds, MAX_SEEDS)?;
+        at_most("--jobs", self.jobs.unwrap_or(1), MAX_JOBS)?;
+        at_most("--bootstrap", self.bootstrap, MAX_BOOTSTRAP)?;
         if let Some(d) = self.delta {
             if !(0.0..1.0).contains(&d) {
                 bail!("--delta must be in [0, 1), got {d}");

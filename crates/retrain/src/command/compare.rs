@@ -14,6 +14,8 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         (Some(b), []) | (Some(b), [_]) => {
             let dir = args.folders.first().unwrap_or(&args.results);
             let side = Side::load(dir)?;
+            let k = side.groups.len();
+            super::limits::check_bootstrap("--bootstrap", args.bootstrap, side.labels.len(), k)?;
             let d = compare_baseline(&side, b, args.bootstrap, args.bootstrap_seed)?;
             (
                 d,
@@ -23,6 +25,8 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         }
         (None, [a, b]) => {
             let (sa, sb) = (Side::load(a)?, Side::load(b)?);
+            let k = sb.groups.len();
+            super::limits::check_bootstrap("--bootstrap", args.bootstrap, sb.labels.len(), k)?;
             let d = compare_folders(&sa, &sb, args.bootstrap, args.bootstrap_seed)?;
             (d, b.clone(), format!("{} − {}", b.display(), a.display()))
         }

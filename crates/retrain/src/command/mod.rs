@@ -10,6 +10,7 @@ pub mod compare;
 pub mod execute;
 pub mod experiment;
 pub mod grid;
+pub mod limits;
 pub mod outputs;
 pub mod rows;
 pub mod run;

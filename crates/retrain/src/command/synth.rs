@@ -142,6 +142,14 @@ pub fn write_synthetic_bank(
     anyhow::ensure!(spec.dim >= 1, "--dim must be ≥ 1");
     anyhow::ensure!(spec.ir >= 1.0, "--ir must be ≥ 1");
     anyhow::ensure!(spec.test_per_class >= 1, "--test-per-class must be ≥ 1");
+    // the features of every split, in f32, plus the generator's class means and mixing map
+    let rows = (spec.img_max as u128 * spec.classes as u128)
+        + (spec.test_per_class as u128 + spec.val_per_class as u128) * spec.classes as u128;
+    let bytes = 4
+        * (rows * spec.dim as u128
+            + spec.classes as u128 * spec.latent_dim as u128
+            + spec.latent_dim as u128 * spec.dim as u128);
+    super::limits::fits("--classes × --img-max × --dim", spec.classes, bytes)?;
     let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
     let generator = Generator::new(spec, &mut rng);
     let counts = exponential_counts(spec.img_max as f64, spec.classes, spec.ir);

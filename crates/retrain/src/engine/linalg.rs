@@ -6,6 +6,49 @@
 
 pub use gemm::Parallelism;
 
+/// How often a threaded branch was taken on this thread, per kind: tests read them to show
+/// that a threaded configuration really threads (each shape has a threshold below which it
+/// runs on one thread). The branch is counted on the thread that calls it (the run's thread),
+/// so tests running beside it do not add to it. `Gemm` counts the products big enough for
+/// `gemm` to split (`m·n·k` at least its `get_threading_threshold()`, more than one thread).
+pub mod threaded {
+    use std::cell::Cell;
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Branch {
+        Gemm,
+        Loss,
+        Sgd,
+    }
+
+    thread_local! {
+        static COUNTS: Cell<[usize; 3]> = const { Cell::new([0; 3]) };
+    }
+
+    /// Count one taken branch.
+    pub fn note(b: Branch) {
+        COUNTS.with(|c| {
+            let mut v = c.get();
+            v[b as usize] += 1;
+            c.set(v);
+        });
+    }
+
+    /// The branches taken on this thread so far.
+    pub fn count(b: Branch) -> usize {
+        COUNTS.with(|c| c.get()[b as usize])
+    }
+}
+
+/// Count a GEMM that `gemm` will split over threads.
+fn note_gemm(m: usize, n: usize, k: usize, par: Parallelism) {
+    if matches!(par, Parallelism::Rayon(t) if t != 1)
+        && m.saturating_mul(n).saturating_mul(k) >= gemm::get_threading_threshold()
+    {
+        threaded::note(threaded::Branch::Gemm);
+    }
+}
+
 /// `z[m, n] = x[m, k] · w[n, k]ᵀ`, plus `z`'s previous content when `accumulate`.
 pub fn matmul_abt(
     z: &mut [f32],
@@ -30,6 +73,7 @@ pub fn matmul_abt(
         }
         return;
     }
+    note_gemm(m, n, k, par);
     // SAFETY: the bounds were checked above; strides describe the row-major layouts
     // (x: rs = k, cs = 1; wᵀ as [k, n]: rs = 1, cs = k; z: rs = n, cs = 1).
     unsafe {
@@ -78,6 +122,7 @@ pub fn matmul_atb(
         dw[..n * k].fill(0.0);
         return;
     }
+    note_gemm(m, n, k, par);
     // SAFETY: bounds checked above; gᵀ as [n, m]: rs = 1, cs = n; x: rs = k, cs = 1.
     unsafe {
         gemm::gemm(

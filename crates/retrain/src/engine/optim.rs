@@ -29,6 +29,7 @@ pub fn sgd_step_par(
     match par {
         Parallelism::Rayon(n) if n != 1 && param.len() > 4 * CHUNK => {
             use rayon::prelude::*;
+            crate::engine::linalg::threaded::note(crate::engine::linalg::threaded::Branch::Sgd);
             param
                 .par_chunks_mut(CHUNK)
                 .zip(grad.par_chunks(CHUNK))

@@ -4,6 +4,9 @@
 
 use super::spec::*;
 
+/// The most epochs (and L-BFGS iterations) a row may ask for.
+pub const MAX_EPOCHS: usize = 100_000;
+
 impl MethodSpec {
     /// Validate against the resolved hyper-parameters (`defaults` fill what the row leaves open).
     pub fn check(&self, defaults: &Hyper) -> Result<Method, MethodError> {
@@ -69,6 +72,12 @@ impl MethodSpec {
         }
         if self.train && hyper.epochs == 0 {
             return Err(err("epochs", "must be ≥ 1".into()));
+        }
+        if hyper.epochs > MAX_EPOCHS {
+            return Err(err(
+                "epochs",
+                format!("at most {MAX_EPOCHS}, got {}", hyper.epochs),
+            ));
         }
         if hyper.batch_size == 0 {
             return Err(err("batch_size", "must be ≥ 1".into()));
@@ -248,10 +257,10 @@ impl MethodSpec {
             if self.head != Head::Linear {
                 return Err(err("solver", "lbfgs fits a linear head".into()));
             }
-            if !(l2.is_finite() && l2 >= 0.0) || max_iter == 0 {
+            if !(l2.is_finite() && l2 >= 0.0) || max_iter == 0 || max_iter > MAX_EPOCHS {
                 return Err(err(
                     "solver",
-                    format!("needs l2 ≥ 0 and max_iter ≥ 1, got {l2}, {max_iter}"),
+                    format!("needs l2 ≥ 0 and 1 ≤ max_iter ≤ {MAX_EPOCHS}, got {l2}, {max_iter}"),
                 ));
             }
         }

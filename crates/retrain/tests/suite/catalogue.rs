@@ -1169,6 +1169,90 @@ fn cases() -> Vec<Case> {
             E(&["/a and ", "/b: no run in common", "method"]),
         ),
         case(
+            "compare_banks_with_one_name_and_other_contents",
+            Retrain,
+            |d| {
+                // {d}/a on the base bank; {d}/b on a copy named `bank` too (another parent)
+                // whose test features are shifted: same labels, other rows
+                results_folder(d, "vanilla-fc", "a");
+                let other = d.join("copy");
+                std::fs::create_dir_all(&other).unwrap();
+                let copy = base(&other);
+                write_split(&copy.join("test.safetensors"), &[10, 10, 10], 0.9);
+                let o = Command::new(env!("CARGO_BIN_EXE_retrain"))
+                    .args(["--bank", copy.to_str().unwrap(), "--method", "vanilla-fc"])
+                    .args(["--seeds", "1", "--epochs", "1", "--no-plots", "-q", "--out"])
+                    .arg(d.join("b"))
+                    .output()
+                    .unwrap();
+                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            },
+            &["compare", "{d}/a", "{d}/b"],
+            E(&["/a and ", "/b: bank `bank` differs", "fingerprint"]),
+        ),
+        case(
+            "cli_absurd_bootstrap",
+            rb,
+            |d| drop(base(d)),
+            &["--bootstrap", "1000000000000"],
+            E(&["--bootstrap", "at most"]),
+        ),
+        case(
+            "compare_absurd_bootstrap",
+            Retrain,
+            |d| results_folder(d, "vanilla-fc", "a"),
+            &["compare", "{d}/a", "{d}/a", "--bootstrap", "1000000000000"],
+            E(&["--bootstrap", "at most"]),
+        ),
+        case(
+            "cli_absurd_seeds",
+            rb,
+            |d| drop(base(d)),
+            &["--seeds", "100000000000"],
+            E(&["--seeds", "at most"]),
+        ),
+        case(
+            "cli_absurd_epochs",
+            rb,
+            |d| drop(base(d)),
+            &["--epochs", "1000000000000"],
+            E(&["epochs", "at most"]),
+        ),
+        case(
+            "config_row_absurd_epochs",
+            Retrain,
+            |d| bad_row(d, "name = \"a\"\nepochs = 1000000000000"),
+            &[
+                "--bank",
+                "{d}/bank",
+                "--config",
+                "{d}/rows.toml",
+                "--method",
+                "a",
+                "--out",
+                "{d}/out",
+                "-q",
+            ],
+            E(&["rows.toml", "`a`", "epochs", "at most"]),
+        ),
+        case(
+            "synth_absurd_size",
+            Retrain,
+            |_| {},
+            &[
+                "synth",
+                "--classes",
+                "100000",
+                "--img-max",
+                "100000",
+                "--dim",
+                "1000",
+                "--out",
+                "{d}/synth",
+            ],
+            E(&["--classes", "memory"]),
+        ),
+        case(
             "compare_folder_without_predictions",
             Retrain,
             |d| {
@@ -1475,6 +1559,28 @@ fn cases() -> Vec<Case> {
             |d| images(d),
             LIST,
             E(&["train.txt"]),
+        ),
+        case(
+            "list_truncated_jpeg",
+            Extract,
+            |d| {
+                lists(d, "img/0.png 0\nimg/cut.jpg 1\n");
+                // a 64×64 grey baseline JPEG (one-code Huffman tables: 64 blocks of DC
+                // difference 0 and end-of-block, 16 bytes of scan data) cut after 8 of them, so
+                // without its end-of-image marker: the `image` crate decodes it without an error
+                let mut j = vec![0xFF, 0xD8, 0xFF, 0xDB, 0, 67, 0];
+                j.extend([1u8; 64]);
+                j.extend([0xFF, 0xC0, 0, 11, 8, 0, 64, 0, 64, 1, 1, 0x11, 0]);
+                for class in [0x00, 0x10] {
+                    j.extend([0xFF, 0xC4, 0, 20, class, 1]);
+                    j.extend([0u8; 16]);
+                }
+                j.extend([0xFF, 0xDA, 0, 8, 1, 1, 0, 0, 63, 0]);
+                j.extend([0u8; 8]);
+                std::fs::write(d.join("img/cut.jpg"), j).unwrap();
+            },
+            LIST,
+            E(&["cut.jpg", "train.txt:2", "image file is truncated"]),
         ),
         // -- extract command line ------------------------------------------------------------------
         case(

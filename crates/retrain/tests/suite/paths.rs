@@ -672,6 +672,67 @@ fn jobs_and_threaded_gemms_do_not_change_the_full_precision_records() {
     assert_eq!(one, two);
 }
 
+/// T1's threaded half at shapes above every threading threshold: `gemm` splits a product
+/// when a block's m·n_chunk·k_chunk reaches its threshold (589 824 by default; gemm-common
+/// `gemm.rs:516`), the loss splits batches of more than 64 rows, SGD tensors of more than
+/// 131 072 values. K = 256, D = 1024 (262 144 weights), batch 512: the head trained with two
+/// threads equals the sequential one bit for bit, and every threaded branch was taken (counted
+/// on the run's thread).
+#[test]
+fn threaded_gemms_loss_and_sgd_give_the_sequential_head() {
+    use rand::{Rng, SeedableRng};
+    use retrain::engine::linalg::threaded::{Branch, count};
+    let (k, d, n) = (256usize, 1024usize, 1024usize);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let labels: Vec<u32> = (0..n).map(|i| (i % k) as u32).collect();
+    let x: Vec<f32> = (0..n * d).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let split = Split {
+        path: "train".into(),
+        rows: n,
+        dim: d,
+        features: Features::Owned(x),
+        features_flip: None,
+        labels,
+    };
+    let counts = split.class_counts(k);
+    let table = MethodTable::embedded();
+    let los = table.methods.iter().find(|m| m.name == "los").unwrap();
+    let hyper = retrain::method::Hyper {
+        batch_size: 512,
+        epochs: 2,
+        lr: 0.05,
+        ..retrain::method::los_defaults()
+    };
+    let mut spec = los.clone();
+    spec.hyper = Default::default();
+    let method = spec.check(&hyper).unwrap();
+    let head = HeadState::fresh(Head::Linear, k, d, &mut rng);
+    let run = |par| {
+        let opts = TrainOptions {
+            par,
+            ..Default::default()
+        };
+        let before = [Branch::Gemm, Branch::Loss, Branch::Sgd].map(count);
+        let out = train(&split, &counts, head.clone(), &method, 0, &opts, |_, _| {});
+        let after = [Branch::Gemm, Branch::Loss, Branch::Sgd].map(count);
+        (out.head, [0, 1, 2].map(|i| after[i] - before[i]))
+    };
+    let (seq, none) = run(Parallelism::None);
+    assert_eq!(
+        none,
+        [0, 0, 0],
+        "the sequential run takes no threaded branch"
+    );
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let (thr, taken) = pool.install(|| run(Parallelism::Rayon(2)));
+    // 2 epochs × 2 steps: 2 GEMMs (forward, ∂W), one loss, one SGD of W per step
+    assert_eq!(taken, [8, 4, 4], "threaded branches (gemm, loss, sgd)");
+    assert!(seq == thr, "two threads changed the trained head");
+}
+
 // ---- flags ------------------------------------------------------------------------------------
 
 #[test]

@@ -198,9 +198,50 @@ fn a_generic_sweep_and_the_tau_sweep_run_zoo_rows() {
     assert_eq!(rows[0][1], "eps_head");
     assert_eq!((rows[1][1], rows[2][1]), ("0.2", "0.6"));
     assert_eq!(rows.len(), 3);
-    // the two values train different heads
+    // the two values train different heads, and each is the head of a run with the constant
+    // set in the row directly (a --config table holding only that row)
     let t1 = std::fs::read_to_string(out.join("runs.csv")).unwrap();
     assert_eq!(t1.lines().filter(|l| l.contains(",test,all,")).count(), 2);
+    let swept = test_results(&out);
+    assert_eq!(swept.len(), 2);
+    assert_ne!(
+        swept[0], swept[1],
+        "eps_head 0.2 and 0.6 gave the same head"
+    );
+    for (i, eps) in ["0.2", "0.6"].iter().enumerate() {
+        let cfg = t.path().join(format!("las-{eps}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "[defaults]\nlr = 5e-4\n[[method]]\nname = \"las\"\nloss = {{ kind = \"las\", eps_head = {eps}, eps_tail = 0.1, shape = \"concave\" }}\n"
+            ),
+        )
+        .unwrap();
+        let direct = t.path().join(format!("las-direct-{eps}"));
+        ok(&[
+            "--bank",
+            s(&b),
+            "--config",
+            s(&cfg),
+            "--method",
+            "las",
+            "--seeds",
+            "1",
+            "--epochs",
+            "2",
+            "--lr",
+            "0.05",
+            "--out",
+            s(&direct),
+            "--no-plots",
+            "-q",
+        ]);
+        assert_eq!(
+            test_results(&direct),
+            vec![swept[i].clone()],
+            "eps_head {eps}"
+        );
+    }
 
     let out = t.path().join("la");
     let o = ok(&[
@@ -234,4 +275,50 @@ fn a_generic_sweep_and_the_tau_sweep_run_zoo_rows() {
             .any(|l| l.starts_with("vs ") && l.contains(" 1.3 ")),
         "{printed}"
     );
+    // vs at τ = 1.3 is `--method vs --tau 1.3`; τ = 0 and τ = 2 differ
+    let vs = |tau: f64| -> serde_json::Value {
+        let recs = records(&out);
+        let r = recs
+            .iter()
+            .find(|r| {
+                r["method"]["name"] == "vs"
+                    && (r["method"]["loss"]["tau"].as_f64().unwrap() - tau).abs() < 1e-6
+            })
+            .unwrap_or_else(|| panic!("vs at τ = {tau}"));
+        r["test"].clone()
+    };
+    assert_ne!(vs(0.0), vs(2.0));
+    let direct = t.path().join("vs-direct");
+    ok(&[
+        "--bank",
+        s(&b),
+        "--method",
+        "vs",
+        "--tau",
+        "1.3",
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--out",
+        s(&direct),
+        "--no-plots",
+        "-q",
+    ]);
+    assert_eq!(test_results(&direct), vec![vs(1.3)]);
+}
+
+/// The records of a results folder (its `records.jsonl`), as JSON.
+fn records(out: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(out.join("records.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["record"].clone())
+        .collect()
+}
+
+/// Every run's test evaluation (per-class counts, NLL, LoMa, … in full precision), in record
+/// order.
+fn test_results(out: &Path) -> Vec<serde_json::Value> {
+    records(out).iter().map(|r| r["test"].clone()).collect()
 }

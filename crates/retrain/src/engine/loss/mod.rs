@@ -261,12 +261,16 @@ impl LossFn {
             self.chunk(z, y, g, b, denom, nu)
         };
         let parts: Vec<f64> = match par {
-            Parallelism::Rayon(n) if n != 1 && b > rows => grad[..b * k]
-                .par_chunks_mut(rows * k)
-                .zip(z[..b * k].par_chunks(rows * k))
-                .zip(y.par_chunks(rows).enumerate().map(|(i, y)| (y, i)))
-                .map(chunk)
-                .collect(),
+            Parallelism::Rayon(n) if n != 1 && b > rows => {
+                use crate::engine::linalg::threaded;
+                threaded::note(threaded::Branch::Loss);
+                grad[..b * k]
+                    .par_chunks_mut(rows * k)
+                    .zip(z[..b * k].par_chunks(rows * k))
+                    .zip(y.par_chunks(rows).enumerate().map(|(i, y)| (y, i)))
+                    .map(chunk)
+                    .collect()
+            }
             _ => grad[..b * k]
                 .chunks_mut(rows * k)
                 .zip(z[..b * k].chunks(rows * k))
@@ -529,5 +533,81 @@ mod tests {
         for (x, y) in g1.iter().zip(&g2) {
             assert!((x - y).abs() < 1e-6);
         }
+    }
+
+    /// GCL's noise as production draws it (`LossFn::for_method` → `seed_noise` →
+    /// `prepare_step`): ν_ic = |clamp(ε, −1, 1)|·s·noise_mul·σ_c with ε ~ N(0, (1/3)²) fresh per
+    /// step, row and class. E|ε| of a half-normal with sd 1/3 is (1/3)·√(2/π) = 0.26596 (the
+    /// clamp at 3 sd changes it by < 1e-4); P(|ε| ≥ 1) = P(|Z| ≥ 3) = 0.0027.
+    #[test]
+    fn gcl_noise_is_the_seeded_clamped_half_normal_scaled_by_sigma() {
+        use crate::method::{Constraint, Hyper, Method, PostHoc, Reweight, Sampler, Solver};
+        let counts = [1000usize, 100, 10];
+        let (s, noise_mul) = (20.0f32, 0.5f32);
+        let method = Method {
+            name: "gcl".into(),
+            head: Head::Cosine { scale: s },
+            loss: Loss::Gcl {
+                margin: 0.1,
+                noise_mul,
+                gamma: 1.0,
+            },
+            sampler: Sampler::ClassBalanced,
+            constraint: Constraint::None,
+            posthoc: PostHoc::None,
+            reweight: Reweight::None,
+            solver: Solver::Sgd,
+            train: true,
+            hyper: Hyper {
+                lr: 0.1,
+                wd: 0.0,
+                momentum: 0.9,
+                epochs: 1,
+                batch_size: 64,
+                init: crate::method::Init::Stage1,
+                schedule: crate::method::Schedule::CosineEpoch,
+            },
+        };
+        let draw = |seed: u64, steps: usize, rows: usize| {
+            let mut f = LossFn::for_method(&method, &counts);
+            f.seed_noise(seed);
+            let mut all = Vec::new();
+            for _ in 0..steps {
+                f.prepare_step(rows);
+                all.push(f.noise().unwrap().to_vec());
+            }
+            all
+        };
+        // σ = (log 1000 − log n)/(log 1000 − log 10) = 0, 1/2, 1
+        let sigma = weights::gcl_sigma(&counts);
+        assert!(sigma[0] == 0.0 && (sigma[1] - 0.5).abs() < 1e-12 && sigma[2] == 1.0);
+        let steps = draw(3, 200, 100);
+        let scale = (s * noise_mul) as f64;
+        let (mut sum, mut n, mut at_one, mut mid) = (0.0f64, 0usize, 0usize, 0.0f64);
+        for step in &steps {
+            for row in step.chunks_exact(3) {
+                assert_eq!(row[0], 0.0, "the head class gets no noise (σ = 0)");
+                let e = row[2] as f64 / scale;
+                assert!((0.0..=1.0 + 1e-6).contains(&e), "|clamp(ε)| in [0, 1]: {e}");
+                at_one += (e > 1.0 - 1e-6) as usize;
+                sum += e;
+                mid += row[1] as f64 / (scale * 0.5);
+                n += 1;
+            }
+        }
+        let mean = sum / n as f64;
+        let want = (2.0 / std::f64::consts::PI).sqrt() / 3.0;
+        // 20 000 draws: sd of the mean = 0.2009/3/√20000 ≈ 4.7e-4
+        assert!((mean - want).abs() < 3e-3, "E|ε| {mean} vs {want}");
+        assert!(
+            (mid / n as f64 - want).abs() < 3e-3,
+            "σ = 1/2 scales the same draw law"
+        );
+        // P(|ε| ≥ 1) = 0.0027: 54 of 20 000 expected
+        assert!((20..=100).contains(&at_one), "clamped draws: {at_one}");
+        // seeded: the same stream for a seed, another for another seed, fresh each step
+        assert_eq!(draw(3, 2, 100), steps[..2].to_vec());
+        assert_ne!(draw(4, 1, 100)[0], steps[0]);
+        assert_ne!(steps[0], steps[1]);
     }
 }

@@ -22,6 +22,8 @@ pub struct Side {
     pub runs: Vec<RunCorrect>,
     /// Shot group index of each class (0 Many, 1 Medium, 2 Few).
     pub groups: Vec<Option<usize>>,
+    /// Bank name → content fingerprint, from `config.json`.
+    pub fingerprints: Vec<(String, String)>,
 }
 
 impl Side {
@@ -48,6 +50,7 @@ impl Side {
             labels,
             runs,
             groups,
+            fingerprints: fingerprints(&dir.join("config.json"))?,
         })
     }
 
@@ -62,6 +65,43 @@ impl Side {
         }
         v
     }
+}
+
+/// The `banks[].name` / `banks[].fingerprint` pairs of a run's `config.json`.
+fn fingerprints(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: not JSON: {e}", path.display()))?;
+    let banks = v["banks"].as_array().ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: field `banks`: missing (not a results folder's config)",
+            path.display()
+        )
+    })?;
+    banks
+        .iter()
+        .map(|b| match (b["name"].as_str(), b["fingerprint"].as_str()) {
+            (Some(n), Some(f)) => Ok((n.to_string(), f.to_string())),
+            _ => bail!("{}: field `banks[].fingerprint`: missing", path.display()),
+        })
+        .collect()
+}
+
+/// Runs pair only on the same bank: a name both folders use must have the same fingerprint.
+fn check_same_banks(a: &Side, b: &Side) -> anyhow::Result<()> {
+    for (name, fa) in &a.fingerprints {
+        if let Some((_, fb)) = b.fingerprints.iter().find(|(n, _)| n == name) {
+            if fa != fb {
+                bail!(
+                    "{} and {}: bank `{name}` differs (fingerprint {fa} vs {fb} in their config.json): the same name, other contents; a paired comparison needs the same bank",
+                    a.dir.display(),
+                    b.dir.display()
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One line of `compare.csv`.
@@ -172,6 +212,7 @@ pub fn compare_folders(
     resamples: usize,
     seed: u64,
 ) -> anyhow::Result<Vec<Diff>> {
+    check_same_banks(a, b)?;
     if a.labels != b.labels {
         bail!(
             "{} and {}: the test splits differ ({} vs {} rows, or other labels): a paired comparison needs the same test rows",
