@@ -1115,3 +1115,51 @@ fn the_prior_correct_flag_changes_only_prior_shift() {
         }
     }
 }
+
+/// One bootstrap for the whole table: every row is resampled with the same test rows. So two
+/// rows that predict the same (balanced-softmax and la-loss at τ = 1) get the same interval and
+/// a paired Δ of exactly [0, 0], and a row's interval does not change when other rows join it.
+#[test]
+fn the_bootstrap_resamples_are_shared_by_every_row() {
+    let t = tempfile::tempdir().unwrap();
+    let b = bank(&t.path().join("bank"));
+    let run = |name: &str, methods: &str| {
+        let out = t.path().join(name);
+        ok(&[
+            "--bank",
+            s(&b),
+            "--method",
+            methods,
+            "--baseline",
+            "balanced-softmax",
+            "--seeds",
+            "2",
+            "--epochs",
+            "2",
+            "--lr",
+            "0.05",
+            "--out",
+            s(&out),
+            "--no-plots",
+            "-q",
+        ]);
+        csv(&out.join("table1.csv"))
+    };
+    let both = run("both", "vanilla-fc,balanced-softmax,los,la-loss");
+    let row = |t: &[BTreeMap<String, String>], m: &str| {
+        t.iter().find(|r| r["method"] == m).unwrap().clone()
+    };
+    let (bs, la) = (row(&both, "balanced-softmax"), row(&both, "la-loss"));
+    for c in ["all", "all_ci_lo", "all_ci_hi", "few_ci_lo", "few_ci_hi"] {
+        assert_eq!(bs[c], la[c], "{c}");
+    }
+    for c in ["vs_baseline_delta", "vs_baseline_lo", "vs_baseline_hi"] {
+        assert_eq!(la[c].parse::<f64>().unwrap(), 0.0, "la-loss {c}");
+    }
+    let alone = run("alone", "balanced-softmax,la-loss");
+    for m in ["balanced-softmax", "la-loss"] {
+        for c in ["all_ci_lo", "all_ci_hi", "many_ci_lo", "few_ci_hi"] {
+            assert_eq!(row(&alone, m)[c], row(&both, m)[c], "{m} {c}");
+        }
+    }
+}

@@ -202,8 +202,18 @@ fn a_generic_sweep_and_the_tau_sweep_run_zoo_rows() {
     // set in the row directly (a --config table holding only that row)
     let t1 = std::fs::read_to_string(out.join("runs.csv")).unwrap();
     assert_eq!(t1.lines().filter(|l| l.contains(",test,all,")).count(), 2);
-    let swept = test_results(&out);
-    assert_eq!(swept.len(), 2);
+    // records are appended as runs finish: find each by its constant
+    let recs = records(&out);
+    assert_eq!(recs.len(), 2);
+    let swept: Vec<serde_json::Value> = [0.2, 0.6]
+        .iter()
+        .map(|e| {
+            let r = recs
+                .iter()
+                .find(|r| (r["method"]["loss"]["eps_head"].as_f64().unwrap() - e).abs() < 1e-6);
+            r.unwrap_or_else(|| panic!("eps_head {e}"))["test"].clone()
+        })
+        .collect();
     assert_ne!(
         swept[0], swept[1],
         "eps_head 0.2 and 0.6 gave the same head"
