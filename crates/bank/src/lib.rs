@@ -21,7 +21,7 @@ pub use error::{BankError, Result};
 pub use meta::Meta;
 pub use shots::{ShotGroup, ShotThresholds};
 pub use split::Split;
-pub use tensors::Features;
+pub use tensors::{ExternalF32, Features};
 pub use write::{BankDir, FeatureDtype, write_head, write_meta, write_split};
 
 use std::path::PathBuf;

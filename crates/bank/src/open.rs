@@ -9,7 +9,56 @@ use std::path::{Path, PathBuf};
 impl Bank {
     /// Read and validate the bank in `dir`.
     pub fn open(dir: &Path) -> Result<Bank> {
-        let parts = Parts::read(dir)?;
+        Parts::read(dir)?.into_bank(dir)
+    }
+
+    /// A bank from splits already in memory (the Python package's arrays), validated as
+    /// [`Bank::open`] validates a folder; `dir` names it (messages say `dir/meta.json`, …).
+    pub fn from_parts(
+        dir: &Path,
+        train: Split,
+        val: Option<Split>,
+        test: Split,
+        head: Option<Head>,
+        meta: Meta,
+    ) -> Result<Bank> {
+        let parts = Parts {
+            train,
+            val,
+            test,
+            head,
+            meta,
+            meta_path: dir.join("meta.json"),
+            head_path: dir.join("head.safetensors"),
+        };
+        if let Some(h) = &parts.head {
+            if h.weight.len() != h.num_classes * h.dim || h.bias.len() != h.num_classes {
+                return Err(BankError::Invalid {
+                    path: parts.head_path.clone(),
+                    msg: format!(
+                        "`bias` has {} values, `weight` {}: expected K and K×D with K = {}, D = {}",
+                        h.bias.len(),
+                        h.weight.len(),
+                        h.num_classes,
+                        h.dim
+                    ),
+                });
+            }
+            if let Some(i) = h.weight.iter().chain(&h.bias).position(|v| !v.is_finite()) {
+                return Err(BankError::Invalid {
+                    path: parts.head_path.clone(),
+                    msg: format!("value {i} of the head (weight, then bias) is not finite"),
+                });
+            }
+        }
+        parts.into_bank(dir)
+    }
+}
+
+impl Parts {
+    /// Every check across the parts, then the bank.
+    fn into_bank(self, dir: &Path) -> Result<Bank> {
+        let parts = self;
         parts.check_dims()?;
         let num_classes = parts.resolve_num_classes()?;
         parts.check_labels(num_classes)?;

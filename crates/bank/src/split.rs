@@ -40,7 +40,6 @@ impl Split {
             });
         }
         let features = file.floats("features")?;
-        check_finite(path, "features", features.as_slice(), dim)?;
         let features_flip = if file.has("features_flip") {
             let s = file.shape("features_flip", 2)?;
             if s[0] != rows {
@@ -61,13 +60,69 @@ impl Split {
                     reference: format!("`features` ({rows}x{dim})"),
                 });
             }
-            let f = file.floats("features_flip")?;
-            check_finite(path, "features_flip", f.as_slice(), dim)?;
-            Some(f)
+            Some(file.floats("features_flip")?)
         } else {
             None
         };
         let raw = file.ints("labels")?;
+        Split::checked(path, rows, dim, features, features_flip, &raw)
+    }
+
+    /// A split from values already in memory (`path` names it in messages: the Python
+    /// package's arrays), with the checks of [`Split::read`]: rows, columns, finiteness,
+    /// labels.
+    pub fn from_values(
+        path: &Path,
+        dim: usize,
+        features: Features,
+        features_flip: Option<Features>,
+        labels: &[i64],
+    ) -> Result<Split> {
+        let len = features.as_slice().len();
+        if dim == 0 || len % dim != 0 {
+            return Err(BankError::Invalid {
+                path: path.into(),
+                msg: format!("`features` has {len} values, not rows of {dim}"),
+            });
+        }
+        let rows = len / dim;
+        if rows != labels.len() {
+            return Err(BankError::RowMismatch {
+                path: path.into(),
+                features: rows,
+                labels: labels.len(),
+            });
+        }
+        if rows == 0 {
+            return Err(BankError::EmptySplit { path: path.into() });
+        }
+        if let Some(f) = &features_flip {
+            if f.as_slice().len() != len {
+                return Err(BankError::Invalid {
+                    path: path.into(),
+                    msg: format!(
+                        "`features_flip` has {} values, but `features` has {len} ({rows}x{dim}; one flipped view per row)",
+                        f.as_slice().len()
+                    ),
+                });
+            }
+        }
+        Split::checked(path, rows, dim, features, features_flip, labels)
+    }
+
+    /// Finiteness and label checks of a split whose shapes are known to agree.
+    fn checked(
+        path: &Path,
+        rows: usize,
+        dim: usize,
+        features: Features,
+        features_flip: Option<Features>,
+        raw: &[i64],
+    ) -> Result<Split> {
+        check_finite(path, "features", features.as_slice(), dim)?;
+        if let Some(f) = &features_flip {
+            check_finite(path, "features_flip", f.as_slice(), dim)?;
+        }
         let mut labels = Vec::with_capacity(rows);
         for (row, &l) in raw.iter().enumerate() {
             if l < 0 || l > u32::MAX as i64 {

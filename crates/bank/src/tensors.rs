@@ -8,7 +8,14 @@ use safetensors::{Dtype, SafeTensors};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// A row-major f32 matrix, either owned or borrowed from a memory-mapped file.
+/// f32 values owned by someone else (a numpy array the Python package holds): the bank
+/// borrows them in place, without a copy, for as long as it holds the owner.
+pub trait ExternalF32: Send + Sync {
+    fn as_f32(&self) -> &[f32];
+}
+
+/// A row-major f32 matrix: owned, borrowed from a memory-mapped file, or borrowed from an
+/// external owner.
 #[derive(Clone)]
 pub enum Features {
     Owned(Vec<f32>),
@@ -17,12 +24,14 @@ pub enum Features {
         offset: usize,
         len: usize,
     },
+    External(Arc<dyn ExternalF32>),
 }
 
 impl Features {
     pub fn as_slice(&self) -> &[f32] {
         match self {
             Features::Owned(v) => v,
+            Features::External(e) => e.as_f32(),
             Features::Mapped { map, offset, len } => {
                 let bytes = &map[*offset..*offset + *len * 4];
                 // SAFETY: alignment was checked when the variant was built, f32 has no invalid
@@ -38,6 +47,7 @@ impl std::fmt::Debug for Features {
         match self {
             Features::Owned(v) => write!(f, "Features::Owned(len {})", v.len()),
             Features::Mapped { len, .. } => write!(f, "Features::Mapped(len {len})"),
+            Features::External(e) => write!(f, "Features::External(len {})", e.as_f32().len()),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! is what they mean once the bank, the method table and the overrides are loaded and checked.
 
 use crate::command::synth::SynthSpec;
-use crate::method::{HyperSpec, Init, Method, Recipe, Schedule};
+use crate::method::{HyperSpec, Init, Method, MethodSpec, Recipe, Schedule};
 use crate::run::Job;
 use anyhow::bail;
 use bank::{Bank, ShotThresholds};
@@ -268,6 +268,18 @@ pub struct RunArgs {
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Banks already in memory (the Python package's `Bank.from_arrays` / `Bank.open`), used
+    /// instead of `--bank`.
+    #[arg(skip)]
+    pub preloaded: Vec<Bank>,
+    /// Rows added to the method table, in the group `custom` (the Python package's `Method`
+    /// objects).
+    #[arg(skip)]
+    pub extra_rows: Vec<MethodSpec>,
+    /// Run inside another program (the Python package): no signal handler of ours (the host
+    /// stops a run through [`crate::engine::abort`]).
+    #[arg(skip)]
+    pub embedded: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -451,6 +463,15 @@ impl RunArgs {
 
     /// The banks, with `--many-above/--few-below` applied and checked.
     fn open_banks(&self, log: &dyn Fn(&str)) -> anyhow::Result<Vec<Bank>> {
+        if !self.preloaded.is_empty() {
+            let mut banks = self.preloaded.clone();
+            for bank in &mut banks {
+                if self.many_above.is_some() || self.few_below.is_some() {
+                    bank.shots = self.shots(bank)?;
+                }
+            }
+            return Ok(banks);
+        }
         let dirs = if self.bank.len() > 1 {
             self.bank.clone()
         } else {

@@ -28,10 +28,20 @@ impl RunArgs {
     /// The selected rows of the method table, with the flags that override a row applied,
     /// checked; and each one's group.
     pub(super) fn methods(&self) -> anyhow::Result<(Vec<Method>, Vec<(String, String)>)> {
-        let table = match &self.config {
+        let mut table = match &self.config {
             Some(p) => MethodTable::read(p)?,
             None => MethodTable::embedded(),
         };
+        for row in &self.extra_rows {
+            if table.methods.iter().any(|m| m.name == row.name) {
+                bail!(
+                    "method `{}`: name: a row of the table has this name already; choose another",
+                    row.name
+                );
+            }
+            table.methods.push(row.clone());
+            table.groups.push("custom".into());
+        }
         let defaults = self.defaults(&table);
         let mut wanted: Vec<&str> = Vec::new();
         for w in &self.method {
@@ -62,6 +72,20 @@ impl RunArgs {
                 );
             };
             self.check_init_flag(spec)?;
+            if let Loss::Custom { id } = spec.loss {
+                if crate::engine::loss::custom::get(id).is_none() {
+                    bail!(
+                        "method `{}`: loss.kind custom: a custom loss is a Python function (ltbench.Method.custom); this one is not registered",
+                        spec.name
+                    );
+                }
+                if self.device != crate::engine::device::DeviceChoice::Cpu {
+                    bail!(
+                        "method `{}`: loss.kind custom: a custom loss runs on the CPU engine only; leave --device out",
+                        spec.name
+                    );
+                }
+            }
             let spec = self.recipe_row(spec)?;
             let checked = self.override_row(spec).check(&defaults);
             methods.push(match (&self.config, checked) {

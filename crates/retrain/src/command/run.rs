@@ -72,7 +72,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         .map(|s| s.file_name())
         .unwrap_or_else(|| "records.jsonl".into());
     let appender = Arc::new(Appender::open(&plan.records.join(file))?);
-    on_interrupt(&plan, appender.clone())?;
+    if !args.embedded {
+        on_interrupt(&plan, appender.clone())?;
+    }
     let mut rec = Records {
         done: &mut done,
         appender: &appender,

@@ -90,6 +90,10 @@ impl DeviceLoss {
             (Some(w), true) => Some(Self::row_weights(w, y)?),
             _ => None,
         };
+        if let Loss::Custom { .. } = self.loss {
+            // refused before any run (`--device` with a custom loss)
+            unreachable!("a custom loss does not run on the device");
+        }
         match self.loss {
             Loss::Ce { .. }
             | Loss::BalancedSoftmax { .. }
@@ -171,6 +175,7 @@ impl DeviceLoss {
                 let g = (sig - &t)?.broadcast_mul(&w.affine(inv_b, 0.0)?)?;
                 Ok((loss, g))
             }
+            Loss::Custom { .. } => unreachable!("checked above"),
             Loss::ClassBalanced {
                 form: CbForm::SoftmaxBce,
                 ..

@@ -214,6 +214,9 @@ pub fn train_many(
     let mut step = 0usize;
     let mut epoch_loss = vec![Vec::with_capacity(hp0.epochs); m_count];
     for epoch in 0..hp0.epochs {
+        if crate::engine::abort::aborted() {
+            break;
+        }
         sampler.next_epoch(&mut order);
         for (l, m) in stack.losses.iter_mut().zip(methods) {
             l.start_epoch(epoch, m.hyper.epochs);

@@ -215,6 +215,9 @@ pub fn train(
     let (mut epoch_loss, mut step_loss) = (Vec::with_capacity(hp.epochs), Vec::new());
     let mut step = 0usize;
     for epoch in 0..hp.epochs {
+        if crate::engine::abort::aborted() {
+            break;
+        }
         sampler.next_epoch(&mut order);
         trainer.start_epoch(epoch);
         let mut epoch_sum = 0.0;

@@ -163,6 +163,9 @@ pub enum Loss {
         #[serde(default)]
         gamma: f32,
     },
+    /// A loss written outside ltbench (the Python package's `Method.custom`), by the id its
+    /// callback is registered under (a hash of the function's source and constants).
+    Custom { id: u64 },
 }
 
 fn default_eps_head() -> f32 {

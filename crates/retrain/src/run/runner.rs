@@ -129,6 +129,9 @@ pub fn run_jobs(
         tasks
             .par_iter()
             .map(|task| {
+                if crate::engine::abort::aborted() {
+                    return Ok(Vec::new());
+                }
                 let out: Vec<(usize, RunRecord)> = if task.len() == 1 {
                     vec![(
                         task[0],
@@ -141,6 +144,10 @@ pub fn run_jobs(
                         .zip(run_one_pass(bank, stage1, &group, opts, par))
                         .collect()
                 };
+                // a run cut short by an abort is not a result: nothing is recorded
+                if crate::engine::abort::aborted() {
+                    return Ok(Vec::new());
+                }
                 for (i, r) in &out {
                     on_done(*i, r);
                 }
@@ -148,6 +155,9 @@ pub fn run_jobs(
             })
             .collect()
     });
+    if let Some(reason) = crate::engine::abort::reason() {
+        anyhow::bail!("{reason}");
+    }
     let mut done: Vec<(usize, RunRecord)> = done?.into_iter().flatten().collect();
     done.sort_by_key(|(i, _)| *i);
     Ok(done.into_iter().map(|(_, r)| r).collect())

@@ -1,6 +1,7 @@
 //! Losses of the Table 1 rows, one file per family; [`LossFn`] binds a [`Loss`] to the
 //! per-class constants of a bank and dispatches with one `match`.
 
+pub mod custom;
 mod focal;
 mod sigmoid_bce;
 mod softmax_bce;
@@ -34,6 +35,9 @@ pub struct LossFn {
     reweight_from: f32,
     weights_on: bool,
     noise: Option<Noise>,
+    /// A custom loss's callback and what it is told; the next step's index.
+    custom: Option<(std::sync::Arc<dyn custom::CustomLoss>, custom::Ctx)>,
+    steps: usize,
 }
 
 /// The per-class constants a loss adds to the logits (empty vectors: absent), computed once.
@@ -164,8 +168,22 @@ impl LossFn {
                         .collect(),
                 );
             }
-            Loss::Ce { .. } | Loss::Focal { .. } => {}
+            Loss::Ce { .. } | Loss::Focal { .. } | Loss::Custom { .. } => {}
         }
+        let custom = match loss {
+            Loss::Custom { id } => Some((
+                custom::get(id).unwrap_or_else(|| panic!("custom loss {id:x} is not registered")),
+                custom::Ctx {
+                    class_counts: train_counts.to_vec(),
+                    num_classes: k,
+                    epoch: 0,
+                    epochs: 1,
+                    step: 0,
+                    seed: 0,
+                },
+            )),
+            _ => None,
+        };
         let noise = matches!(loss, Loss::Gcl { .. }).then(|| Noise {
             rng: rand_chacha::ChaCha8Rng::seed_from_u64(0),
             values: Vec::new(),
@@ -178,11 +196,16 @@ impl LossFn {
             reweight_from: 0.0,
             weights_on: false,
             noise,
+            custom,
+            steps: 0,
         }
     }
 
     /// Seed the loss's noise stream (GCL; a no-op for the others).
     pub fn seed_noise(&mut self, seed: u64) {
+        if let Some((_, ctx)) = &mut self.custom {
+            ctx.seed = seed;
+        }
         if let Some(n) = &mut self.noise {
             n.rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
             n.rng.set_stream(300);
@@ -192,6 +215,9 @@ impl LossFn {
     /// Before the steps of epoch `epoch` of `epochs`: deferred re-weighting (DRW) switches
     /// on at ⌊from·E⌋.
     pub fn start_epoch(&mut self, epoch: usize, epochs: usize) {
+        if let Some((_, ctx)) = &mut self.custom {
+            (ctx.epoch, ctx.epochs) = (epoch, epochs);
+        }
         let from = dec(self.reweight_from);
         let start = (from * epochs as f64 + 1e-9).floor() as usize;
         self.weights_on = !self.reweight.is_empty() && epoch >= start;
@@ -209,6 +235,10 @@ impl LossFn {
 
     /// Before a step of `rows` rows: draw the noise it uses (GCL), in row-major order.
     pub fn prepare_step(&mut self, rows: usize) {
+        if let Some((_, ctx)) = &mut self.custom {
+            ctx.step = self.steps;
+        }
+        self.steps += 1;
         let Some(n) = &mut self.noise else { return };
         let k = self.num_classes;
         let dist = rand_distr::Normal::new(0.0f32, 1.0 / 3.0).expect("a valid normal");
@@ -251,6 +281,17 @@ impl LossFn {
         par: Parallelism,
     ) -> f64 {
         let (b, k) = (y.len(), self.num_classes);
+        if let Some((f, ctx)) = &self.custom {
+            // the whole batch at once, on this thread: a callback's batch mean is its own
+            return match f.loss_and_grad(&z[..b * k], y, ctx, &mut grad[..b * k]) {
+                Ok(l) => l,
+                Err(e) => {
+                    crate::engine::abort::abort(&e);
+                    grad[..b * k].fill(0.0);
+                    f64::NAN
+                }
+            };
+        }
         let rows = LOSS_CHUNK_ROWS;
         let denom = self
             .active_reweight()
@@ -347,6 +388,7 @@ impl LossFn {
                 ..
             } => softmax_bce(z, y, k, &t.weight, grad, batch),
             Loss::Focal { gamma } => focal(z, y, k, gamma as f64, grad, batch),
+            Loss::Custom { .. } => unreachable!("a custom loss takes the whole batch"),
         }
     }
 }

@@ -1,0 +1,403 @@
+"""ltbench from Python: the stage-2 methods of long-tailed recognition on cached features.
+
+    import ltbench
+    bank = ltbench.Bank.open("features/fmnist-lt-ir100")
+    res = ltbench.run(bank, methods=["vanilla-fc", "los"], seeds=3)
+    res.table                      # polars DataFrame: the CLI's table1.csv
+
+A thin face over the same Rust library as the `retrain` command: the same rows, protocol,
+seeds, records, tables and intervals. Your own loss runs inside the engine with
+``Method.custom`` (numpy) or ``Method.torch`` (autograd).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import polars as pl
+
+from . import _ltbench
+
+__all__ = ["Bank", "Method", "Results", "run", "methods", "compare", "PROTOCOL_KEYWORDS"]
+
+# keyword → CLI flag (value flags); every other keyword of `run` is a TypeError
+_VALUE_FLAGS = {
+    "lr": "--lr",
+    "wd": "--wd",
+    "momentum": "--momentum",
+    "epochs": "--epochs",
+    "batch_size": "--batch-size",
+    "init": "--init",
+    "schedule": "--schedule",
+    "recipe": "--recipe",
+    "delta": "--delta",
+    "tau": "--tau",
+    "bootstrap": "--bootstrap",
+    "bootstrap_seed": "--bootstrap-seed",
+    "baseline": "--baseline",
+    "jobs": "--jobs",
+    "seed": "--seed",
+    "many_above": "--many-above",
+    "few_below": "--few-below",
+    "maxnorm_every": "--maxnorm-every",
+}
+_LIST_FLAGS = {"test_prior": "--test-prior"}
+_SWITCHES = {
+    "oracle": "--oracle",
+    "no_tta": "--no-tta",
+    "prior_correct": "--prior-correct",
+    "plots": None,  # True draws the figures (the CLI's default); False: --no-plots
+    "rerun": "--rerun",
+    "reuse_stale": "--reuse-stale",
+    "one_pass": "--one-pass",
+    "quiet": "--quiet",
+}
+PROTOCOL_KEYWORDS = sorted([*_VALUE_FLAGS, *_LIST_FLAGS, *_SWITCHES])
+
+
+def _as_f32_matrix(x: Any, what: str) -> np.ndarray:
+    """A C-contiguous float32 [N, D] array; f32 numpy arrays and CPU torch tensors are
+    borrowed without a copy, f16 / f64 are converted once."""
+    if type(x).__module__.startswith("torch"):
+        if x.device.type != "cpu":
+            raise ValueError(f"{what}: a torch tensor on {x.device}; move it to the CPU (.cpu())")
+        x = x.detach().numpy()
+    a = np.asarray(x)
+    if a.ndim != 2:
+        raise ValueError(f"{what}: features must be 2-D [N, D], got shape {a.shape}")
+    if a.dtype not in (np.float32, np.float16, np.float64):
+        raise ValueError(f"{what}: features must be float32, float16 or float64, got {a.dtype}")
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    # the bank borrows this buffer (no copy of float32 data): hand it a read-only view
+    a = a.view()
+    a.setflags(write=False)
+    return a
+
+
+def _as_labels(y: Any, what: str) -> np.ndarray:
+    if type(y).__module__.startswith("torch"):
+        y = y.detach().cpu().numpy()
+    a = np.asarray(y)
+    if a.ndim != 1:
+        raise ValueError(f"{what}: labels must be 1-D [N], got shape {a.shape}")
+    if not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"{what}: labels must be integers, got {a.dtype}")
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def _split(arg: Any, name: str) -> tuple:
+    if not isinstance(arg, (tuple, list)) or len(arg) not in (2, 3):
+        raise ValueError(f"{name}: expected (X, y) or (X, y, X_flip)")
+    x = _as_f32_matrix(arg[0], f"{name}.features")
+    y = _as_labels(arg[1], f"{name}.labels")
+    flip = None
+    if len(arg) == 3 and arg[2] is not None:
+        flip = _as_f32_matrix(arg[2], f"{name}.features_flip")
+    return (x, y, flip)
+
+
+class Bank:
+    """A validated feature bank: ``Bank.open(folder)`` or ``Bank.from_arrays(...)``.
+
+    Every check and message of the CLI's bank reader applies; bad data raises
+    ``ValueError`` naming the file and the field, a missing folder or file an ``OSError``.
+    """
+
+    def __init__(self, handle: Any, path: str | None = None):
+        self._h = handle
+        self.path = path
+
+    @staticmethod
+    def open(path: str | os.PathLike) -> "Bank":
+        """Open the bank folder ``path`` (``train.safetensors``, ``test.safetensors``, ...)."""
+        return Bank(_ltbench.open_bank(os.fspath(path)), os.fspath(path))
+
+    @staticmethod
+    def from_arrays(
+        train: Sequence[Any],
+        test: Sequence[Any],
+        val: Sequence[Any] | None = None,
+        head: tuple[Any, Any] | None = None,
+        name: str = "bank",
+        meta: Mapping[str, Any] | None = None,
+    ) -> "Bank":
+        """A bank from arrays: ``train`` / ``test`` / ``val`` = ``(X, y)`` or
+        ``(X, y, X_flip)`` (X float32/float16/float64 [N, D] numpy arrays or CPU torch
+        tensors, y integer [N]); ``head`` = ``(W [K, D], b [K])``, the stage-1 classifier
+        (fitted when absent); ``meta`` as ``meta.json``. float32 features are used in place,
+        not copied (made read-only)."""
+        h = None
+        if head is not None:
+            w = np.ascontiguousarray(_as_f32_matrix(head[0], "head.weight"), dtype=np.float32)
+            b = np.ascontiguousarray(np.asarray(head[1], dtype=np.float32).reshape(-1))
+            h = (w, b)
+        handle = _ltbench.bank_from_arrays(
+            name,
+            _split(train, "train"),
+            _split(test, "test"),
+            None if val is None else _split(val, "val"),
+            h,
+            None if meta is None else json.dumps(dict(meta)),
+        )
+        return Bank(handle)
+
+    name = property(lambda self: self._h.name)
+    num_classes = property(lambda self: self._h.num_classes)
+    dim = property(lambda self: self._h.dim)
+    train_counts = property(lambda self: list(self._h.train_counts))
+
+    def fingerprint(self) -> str:
+        """The content fingerprint that run records are keyed by."""
+        return self._h.fingerprint()
+
+    def __repr__(self) -> str:
+        h = self._h
+        return (
+            f"Bank({h.name!r}: K={h.num_classes} D={h.dim}, train {h.train_rows} rows, "
+            f"test {h.test_rows}{'' if h.val_rows is None else f', val {h.val_rows}'}, "
+            f"{'stage-1 head' if h.has_head else 'no head'})"
+        )
+
+
+def methods() -> list[dict]:
+    """Every row of the method table (Table 1, then the zoo), as dicts with their group."""
+    return json.loads(_ltbench.methods_json())
+
+
+def _row(name: str) -> dict:
+    for r in methods():
+        if r["name"] == name:
+            return r
+    raise ValueError(f"unknown method `{name}` (ltbench.methods() lists them)")
+
+
+_ALIASES = {"delta": "loss.smoothing"}
+
+
+@dataclass
+class Method:
+    """A row of the method table: a built-in one (``Method.row``), one from TOML
+    (``Method.from_toml``), or your own loss on a built-in row (``Method.custom``,
+    ``Method.torch``)."""
+
+    name: str
+    spec: dict = field(repr=False)
+    builtin: bool = False
+    loss_fn: Callable | None = field(default=None, repr=False)
+    loss_id: int | None = None
+
+    @staticmethod
+    def row(name: str, **constants: float) -> "Method":
+        """The built-in row ``name``, with constants changed (``delta``, ``tau``, ``lr``,
+        ``eps_head``, ... as ``--sweep`` names them); renamed ``name-k1v1-...`` when changed."""
+        spec = _row(name)
+        spec.pop("group", None)
+        if not constants:
+            return Method(name, spec, builtin=True)
+        changes = [(_ALIASES.get(k, k), float(v)) for k, v in constants.items()]
+        spec = json.loads(_ltbench.row_with(json.dumps(spec), changes))
+        new = name + "".join(f"-{k}{v:g}" for k, v in constants.items())
+        spec["name"] = new
+        return Method(new, spec)
+
+    @staticmethod
+    def from_toml(text: str) -> "Method":
+        """A row from TOML (a ``[[method]]`` table of ``baselines/*.toml``, or its body)."""
+        spec = json.loads(_ltbench.row_from_toml(text))
+        return Method(spec["name"], spec)
+
+    @staticmethod
+    def custom(name: str, loss: Callable, base: str = "vanilla-fc", **constants: Any) -> "Method":
+        """Your loss inside the engine. ``loss(logits, labels, ctx)`` gets ``logits``
+        float32 [B, K] and ``labels`` int64 [B] (numpy) and ``ctx`` (``class_counts``,
+        ``num_classes``, ``epoch``, ``epochs``, ``step``, ``seed``) and returns
+        ``(loss, grad)``: the batch-mean loss and ∂loss/∂logits, float32 [B, K]. The ``base``
+        row gives the head, sampler, optimiser and protocol. Records are keyed by a hash of
+        the function's source and ``constants`` (a function whose source cannot be read is
+        never reused from records)."""
+        return _custom(name, loss, base, constants)
+
+    @staticmethod
+    def torch(name: str, loss: Callable, base: str = "vanilla-fc", **constants: Any) -> "Method":
+        """Your loss on torch tensors: ``loss(logits, labels, ctx)`` returns a scalar tensor
+        (the batch mean); the gradient comes from autograd. Needs torch."""
+        import torch  # noqa: F401  (fails here, not mid-run, when torch is missing)
+
+        def numpy_loss(logits, labels, ctx):
+            z = torch.from_numpy(logits).requires_grad_(True)
+            value = loss(z, torch.from_numpy(labels), ctx)
+            (g,) = torch.autograd.grad(value, z)
+            return float(value.detach()), np.ascontiguousarray(g.numpy(), dtype=np.float32)
+
+        m = _custom(name, loss, base, constants)
+        m.loss_fn = numpy_loss
+        return m
+
+
+def _custom(name: str, fn: Callable, base: str, constants: Mapping[str, Any]) -> Method:
+    try:
+        source = inspect.getsource(fn)
+        key = hashlib.sha256((source + repr(sorted(constants.items()))).encode()).digest()
+        loss_id = int.from_bytes(key[:8], "little") >> 1
+    except (OSError, TypeError):
+        warnings.warn(
+            f"ltbench: the source of the loss of `{name}` cannot be read: its runs are never "
+            "reused from records",
+            stacklevel=3,
+        )
+        loss_id = secrets.randbits(63)
+    spec = _row(base)
+    spec.pop("group", None)
+    spec["name"] = name
+    spec["loss"] = {"kind": "custom", "id": loss_id}
+    spec.pop("reweight", None)
+    spec["posthoc"] = {"kind": "none"}
+    spec["train"] = True
+    spec.pop("recipe", None)
+    return Method(name, spec, loss_fn=fn, loss_id=loss_id)
+
+
+class Results:
+    """What a run wrote, as polars DataFrames: ``table`` (table1.csv), ``runs`` (runs.csv),
+    ``per_class`` (per-class.csv), ``predictions`` (predictions.parquet); ``save(folder)``
+    keeps the CLI's files; ``compare(other)`` is ``retrain compare`` as a DataFrame."""
+
+    def __init__(self, folder: str | os.PathLike, temporary: bool = False):
+        self.folder = Path(folder)
+        self._temporary = temporary
+
+    def _csv(self, name: str) -> pl.DataFrame:
+        return pl.read_csv(self.folder / name, infer_schema_length=None)
+
+    @property
+    def table(self) -> pl.DataFrame:
+        return self._csv("table1.csv")
+
+    @property
+    def runs(self) -> pl.DataFrame:
+        return self._csv("runs.csv")
+
+    @property
+    def per_class(self) -> pl.DataFrame:
+        return self._csv("per-class.csv")
+
+    @property
+    def predictions(self) -> pl.DataFrame:
+        return pl.read_parquet(self.folder / "predictions.parquet")
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Copy the run's files (tables, records, README, figures) into ``folder``."""
+        dest = Path(folder)
+        shutil.copytree(self.folder, dest, dirs_exist_ok=True)
+        return dest
+
+    def compare(self, other: "Results", bootstrap: int = 1000, seed: int = 0) -> pl.DataFrame:
+        """Every method of ``self`` against the same method of ``other`` (Δ = self − other),
+        paired on the same test rows: the CLI's ``retrain compare other self``."""
+        with tempfile.TemporaryDirectory() as d:
+            out = Path(d) / "compare.csv"
+            _ltbench.compare(
+                ["retrain", "compare", str(other.folder), str(self.folder), "--out", str(out),
+                 "--bootstrap", str(bootstrap), "--bootstrap-seed", str(seed)]
+            )
+            return pl.read_csv(out)
+
+    def __repr__(self) -> str:
+        return f"Results({str(self.folder)!r})"
+
+    def __del__(self):
+        if getattr(self, "_temporary", False):
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _argv(protocol: Mapping[str, Any]) -> list[str]:
+    argv: list[str] = []
+    for k, v in protocol.items():
+        if v is None:
+            continue
+        if k in _VALUE_FLAGS:
+            argv += [_VALUE_FLAGS[k], str(v)]
+        elif k in _LIST_FLAGS:
+            vals = v if isinstance(v, (list, tuple)) else [v]
+            argv += [_LIST_FLAGS[k], ",".join(str(x) for x in vals)]
+        elif k == "plots":
+            if not v:
+                argv.append("--no-plots")
+        elif k in _SWITCHES:
+            if v:
+                argv.append(_SWITCHES[k])
+        else:
+            raise TypeError(
+                f"run() got an unexpected keyword argument '{k}' (protocol keywords: "
+                f"{', '.join(PROTOCOL_KEYWORDS)})"
+            )
+    return argv
+
+
+def run(
+    bank: Bank | str | os.PathLike | Iterable[Bank],
+    methods: str | Sequence[str | Method] = "all",
+    seeds: int = 3,
+    *,
+    out: str | os.PathLike | None = None,
+    **protocol: Any,
+) -> Results:
+    """Run ``methods`` × ``seeds`` on ``bank`` with the LOS protocol (or what ``protocol``
+    says: ``lr``, ``wd``, ``epochs``, ``batch_size``, ``init``, ``delta``, ``tau``,
+    ``recipe``, ``test_prior``, ``bootstrap``, ``baseline``, ``jobs``, ... as the CLI flags).
+
+    ``methods``: ``"all"``, ``"table1"``, ``"zoo"``, or a list of row names and ``Method``
+    objects. ``out``: the results folder (runs recorded there are reused by a later call;
+    default: a temporary folder). The GIL is released while Rust trains; Ctrl-C raises
+    KeyboardInterrupt and keeps the finished runs in ``out``'s records."""
+    for k in protocol:
+        if k not in PROTOCOL_KEYWORDS:
+            raise TypeError(
+                f"run() got an unexpected keyword argument '{k}' (protocol keywords: "
+                f"{', '.join(PROTOCOL_KEYWORDS)})"
+            )
+    banks = [bank] if isinstance(bank, (Bank, str, os.PathLike)) else list(bank)
+    banks = [b if isinstance(b, Bank) else Bank.open(b) for b in banks]
+    if isinstance(methods, str):
+        methods = [methods]
+    names: list[str] = []
+    rows: list[dict] = []
+    losses: list[tuple[int, str, Callable]] = []
+    for m in methods:
+        if isinstance(m, str):
+            names.append(m)
+        elif isinstance(m, Method):
+            names.append(m.name)
+            if not m.builtin:
+                rows.append(m.spec)
+            if m.loss_fn is not None:
+                losses.append((m.loss_id, m.name, m.loss_fn))
+        else:
+            raise TypeError(f"methods: a row name or an ltbench.Method, got {type(m).__name__}")
+    temporary = out is None
+    folder = Path(tempfile.mkdtemp(prefix="ltbench-")) if temporary else Path(out)
+    argv = ["retrain", "--method", ",".join(names), "--seeds", str(seeds), "--out", str(folder)]
+    argv += _argv(protocol)
+    if not sys.stderr.isatty() and "quiet" not in protocol:
+        argv.append("--quiet")
+    _ltbench.run(argv, [b._h for b in banks], json.dumps(rows) if rows else None, losses)
+    return Results(folder, temporary=temporary)
+
+
+def compare(a: Results | str, b: Results | str, bootstrap: int = 1000, seed: int = 0) -> pl.DataFrame:
+    """``retrain compare a b`` as a DataFrame (Δ = b − a, paired on the same test rows)."""
+    ra = a if isinstance(a, Results) else Results(a)
+    rb = b if isinstance(b, Results) else Results(b)
+    return rb.compare(ra, bootstrap=bootstrap, seed=seed)
