@@ -13,7 +13,8 @@
 //! [`weights`], and their compiled CPU inference path [`infer`]) → [`stage1`] (and its CPU
 //! pass [`stage1_cpu`]) → [`chunks`] / [`provenance`] (what a run writes before the bank) →
 //! [`run`] (the extract command) → [`assemble`] (chunks → bank; `extract merge`) → [`cli`] /
-//! `main`.
+//! `main`. [`interrupt`] is the guard `run` and [`stage1`] hold while they write files that
+//! belong together, so that the binary's SIGINT / SIGTERM handler never cuts them in two.
 
 pub mod assemble;
 pub mod backbones;
@@ -22,6 +23,7 @@ pub mod checkpoint;
 pub mod chunks;
 pub mod error;
 pub mod infer;
+pub mod interrupt;
 pub mod pipeline;
 pub mod provenance;
 pub mod weights;

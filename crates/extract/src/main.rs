@@ -6,7 +6,9 @@ use extract::cli::{Args, MergeArgs};
 use extract::run::{Event, Summary, run};
 use extract::stage1::TrainEvent;
 use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
 // candle allocates a fresh buffer for every op; with glibc's malloc, buffers above its mmap
 // threshold (the im2col and activation tensors of a training batch) are mmapped and unmapped
@@ -74,9 +76,50 @@ fn real_main(args: &Args) -> extract::Result<()> {
     if let Some(n) = notice {
         eprintln!("extract: {n}");
     }
+    let target = if plan.shard.is_whole() {
+        plan.out.clone()
+    } else {
+        plan.shard.part_dir(&plan.out)
+    };
+    let partial = bank::write::partial_path(&target);
+    let phase = Arc::new(Mutex::new(Phase::Starting));
+    let stage1_checkpoint = plan.stage1.as_ref().and(plan.checkpoint.clone());
+    on_interrupt(partial.clone(), stage1_checkpoint, phase.clone())?;
     let mut ui = Progress::new(args.quiet);
     let start = std::time::Instant::now();
-    let summary = run(&plan, &mut |ev| ui.show(ev))?;
+    let summary = run(&plan, &mut |ev| {
+        let now = match &ev {
+            Event::Train(TrainEvent::EpochStart { epoch, epochs, .. }) => Some(Phase::Stage1 {
+                finished: epoch - 1,
+                epochs: *epochs,
+            }),
+            Event::Train(TrainEvent::EpochEnd(log)) => {
+                match *phase.lock().unwrap_or_else(|e| e.into_inner()) {
+                    Phase::Stage1 { epochs, .. } => Some(Phase::Stage1 {
+                        finished: log.epoch,
+                        epochs,
+                    }),
+                    _ => None,
+                }
+            }
+            Event::Stage1Done(_) => Some(Phase::Starting),
+            Event::Chunks { present, total } => {
+                if plan.resume {
+                    eprintln!(
+                        "extract: resumed {present} of {total} chunks ({})",
+                        partial.join("chunks").display()
+                    );
+                }
+                Some(Phase::Chunks { total: *total })
+            }
+            Event::Written => Some(Phase::Written),
+            _ => None,
+        };
+        if let Some(p) = now {
+            *phase.lock().unwrap_or_else(|e| e.into_inner()) = p;
+        }
+        ui.show(ev)
+    })?;
     if plan.stage1.as_ref().is_some_and(|s| s.only) {
         return Ok(());
     }
@@ -93,6 +136,82 @@ fn real_main(args: &Args) -> extract::Result<()> {
         return Ok(());
     }
     print_summary(&summary, start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// How far the run is, for the line an interrupt prints.
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    /// Loading the data and the backbone (or between stage 1 and the chunks).
+    Starting,
+    /// Training stage 1: `finished` of `epochs` epochs done (and saved).
+    Stage1 { finished: usize, epochs: usize },
+    /// Extracting the chunks: `total` of them this run owns.
+    Chunks { total: usize },
+    /// The bank (or part) is in place: nothing left to interrupt.
+    Written,
+}
+
+/// SIGINT / SIGTERM (Ctrl-C, `kill`, `scancel`): wait for the files being written (a chunk,
+/// the files of a stage-1 epoch, the bank's assembly: [`extract::interrupt`]), remove this
+/// process's temporary files, say in one line what is kept and how to go on, and exit 130. The
+/// chunk being computed is dropped; `<out>.partial/` is kept (a plain run would remove it on an
+/// error), so that `--resume` continues from its chunks.
+fn on_interrupt(
+    partial: PathBuf,
+    stage1_checkpoint: Option<PathBuf>,
+    phase: Arc<Mutex<Phase>>,
+) -> extract::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(|e| {
+        extract::ExtractError::Usage(format!("cannot handle SIGINT and SIGTERM: {e}"))
+    })?;
+    std::thread::spawn(move || {
+        let Some(sig) = signals.forever().next() else {
+            return;
+        };
+        let _writing = extract::interrupt::writing();
+        let phase = *phase.lock().unwrap_or_else(|e| e.into_inner());
+        if let Phase::Written = phase {
+            // too late to stop: the bank is in place and the run ends with its summary
+            return;
+        }
+        let chunks = partial.join("chunks");
+        for d in [&partial, &chunks] {
+            bank::lock::remove_own_temp_files(d);
+        }
+        let written = std::fs::read_dir(&chunks).map_or(0, |r| {
+            r.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".safetensors"))
+                .count()
+        });
+        let kept = match (phase, &stage1_checkpoint) {
+            (Phase::Stage1 { finished, epochs }, Some(ck)) => format!(
+                "stopped in stage 1 with {finished} of {epochs} epochs finished, saved in {} (and its .resume.json); run the same command with --resume to continue training from there",
+                ck.display()
+            ),
+            (Phase::Chunks { total }, _) => format!(
+                "stopped; {written} of {total} chunks are kept in {} (the chunk being extracted is dropped); run the same command with --resume to continue from them",
+                chunks.display()
+            ),
+            _ => "stopped before the extraction started; run the same command again".to_owned(),
+        };
+        use std::io::IsTerminal;
+        eprintln!(
+            "{}extract: {}: {kept}",
+            if std::io::stderr().is_terminal() {
+                "\n"
+            } else {
+                ""
+            },
+            if sig == SIGINT {
+                "interrupted (SIGINT)"
+            } else {
+                "terminated (SIGTERM)"
+            }
+        );
+        std::process::exit(130);
+    });
     Ok(())
 }
 

@@ -9,8 +9,9 @@
 //!
 //! The splits are extracted in chunks ([`crate::chunks`]) under `<out>.partial/`, loaded
 //! through [`crate::pipeline`], and assembled into the bank by [`crate::assemble`] at the end:
-//! `--resume` continues from the chunks an interrupted run left, `--shard i/n` extracts every
-//! n-th chunk into a part that `extract merge` assembles with the others.
+//! `--resume` continues from the chunks an interrupted run left (killed, or stopped by SIGINT /
+//! SIGTERM, which wait for the chunk being written: [`crate::interrupt`]), `--shard i/n`
+//! extracts every n-th chunk into a part that `extract merge` assembles with the others.
 
 use crate::backbones::{Arch, Backbone, flip_lr};
 use crate::batch::input_shape;
@@ -80,9 +81,26 @@ pub struct Stage1Plan {
 pub enum Event<'a> {
     Train(TrainEvent<'a>),
     Stage1Done(&'a Stage1Report),
-    Start { split: &'a str, rows: usize },
-    Advance { split: &'a str, done: usize },
-    Finish { split: &'a str },
+    Start {
+        split: &'a str,
+        rows: usize,
+    },
+    Advance {
+        split: &'a str,
+        done: usize,
+    },
+    Finish {
+        split: &'a str,
+    },
+    /// Before the first split: the chunks this run owns (all splits) and how many of them an
+    /// interrupted run left written, which a `--resume` reuses (0 on a fresh start).
+    Chunks {
+        present: usize,
+        total: usize,
+    },
+    /// The bank (or the part) is in place; sent while the files are still held against an
+    /// interrupt.
+    Written,
 }
 
 #[derive(Debug, Clone)]
@@ -148,11 +166,15 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(Event)) -> Result<Summary> {
         head_written: head.written,
         stage1: None,
     };
+    let (present, total) = chunk_counts(plan, &split_refs, bank.partial());
+    progress(Event::Chunks { present, total });
     for (name, data) in &split_refs {
         let (kept, skipped) = extract_chunks(model.as_ref(), plan, name, data, &bank, progress)?;
         summary.rows.push((name.to_string(), kept));
         summary.skipped += skipped;
     }
+    // the assembly removes the chunks: an interrupt waits until the bank is in place
+    let _writing = crate::interrupt::writing();
     if plan.shard.is_whole() {
         let parts = [bank.partial().to_path_buf()];
         crate::assemble::assemble(&parts, &run_file, bank.partial())?;
@@ -162,8 +184,23 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(Event)) -> Result<Summary> {
         std::fs::remove_file(&rf).map_err(|e| ExtractError::io(&rf, e))?;
     }
     bank.finish()?;
+    progress(Event::Written);
     summary.stage1 = stage1;
     Ok(summary)
+}
+
+/// The chunks this run owns over all `splits`, and how many of them are written in `dir`.
+fn chunk_counts(plan: &Plan, splits: &[(&str, &Labeled)], dir: &std::path::Path) -> (usize, usize) {
+    let (mut present, mut total) = (0, 0);
+    for (name, data) in splits {
+        for c in
+            (0..chunks::chunk_count(data.len(), plan.chunk_rows)).filter(|&c| plan.shard.owns(c))
+        {
+            total += 1;
+            present += usize::from(chunks::chunk_path(dir, name, c).exists());
+        }
+    }
+    (present, total)
 }
 
 /// With `--resume`, the interrupted run's run.json must match this one's, field by field.
@@ -316,6 +353,7 @@ fn extract_chunks(
                     done: done + d,
                 })
             })?;
+            let _writing = crate::interrupt::writing();
             chunks::write_chunk(&path, plan.arch.feature_dim(), &f, plan.dtype)?;
             kept += f.labels.len();
             skipped += f.skipped.len();

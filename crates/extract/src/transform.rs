@@ -64,6 +64,16 @@ pub fn decode(f: &FileImages, i: usize) -> Result<RgbImage> {
         path: path.clone(),
         msg: format!("{e} (listed at {}:{})", f.list.display(), f.lines[i]),
     })?;
+    if cut_short_jpeg(&bytes) {
+        return Err(ExtractError::Image {
+            path: path.clone(),
+            msg: format!(
+                "image file is truncated (the JPEG data ends before its end-of-image marker) (listed at {}:{})",
+                f.list.display(),
+                f.lines[i]
+            ),
+        });
+    }
     let img = image::load_from_memory(&bytes).map_err(|e| ExtractError::Image {
         path: path.clone(),
         msg: format!(
@@ -74,6 +84,67 @@ pub fn decode(f: &FileImages, i: usize) -> Result<RgbImage> {
         ),
     })?;
     Ok(img.to_rgb8())
+}
+
+/// Whether `b` is a JPEG whose file ends before its end-of-image marker (EOI, `FF D9`): cut
+/// short by a failed copy or download. The `image` crate decodes such a file without an error
+/// (its JPEG decoder, zune-jpeg, runs in non-strict mode and fills the missing blocks with
+/// grey), where PIL stops with "image file is truncated"; zune-jpeg's strict mode would also
+/// refuse files PIL reads (stray bytes between segments, unknown markers), so the check is
+/// ours. It walks the segments from the start-of-image marker: a marker, its length, the
+/// segment; after a start-of-scan, the entropy-coded data up to the next marker (inside it an
+/// `FF` byte is followed only by a stuffed `00` or a restart marker `D0`–`D7`, so a marker
+/// there cannot be mistaken) — progressive files have several scans. Reaching the end of the
+/// file before EOI is "cut short"; a file malformed otherwise is left to the decoder, and
+/// bytes after EOI are ignored.
+fn cut_short_jpeg(b: &[u8]) -> bool {
+    if !b.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return false;
+    }
+    let mut i = 2;
+    loop {
+        // a marker: FF, optional fill bytes FF, the code
+        if b.get(i) != Some(&0xFF) {
+            return i >= b.len();
+        }
+        while b.get(i) == Some(&0xFF) {
+            i += 1;
+        }
+        let Some(&code) = b.get(i) else {
+            return true;
+        };
+        i += 1;
+        match code {
+            0xD9 => return false,
+            0x01 | 0xD0..=0xD7 => continue,
+            _ => {}
+        }
+        let Some(len) = b.get(i..i + 2) else {
+            return true;
+        };
+        let len = u16::from_be_bytes([len[0], len[1]]) as usize;
+        if len < 2 {
+            return false;
+        }
+        i += len;
+        if i > b.len() {
+            return true;
+        }
+        if code == 0xDA {
+            // the scan's entropy-coded data, up to the next marker
+            loop {
+                let Some(p) = b[i..].iter().position(|&x| x == 0xFF) else {
+                    return true;
+                };
+                i += p;
+                match b.get(i + 1) {
+                    None => return true,
+                    Some(0x00 | 0xD0..=0xD7) => i += 2,
+                    Some(_) => break,
+                }
+            }
+        }
+    }
 }
 
 /// Collapse a multi-line library message into one line.
@@ -210,6 +281,65 @@ mod tests {
             &mut out,
         );
         assert_eq!(out, vec![0.0, 1.0, 1.0, -1.0]);
+    }
+
+    /// A 64×64 grey baseline JPEG, built by hand (one-code Huffman tables: 64 blocks of DC
+    /// difference 0 and end-of-block, 16 bytes of scan data), with its first `scan` bytes of
+    /// scan data, and its end-of-image marker when `eoi`.
+    fn grey_jpeg(scan: usize, eoi: bool) -> Vec<u8> {
+        let mut j = vec![0xFF, 0xD8, 0xFF, 0xDB, 0, 67, 0];
+        j.extend([1u8; 64]);
+        j.extend([0xFF, 0xC0, 0, 11, 8, 0, 64, 0, 64, 1, 1, 0x11, 0]);
+        for class in [0x00, 0x10] {
+            j.extend([0xFF, 0xC4, 0, 20, class, 1]);
+            j.extend([0u8; 16]);
+        }
+        j.extend([0xFF, 0xDA, 0, 8, 1, 1, 0, 0, 63, 0]);
+        j.extend(vec![0u8; scan]);
+        if eoi {
+            j.extend([0xFF, 0xD9]);
+        }
+        j
+    }
+
+    /// Every prefix of a JPEG is cut short, the whole file is not (nor with bytes after its
+    /// end), and the `image` crate decodes a cut file without an error: the reason for the
+    /// check.
+    #[test]
+    fn a_jpeg_cut_anywhere_is_found_and_a_whole_one_is_not() {
+        let img = RgbImage::from_fn(67, 45, |x, y| {
+            image::Rgb([(x * 3 + y) as u8, (y * 5) as u8, (x ^ y) as u8])
+        });
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
+            .encode_image(&img)
+            .unwrap();
+        let hand = grey_jpeg(16, true);
+        assert_eq!(
+            image::load_from_memory(&hand)
+                .unwrap()
+                .to_luma8()
+                .get_pixel(9, 9)
+                .0,
+            [128]
+        );
+        for whole in [&jpeg, &hand] {
+            assert!(!cut_short_jpeg(whole));
+            let mut trailing = whole.to_vec();
+            trailing.extend(b"\0\0trailing bytes \xff\xda");
+            assert!(!cut_short_jpeg(&trailing));
+            for n in 3..whole.len() {
+                assert!(cut_short_jpeg(&whole[..n]), "{n} of {} bytes", whole.len());
+            }
+        }
+        assert!(cut_short_jpeg(&grey_jpeg(8, false)));
+        let cut = &jpeg[..jpeg.len() * 2 / 3];
+        assert!(
+            image::load_from_memory(cut).is_ok(),
+            "the decoder now refuses cut files"
+        );
+        // not JPEG: not ours to judge
+        assert!(!cut_short_jpeg(b"\x89PNG\r\n\x1a\n"));
     }
 
     #[test]

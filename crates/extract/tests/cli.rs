@@ -221,6 +221,55 @@ fn list_files_corrupt_image_is_named_and_leaves_no_bank() {
     );
 }
 
+/// A JPEG whose file was cut short (here after two thirds of its bytes) decodes without an
+/// error in the `image` crate (grey where data is missing); PIL stops with "image file is
+/// truncated", and so does extract: one line naming the file and its list line, exit 2, no
+/// bank and no partial folder; with `--skip-bad` it is skipped and counted.
+#[test]
+fn list_files_truncated_jpeg_is_named_or_skipped_and_counted() {
+    let d = tempfile::tempdir().unwrap();
+    write_list_dataset(d.path());
+    let whole = std::fs::read(d.path().join("img/1.jpg")).unwrap();
+    std::fs::write(d.path().join("img/cut.jpg"), &whole[..whole.len() * 2 / 3]).unwrap();
+    std::fs::write(
+        d.path().join("train.txt"),
+        "img/0.png 0\nimg/cut.jpg 1\nimg/1.jpg 1\n",
+    )
+    .unwrap();
+    let list = [
+        "--dataset",
+        "list",
+        "--root",
+        ".",
+        "--train-list",
+        "train.txt",
+        "--test-list",
+        "test.txt",
+        "--arch",
+        "resnet32",
+        "--out",
+        "b",
+    ];
+    let (code, err) = extract(&list, d.path());
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("extract: ")
+            && err.contains("img/cut.jpg")
+            && err.contains("image file is truncated")
+            && err.contains("train.txt:2"),
+        "{err}"
+    );
+    assert!(!d.path().join("b").exists() && !d.path().join("b.partial").exists());
+    let (code, err) = extract(&[&list[..], &["--skip-bad"]].concat(), d.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("1 skipped"), "{err}");
+    let b = bank::Bank::open(&d.path().join("b")).unwrap();
+    assert_eq!((b.train.rows, b.train.labels.clone()), (2, vec![0, 1]));
+    let m = meta(&d.path().join("b"));
+    assert_eq!(m["provenance"]["skipped"], 1);
+}
+
 #[test]
 fn list_files_skip_bad_counts_and_decodes_png_and_jpeg() {
     let d = tempfile::tempdir().unwrap();

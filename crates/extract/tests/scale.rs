@@ -1,11 +1,12 @@
 //! Extraction at scale, end to end with the real binary: an extraction killed with SIGKILL and
-//! resumed, a sharded one merged, and any number of loading workers all give banks
-//! byte-identical to a one-shot run; bad `--shard` / `--resume` / `merge` inputs are refused
-//! before anything is written.
+//! resumed (reusing its chunk files, unchanged), one stopped by SIGINT or SIGTERM (exit 130,
+//! whole chunks only) and resumed, a sharded one merged, and any number of loading workers all
+//! give banks byte-identical to a one-shot run; bad `--shard` / `--resume` / `merge` inputs are
+//! refused before anything is written.
 
 use extract::datasets::fmnist;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn bin() -> Command {
@@ -108,41 +109,92 @@ fn one_shot(n: usize) -> (tempfile::TempDir, PathBuf) {
     (d, b)
 }
 
-#[test]
-fn killed_and_resumed_gives_the_same_bytes() {
-    let n = 3000;
-    let d = tempfile::tempdir().unwrap();
-    fmnist_fixture(d.path(), n);
-    let chunks = d.path().join("bank.partial/chunks");
+/// The complete chunk files in `chunks` (not the temporary files of a write under way).
+fn chunk_files(chunks: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(chunks)
+        .map(|r| {
+            r.map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Start `extract` with `extra` arguments on the fixture of `n` rows in `dir` (stderr piped)
+/// and wait until at least `chunks` chunk files are written, the extraction still running.
+fn start_and_wait_for_chunks(dir: &Path, n: usize, extra: &[&'static str], chunks: usize) -> Child {
     let mut child = bin()
-        .args(args(n, &[]))
+        .args(args(n, extra))
         .arg("--quiet")
-        .current_dir(d.path())
-        .stderr(Stdio::null())
+        .current_dir(dir)
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // kill -9 once three chunks are written: mid-way through the train split
     let t0 = Instant::now();
-    loop {
-        let written = std::fs::read_dir(&chunks).map_or(0, |r| r.count());
-        if written >= 3 {
-            break;
-        }
+    while chunk_files(&dir.join("bank.partial/chunks")).len() < chunks {
         assert!(
             child.try_wait().unwrap().is_none(),
-            "the extraction finished before it could be killed"
+            "the extraction finished before {chunks} chunks could be seen"
         );
         assert!(t0.elapsed() < Duration::from_secs(120), "no chunk written");
         std::thread::sleep(Duration::from_millis(2));
     }
     assert!(
         child.try_wait().unwrap().is_none(),
-        "finished before the kill"
+        "the extraction finished before it could be stopped"
     );
+    child
+}
+
+/// (inode, mtime) of each file: a rewritten chunk is a new file renamed into place.
+fn identities(files: &[PathBuf]) -> Vec<(u64, std::time::SystemTime)> {
+    use std::os::unix::fs::MetadataExt;
+    files
+        .iter()
+        .map(|f| {
+            let m = std::fs::metadata(f).unwrap();
+            (m.ino(), m.modified().unwrap())
+        })
+        .collect()
+}
+
+/// The `K` of the `resumed K of N chunks` line, after checking its `N`.
+fn resumed(err: &str, total: usize) -> usize {
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("resumed ")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    let k = lines[0]
+        .split("resumed ")
+        .nth(1)
+        .and_then(|r| r.strip_suffix(&format!(" of {total} chunks (bank.partial/chunks)")))
+        .unwrap_or_else(|| panic!("not `resumed K of {total} chunks`: {err}"));
+    k.parse().unwrap()
+}
+
+/// The chunks of the fixture of `n` rows: train n, test n / 4, 64 rows a chunk.
+fn total_chunks(n: usize) -> usize {
+    n.div_ceil(64) + (n / 4).div_ceil(64)
+}
+
+/// Killed with SIGKILL after 3 chunks, resumed (and killed again once it has written new
+/// chunks), resumed to the end: each resume says how many chunks it reuses, the reused chunk
+/// files are not rewritten (same inode and mtime), and the bank is the one-shot run's.
+#[test]
+fn killed_and_resumed_gives_the_same_bytes() {
+    let n = 3000;
+    let total = total_chunks(n);
+    let d = tempfile::tempdir().unwrap();
+    fmnist_fixture(d.path(), n);
+    let chunks = d.path().join("bank.partial/chunks");
+    // kill -9 once three chunks are written: mid-way through the train split
+    let mut child = start_and_wait_for_chunks(d.path(), n, &[], 3);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let kept = std::fs::read_dir(&chunks).unwrap().count();
+    let first = chunk_files(&chunks);
+    let kept = first.len();
     assert!(kept >= 3 && !d.path().join("bank").exists());
+    let before = identities(&first);
     // resumed with other arguments: refused naming the field, the chunks kept
     let (code, err) = run(&args(n, &["--resume", "--seed", "3"]), d.path());
     assert_eq!(code, 2);
@@ -150,13 +202,102 @@ fn killed_and_resumed_gives_the_same_bytes() {
         err.contains("bank.partial/run.json") && err.contains("`seed` was 0, now 3"),
         "{err}"
     );
-    assert_eq!(std::fs::read_dir(&chunks).unwrap().count(), kept);
-    // resumed with the same arguments (and another worker count, which changes no byte)
+    assert_eq!(chunk_files(&chunks), first);
+    // resumed, and killed again once two chunks more are written: chunks are extracted in
+    // order, so a resume that re-extracted the old ones would have rewritten them by then
+    let child = start_and_wait_for_chunks(d.path(), n, &["--resume"], kept + 2);
+    let pid = child.id();
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(resumed(&String::from_utf8_lossy(&o.stderr), total), kept);
+    assert_eq!(identities(&first), before, "a reused chunk was rewritten");
+    let second = chunk_files(&chunks).len();
+    assert!(second >= kept + 2);
+    // resumed to the end (with another worker count, which changes no byte)
     let (code, err) = run(&args(n, &["--resume", "--workers", "2"]), d.path());
     assert_eq!(code, 0, "{err}");
+    let k = resumed(&err, total);
+    assert!(
+        k == second && k < total,
+        "resumed {k} of {total}, {second} chunks were written"
+    );
     assert!(!d.path().join("bank.partial").exists());
     let (_o, want) = one_shot(n);
     assert_same_bank(&d.path().join("bank"), &want);
+}
+
+/// SIGINT or SIGTERM mid-extraction: exit 130 and one line saying how many chunks are kept
+/// and to resume; no temporary file, every kept chunk whole (it reads back with all its
+/// rows); `--resume` reuses exactly those chunks and makes the bank of an uninterrupted run.
+fn interrupted_then_resumed(signal: &str, said: &str) {
+    let n = 3000;
+    let total = total_chunks(n);
+    let d = tempfile::tempdir().unwrap();
+    fmnist_fixture(d.path(), n);
+    let child = start_and_wait_for_chunks(d.path(), n, &[], 3);
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let partial = d.path().join("bank.partial");
+    let kept = chunk_files(&partial.join("chunks"));
+    let line = format!(
+        "extract: {said}: stopped; {} of {total} chunks are kept in bank.partial/chunks (the chunk being extracted is dropped); run the same command with --resume to continue from them",
+        kept.len()
+    );
+    assert_eq!(err.trim_end(), line);
+    assert!(kept.len() >= 3 && !d.path().join("bank").exists());
+    for dir in [partial.clone(), partial.join("chunks")] {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(!name.ends_with(".tmp"), "left behind: {name}");
+        }
+    }
+    for c in &kept {
+        // `<split>-<index>.safetensors`: 64 rows, the last chunk of a split the rest
+        let stem = c.file_stem().unwrap().to_string_lossy().into_owned();
+        let (split, index) = stem.split_once('-').unwrap();
+        let split_rows = if split == "train" { n } else { n / 4 };
+        let want = 64.min(split_rows - index.parse::<usize>().unwrap() * 64);
+        let chunk = extract::chunks::Chunk::read(c).unwrap();
+        let rows = chunk.rows().unwrap();
+        assert_eq!(rows, want, "{}", c.display());
+        assert_eq!(chunk.raw("features").unwrap().len(), rows * 128 * 2);
+        if split == "train" {
+            assert_eq!(chunk.raw("view0").unwrap().len(), rows * 128 * 2);
+        } else {
+            assert_eq!(chunk.raw("features_flip").unwrap().len(), rows * 128 * 2);
+        }
+    }
+    let (code, err) = run(&args(n, &["--resume"]), d.path());
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(resumed(&err, total), kept.len());
+    let (_o, want) = one_shot(n);
+    assert_same_bank(&d.path().join("bank"), &want);
+}
+
+#[test]
+fn sigint_mid_extraction_exits_130_and_resume_gives_the_same_bytes() {
+    interrupted_then_resumed("-INT", "interrupted (SIGINT)");
+}
+
+#[test]
+fn sigterm_mid_extraction_exits_130_and_resume_gives_the_same_bytes() {
+    interrupted_then_resumed("-TERM", "terminated (SIGTERM)");
 }
 
 #[test]

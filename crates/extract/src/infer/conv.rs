@@ -367,23 +367,27 @@ pub fn global_avg(x: &[f32], c: usize, g: usize, n: usize, out: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::infer::seeded::randn;
     use candle_core::{Device, Module, ModuleT};
-    use candle_nn::{BatchNormConfig, Conv2dConfig};
+    use candle_nn::Conv2dConfig;
 
     /// The folded convolution equals candle's conv → batch_norm (eval) → relu, for strides,
     /// paddings and a 1×1 kernel.
     #[test]
     fn folded_conv_equals_conv_then_batchnorm() {
-        let dev = Device::Cpu;
-        for (cin, cout, k, stride, pad, h, groups) in [
+        for (case, (cin, cout, k, stride, pad, h, groups)) in [
             (3, 5, 3, 1, 1, 7, 1),
             (4, 6, 3, 2, 1, 9, 1),
             (6, 4, 1, 1, 0, 5, 1),
             (5, 3, 1, 2, 0, 8, 1),
             (2, 3, 7, 2, 3, 11, 1),
             (8, 12, 3, 2, 1, 9, 4),
-        ] {
-            let w = Tensor::randn(0f32, 0.5, (cout, cin / groups, k, k), &dev).unwrap();
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let seed = 100 * case as u64;
+            let w = randn(seed, 0.0, 0.5, (cout, cin / groups, k, k));
             let conv = Conv2d::new(
                 w,
                 None,
@@ -394,13 +398,12 @@ mod tests {
                     ..Default::default()
                 },
             );
-            let mean = Tensor::randn(0f32, 0.3, cout, &dev).unwrap();
-            let var = (Tensor::randn(0f32, 0.3, cout, &dev).unwrap().abs().unwrap() + 0.5).unwrap();
-            let g = Tensor::randn(1f32, 0.2, cout, &dev).unwrap();
-            let b = Tensor::randn(0f32, 0.2, cout, &dev).unwrap();
+            let mean = randn(seed + 1, 0.0, 0.3, cout);
+            let var = (randn(seed + 2, 0.0, 0.3, cout).abs().unwrap() + 0.5).unwrap();
+            let g = randn(seed + 3, 1.0, 0.2, cout);
+            let b = randn(seed + 4, 0.0, 0.2, cout);
             let bn = BatchNorm::new(cout, mean, var, g, b, 1e-5).unwrap();
-            let _ = BatchNormConfig::default();
-            let x = Tensor::randn(0f32, 1.0, (1, cin, h, h), &dev).unwrap();
+            let x = randn(seed + 5, 0.0, 1.0, (1, cin, h, h));
             let want = bn
                 .forward_t(&conv.forward(&x).unwrap(), false)
                 .unwrap()
@@ -426,7 +429,7 @@ mod tests {
     fn a_group_equals_its_images_one_by_one() {
         let dev = Device::Cpu;
         let (cin, cout, h, g) = (3, 4, 6, 5);
-        let w = Tensor::randn(0f32, 0.5, (cout, cin, 3, 3), &dev).unwrap();
+        let w = randn(1, 0.0, 0.5, (cout, cin, 3, 3));
         let cfg = Conv2dConfig {
             padding: 1,
             stride: 2,
@@ -437,8 +440,7 @@ mod tests {
         let o = Tensor::ones(cout, candle_core::DType::F32, &dev).unwrap();
         let bn = BatchNorm::new(cout, z.clone(), o.clone(), o, z, 1e-5).unwrap();
         let f = FoldedConv::fold(&conv, &bn).unwrap();
-        let x: Vec<f32> = Tensor::randn(0f32, 1.0, (g, cin, h, h), &dev)
-            .unwrap()
+        let x: Vec<f32> = randn(2, 0.0, 1.0, (g, cin, h, h))
             .flatten_all()
             .unwrap()
             .to_vec1()
@@ -462,11 +464,7 @@ mod tests {
 
     #[test]
     fn stem_max_pool_equals_candle() {
-        let dev = Device::Cpu;
-        let x = Tensor::randn(0f32, 1.0, (1, 2, 9, 8), &dev)
-            .unwrap()
-            .relu()
-            .unwrap();
+        let x = randn(3, 0.0, 1.0, (1, 2, 9, 8)).relu().unwrap();
         let want = x
             .pad_with_zeros(2, 1, 1)
             .unwrap()

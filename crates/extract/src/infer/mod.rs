@@ -16,6 +16,9 @@ pub mod small_cnn;
 pub mod winograd;
 pub mod winograd4;
 
+#[cfg(test)]
+pub(crate) mod seeded;
+
 use crate::backbones::Backbone;
 use crate::backbones::blocks::Downsample;
 use crate::backbones::resnet_cifar::ResNetCifar;

@@ -416,42 +416,39 @@ fn output_transform(job: &OutJob, y: &mut [f32], out: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::super::conv::{Act, FoldedConv};
-    use candle_core::{Device, Tensor};
+    use crate::infer::seeded::{normal, randn};
     use candle_nn::{BatchNorm, Conv2d, Conv2dConfig};
 
     /// Winograd = im2col on the same folded convolution: even and odd sizes, several images
     /// per chunk and one, with a residual and without.
     #[test]
     fn winograd_equals_im2col() {
-        let dev = Device::Cpu;
-        for (cin, cout, h, w, imgs) in [
+        for (case, (cin, cout, h, w, imgs)) in [
             (16, 8, 8, 8, 3),
             (32, 16, 7, 5, 2),
             (16, 24, 1, 1, 5),
             (20, 4, 33, 32, 1),
             (16, 16, 3, 4, 70),
-        ] {
-            let wt = Tensor::randn(0f32, 0.3, (cout, cin, 3, 3), &dev).unwrap();
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let seed = 100 * case as u64;
+            let wt = randn(seed, 0.0, 0.3, (cout, cin, 3, 3));
             let cfg = Conv2dConfig {
                 padding: 1,
                 ..Default::default()
             };
             let conv = Conv2d::new(wt, None, cfg);
-            let mean = Tensor::randn(0f32, 0.3, cout, &dev).unwrap();
-            let var = (Tensor::randn(0f32, 0.3, cout, &dev).unwrap().abs().unwrap() + 0.5).unwrap();
-            let g = Tensor::randn(1f32, 0.2, cout, &dev).unwrap();
-            let b = Tensor::randn(0f32, 0.2, cout, &dev).unwrap();
+            let mean = randn(seed + 1, 0.0, 0.3, cout);
+            let var = (randn(seed + 2, 0.0, 0.3, cout).abs().unwrap() + 0.5).unwrap();
+            let g = randn(seed + 3, 1.0, 0.2, cout);
+            let b = randn(seed + 4, 0.0, 0.2, cout);
             let bn = BatchNorm::new(cout, mean, var, g, b, 1e-5).unwrap();
             let fast = FoldedConv::fold(&conv, &bn).unwrap();
             let slow = fast.clone().im2col_only();
-            let x: Vec<f32> = Tensor::randn(0f32, 1.0, cin * imgs * h * w, &dev)
-                .unwrap()
-                .to_vec1()
-                .unwrap();
-            let res: Vec<f32> = Tensor::randn(0f32, 1.0, cout * imgs * h * w, &dev)
-                .unwrap()
-                .to_vec1()
-                .unwrap();
+            let x = normal(seed + 5, cin * imgs * h * w, 0.0, 1.0);
+            let res = normal(seed + 6, cout * imgs * h * w, 0.0, 1.0);
             for (residual, act) in [
                 (None, Act::Relu),
                 (Some(&res[..]), Act::Relu),

@@ -285,3 +285,114 @@ impl pulp::WithSimd for Output<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::winograd::Shape;
+    use super::{TILES_PER_CHUNK, forward, transform_weights};
+    use crate::infer::seeded::normal;
+
+    /// act(conv3×3(x) + bias (+ residual)) the direct way, in f64 (stride 1, padding 1):
+    /// `x` [cin, imgs, h, w], `wt` [cout, cin, 3, 3] → [cout, imgs, h, w].
+    fn direct(
+        s: &Shape,
+        wt: &[f32],
+        bias: &[f32],
+        x: &[f32],
+        res: Option<&[f32]>,
+        relu: bool,
+    ) -> Vec<f32> {
+        let (h, w) = (s.h, s.w);
+        let mut out = vec![0f32; s.cout * s.imgs * h * w];
+        for o in 0..s.cout {
+            for img in 0..s.imgs {
+                for y in 0..h {
+                    for xx in 0..w {
+                        let mut acc = bias[o] as f64;
+                        for c in 0..s.cin {
+                            for ky in 0..3 {
+                                for kx in 0..3 {
+                                    let (iy, ix) = ((y + ky) as isize - 1, (xx + kx) as isize - 1);
+                                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                        continue;
+                                    }
+                                    let (iy, ix) = (iy as usize, ix as usize);
+                                    acc += wt[((o * s.cin + c) * 3 + ky) * 3 + kx] as f64
+                                        * x[((c * s.imgs + img) * h + iy) * w + ix] as f64;
+                                }
+                            }
+                        }
+                        let at = ((o * s.imgs + img) * h + y) * w + xx;
+                        if let Some(r) = res {
+                            acc += r[at] as f64;
+                        }
+                        out[at] = if relu { acc.max(0.0) } else { acc } as f32;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// F(4×4, 3×3) = the direct convolution on the shapes its chunking must get right: several
+    /// images per call, with chunks that start after image 0 (a chunk holds at most
+    /// `TILES_PER_CHUNK` = 128 tiles: a 32×32 map is 64 tiles, so 5 images run as chunks at
+    /// images 0, 2 and 4, as a CIFAR net's first stage does; 33×32 is 72 tiles, one image a
+    /// chunk; 50×47 is 156, more than a chunk holds); sides not divisible by 4 (cut edge
+    /// tiles); an odd channel count; with the residual and ReLU and without. The buffers are
+    /// reused across the cases, as a network reuses them across its convolutions, and the
+    /// output starts as NaN, so a stale or unwritten value fails.
+    #[test]
+    fn winograd4_equals_the_direct_convolution_across_chunks() {
+        let (mut out, mut scratch) = (Vec::new(), Vec::new());
+        for (case, (cin, cout, h, w, imgs)) in [
+            (16, 8, 32, 32, 5),
+            (20, 4, 33, 32, 3),
+            (16, 12, 18, 23, 7),
+            (17, 5, 50, 47, 2),
+            (16, 16, 16, 17, 9),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let seed = 1000 + 100 * case as u64;
+            let s = Shape {
+                cin,
+                cout,
+                imgs,
+                h,
+                w,
+            };
+            let per_chunk = (TILES_PER_CHUNK / (h.div_ceil(4) * w.div_ceil(4))).clamp(1, imgs);
+            assert!(per_chunk < imgs, "{h}×{w}×{imgs}: a single chunk");
+            let wt = normal(seed, cout * cin * 9, 0.0, 0.3);
+            let bias = normal(seed + 1, cout, 0.0, 0.2);
+            let x = normal(seed + 2, cin * imgs * h * w, 0.0, 1.0);
+            let res = normal(seed + 3, cout * imgs * h * w, 0.0, 1.0);
+            let u = transform_weights(&wt, cout, cin);
+            for (residual, relu) in [(Some(&res[..]), true), (None, false)] {
+                out.clear();
+                out.resize(cout * imgs * h * w, f32::NAN);
+                forward(&s, &u, &bias, &x, &mut out, &mut scratch, residual, relu);
+                let want = direct(&s, &wt, &bias, &x, residual, relu);
+                assert_eq!(out.len(), want.len());
+                let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let mut err = 0f32;
+                for (i, (a, b)) in out.iter().zip(&want).enumerate() {
+                    let d = (a - b).abs();
+                    let (o, img) = (i / (imgs * h * w), i / (h * w) % imgs);
+                    let (y, xx) = (i / w % h, i % w);
+                    assert!(
+                        d <= 1e-5 * scale,
+                        "{cin}→{cout} {h}×{w}×{imgs}: out[{o}, {img}, {y}, {xx}] = {a}, direct {b}"
+                    );
+                    err = err.max(d);
+                }
+                eprintln!(
+                    "F(4×4) {cin}→{cout} {h}×{w}×{imgs} ({per_chunk} a chunk): max |Δ| {:.2e} of the scale",
+                    err / scale
+                );
+            }
+        }
+    }
+}

@@ -100,7 +100,11 @@ pub(super) fn train_with(
         if let Some(f) = &fast {
             net.sync_from(f, device)?;
         }
-        save_epoch(&net, &state, ckpt)?;
+        {
+            // the checkpoint and its resume files belong together: an interrupt waits for them
+            let _writing = crate::interrupt::writing();
+            save_epoch(&net, &state, ckpt)?;
+        }
         progress(TrainEvent::EpochEnd(state.log.last().expect("pushed")));
     }
 

@@ -1,0 +1,261 @@
+"""The Python package against the CLI it is a face of (run by .ci/run after `pip install`).
+
+The default bank (features/fmnist-lt-ir100, committed) is the test bank; the CLI binary is
+`retrain` from $CARGO_TARGET_DIR (or target/) as `cargo test --workspace` built it.
+"""
+
+import json
+import os
+import signal
+import struct
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+import ltbench
+
+ROOT = Path(__file__).resolve().parents[3]
+BANK = ROOT / "features" / "fmnist-lt-ir100"
+
+
+def retrain_bin() -> str:
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    b = target / "debug" / "retrain"
+    if not b.exists():
+        subprocess.run(["cargo", "build", "-q", "-p", "retrain"], cwd=ROOT, check=True)
+    return str(b)
+
+
+def read_safetensors(path: Path) -> dict:
+    """The tensors of a safetensors file as numpy arrays (no dependency beyond numpy)."""
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    dtypes = {"F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32, "U8": np.uint8}
+    out = {}
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        a, b = t["data_offsets"]
+        out[name] = np.frombuffer(raw[8 + n + a : 8 + n + b], dtype=dtypes[t["dtype"]]).reshape(t["shape"])
+    return out
+
+
+def arrays(split: str):
+    t = read_safetensors(BANK / f"{split}.safetensors")
+    return t["features"], t["labels"], t.get("features_flip")
+
+
+def head():
+    t = read_safetensors(BANK / "head.safetensors")
+    return t["weight"], t["bias"]
+
+
+def meta():
+    return json.loads((BANK / "meta.json").read_text())
+
+
+def numpy_los(logits, labels, ctx):
+    """LOS (label smoothing, δ = 0.98) in numpy: the batch-mean loss and ∂/∂logits."""
+    k, d = ctx["num_classes"], 0.98
+    z = logits.astype(np.float64)
+    z -= z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    q = np.full_like(p, d / k)
+    q[np.arange(len(labels)), labels] += 1 - d
+    loss = -(q * np.log(p)).sum(axis=1).mean()
+    return loss, ((p - q) / len(labels)).astype(np.float32)
+
+
+def test_open_and_run_give_the_cli_table(tmp_path):
+    bank = ltbench.Bank.open(BANK)
+    assert (bank.num_classes, bank.dim) == (10, 128)
+    res = ltbench.run(bank, methods=["vanilla-fc", "los", "crt"], seeds=2, plots=False)
+    cli = tmp_path / "cli"
+    subprocess.run(
+        [retrain_bin(), "--bank", str(BANK), "--method", "vanilla-fc,los,crt", "--seeds", "2",
+         "--no-plots", "-q", "--out", str(cli)],
+        check=True, capture_output=True,
+    )
+    want = pl.read_csv(cli / "table1.csv", infer_schema_length=None)
+    got = res.table
+    assert got.columns == want.columns
+    assert got.height == want.height == 3
+    for c in want.columns:
+        if want[c].dtype in (pl.Float64, pl.Int64):
+            # the CSV's printed precision: 4 decimals
+            assert np.allclose(got[c].to_numpy(), want[c].to_numpy(), atol=5e-5, equal_nan=True), c
+        else:
+            assert got[c].to_list() == want[c].to_list(), c
+    assert res.runs.height > 0 and res.per_class.height > 0
+    assert res.predictions.height > 0
+    saved = res.save(tmp_path / "saved")
+    assert (saved / "table1.csv").exists() and (saved / "records.jsonl").exists()
+
+
+def test_from_arrays_f32_f16_torch_equal_open():
+    opened = ltbench.Bank.open(BANK)
+    (x, y, xf), (xt, yt, xtf) = arrays("train"), arrays("test")
+    w, b = head()
+    f16 = ltbench.Bank.from_arrays(train=(x, y, xf), test=(xt, yt, xtf), head=(w, b), name="fmnist-lt-ir100", meta=meta())
+    assert x.dtype == np.float16
+    def as32(a):
+        return None if a is None else a.astype(np.float32)
+
+    f32 = ltbench.Bank.from_arrays(
+        train=(as32(x), y, as32(xf)),
+        test=(as32(xt), yt, as32(xtf)),
+        head=(w, b), name="fmnist-lt-ir100", meta=meta(),
+    )
+    f64 = ltbench.Bank.from_arrays(
+        train=(x.astype(np.float64), y, xf), test=(xt, yt, xtf), head=(w, b), meta=meta()
+    )
+    assert opened.fingerprint() == f16.fingerprint() == f32.fingerprint() == f64.fingerprint()
+    torch = pytest.importorskip("torch")
+    tb = ltbench.Bank.from_arrays(
+        train=(torch.from_numpy(as32(x)), torch.from_numpy(y.copy()), xf),
+        test=(xt, yt, xtf), head=(w, b), meta=meta(),
+    )
+    assert tb.fingerprint() == opened.fingerprint()
+
+
+def test_run_on_arrays_equals_run_on_the_folder():
+    (x, y, xf), (xt, yt, xtf) = arrays("train"), arrays("test")
+    mem = ltbench.Bank.from_arrays(train=(x, y, xf), test=(xt, yt, xtf), head=head(), meta=meta())
+    a = ltbench.run(mem, methods=["balanced-softmax"], seeds=1, plots=False).table
+    b = ltbench.run(ltbench.Bank.open(BANK), methods=["balanced-softmax"], seeds=1, plots=False).table
+    assert a["all"].to_list() == b["all"].to_list()
+    assert a["few"].to_list() == b["few"].to_list()
+
+
+def test_numpy_los_through_custom_is_the_builtin_los():
+    bank = ltbench.Bank.open(BANK)
+    m = ltbench.Method.custom("my-los", numpy_los)
+    t = ltbench.run(bank, methods=["los", m], seeds=2, plots=False).table
+    los = t.filter(pl.col("method") == "los")
+    mine = t.filter(pl.col("method") == "my-los")
+    for c in ["all", "many", "medium", "few"]:
+        assert abs(los[c][0] - mine[c][0]) <= 0.05, c
+
+
+def test_torch_custom_loss_equals_the_numpy_one():
+    torch = pytest.importorskip("torch")
+
+    def torch_los(logits, labels, ctx):
+        return torch.nn.functional.cross_entropy(logits.double(), labels, label_smoothing=0.98)
+
+    bank = ltbench.Bank.open(BANK)
+    t = ltbench.run(
+        bank, methods=[ltbench.Method.custom("np", numpy_los), ltbench.Method.torch("pt", torch_los)],
+        seeds=1, plots=False,
+    ).table
+    a, b = t.filter(pl.col("method") == "np"), t.filter(pl.col("method") == "pt")
+    for c in ["all", "many", "few"]:
+        assert abs(a[c][0] - b[c][0]) <= 0.05, c
+
+
+def test_bad_arrays_raise_value_error_naming_the_field():
+    (x, y, _), (xt, yt, _) = arrays("train"), arrays("test")
+    with pytest.raises(ValueError, match=r"train\.safetensors.*labels"):
+        ltbench.Bank.from_arrays(train=(x, y[:-1]), test=(xt, yt))
+    bad = x.astype(np.float32)
+    bad[3, 5] = np.nan
+    with pytest.raises(ValueError, match=r"train\.safetensors: `features`\[3, 5\] is not finite"):
+        ltbench.Bank.from_arrays(train=(bad, y), test=(xt, yt))
+    w, b = head()
+    with pytest.raises(ValueError, match=r"head\.safetensors `weight` has 7 rows"):
+        ltbench.Bank.from_arrays(
+            train=(x, y), test=(xt, yt), head=(w[:7], b[:7]), meta={"num_classes": 10}
+        )
+    with pytest.raises(ValueError, match=r"head\.safetensors: `weight` has dimension 100"):
+        ltbench.Bank.from_arrays(train=(x, y), test=(xt, yt), head=(w[:, :100], b))
+    with pytest.raises(FileNotFoundError, match="nope"):
+        ltbench.Bank.open("nope")
+
+
+def test_unknown_keyword_is_a_type_error_and_bad_values_a_value_error():
+    bank = ltbench.Bank.open(BANK)
+    with pytest.raises(TypeError, match="learning_rate"):
+        ltbench.run(bank, methods=["los"], learning_rate=0.1)
+    with pytest.raises(ValueError, match="unknown method `nope`"):
+        ltbench.run(bank, methods=["nope"])
+    with pytest.raises(ValueError, match="--init stage1.*`ncm`"):
+        ltbench.run(bank, methods=["ncm"], init="stage1")
+
+
+def test_a_failing_custom_loss_stops_the_run_with_its_name():
+    def bad(logits, labels, ctx):
+        return 0.0, np.zeros((3, 3), np.float32)
+
+    with pytest.raises(ValueError, match=r"custom loss `bad`.*shape"):
+        ltbench.run(ltbench.Bank.open(BANK), methods=[ltbench.Method.custom("bad", bad)], seeds=1)
+
+
+def test_methods_and_rows():
+    rows = ltbench.methods()
+    names = [r["name"] for r in rows]
+    assert "los" in names and "gcl" in names and len(rows) == 31
+    assert {r["group"] for r in rows} == {"table1", "zoo"}
+    m = ltbench.Method.row("los", delta=0.9)
+    assert m.name == "los-delta0.9" and m.spec["loss"]["smoothing"] == pytest.approx(0.9)
+    t = ltbench.Method.from_toml('name = "mine"\nloss = { kind = "ce", smoothing = 0.5 }')
+    res = ltbench.run(ltbench.Bank.open(BANK), methods=["los", m, t], seeds=1, plots=False).table
+    assert res["method"].to_list() == ["los", "los-delta0.9", "mine"]
+    with pytest.raises(ValueError, match="smoothing"):
+        ltbench.Method.from_toml('name = "x"\nloss = { kind = "ce", smoothing = 1.5 }')
+
+
+def test_compare_is_the_cli_compare():
+    bank = ltbench.Bank.open(BANK)
+    a = ltbench.run(bank, methods=["los", "vanilla-fc"], seeds=2, plots=False)
+    b = ltbench.run(bank, methods=["los", "vanilla-fc"], seeds=2, plots=False, lr=0.005)
+    d = b.compare(a)
+    assert set(d["method"].to_list()) == {"los", "vanilla-fc"}
+    assert "delta_all" in d.columns or any("all" in c for c in d.columns)
+
+
+def test_a_python_thread_runs_while_rust_trains():
+    ticks = []
+    stop = threading.Event()
+
+    def tick():
+        while not stop.is_set():
+            ticks.append(time.perf_counter())
+            time.sleep(0.001)
+
+    t = threading.Thread(target=tick)
+    t.start()
+    start = time.perf_counter()
+    ltbench.run(ltbench.Bank.open(BANK), methods=["zoo"], seeds=1, plots=False)
+    took = time.perf_counter() - start
+    stop.set()
+    t.join()
+    during = [x for x in ticks if start <= x <= start + took]
+    # the GIL is free while Rust trains: the thread ticks through most of the run
+    assert len(during) > 0.3 * took / 0.0012, (len(during), took)
+
+
+def test_ctrl_c_raises_keyboard_interrupt_and_keeps_finished_runs(tmp_path):
+    bank = ltbench.Bank.open(BANK)
+    out = tmp_path / "r"
+
+    def interrupt():
+        time.sleep(0.8)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt).start()
+    with pytest.raises(KeyboardInterrupt):
+        ltbench.run(bank, methods=["all"], seeds=40, out=out, plots=False, jobs=1)
+    kept = (out / "records.jsonl").read_text().splitlines()
+    assert 0 < len(kept) < 31 * 40
+    for line in kept:
+        json.loads(line)  # whole lines only
+    # the same call resumes from them
+    res = ltbench.run(bank, methods=["vanilla-fc"], seeds=2, out=out, plots=False)
+    assert res.table.height == 1
