@@ -117,3 +117,18 @@ bench-extract-files ARCH="resnet50" *ARGS:
 # Coverage-guided fuzzing of a file reader (bank_open, pickle, listfile) for SECONDS
 fuzz TARGET SECONDS="600":
     cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run {{TARGET}} --sanitizer none -- -max_total_time={{SECONDS}} -rss_limit_mb=2048 -max_len=65536
+
+# The Python package into a venv outside the repository, then its speed beside the CLI and a
+# plain PyTorch loop (`pip install torch` into that venv for the last part)
+bench-python venv="../.venv-ltbench":
+    test -x {{venv}}/bin/python || python3 -m venv {{venv}}
+    {{venv}}/bin/pip install -q ./crates/python
+    cargo build -q -p retrain
+    {{venv}}/bin/python crates/python/scripts/bench_python.py
+
+# The Python package's tests (what CI runs after cargo test)
+test-python venv="../.venv-ltbench":
+    test -x {{venv}}/bin/python || python3 -m venv {{venv}}
+    {{venv}}/bin/pip install -q ./crates/python pytest
+    cargo build -q -p retrain
+    {{venv}}/bin/python -m pytest -q crates/python/tests
