@@ -69,7 +69,7 @@ def main():
     from test_ltbench import arrays, head  # the bank read with numpy
 
     (x, y, _), (xt, yt, xtf) = arrays("train"), arrays("test")
-    X, Y = torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y)
+    X, Y = torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.copy())
     w0, b0 = (torch.from_numpy(a.copy()) for a in head())
 
     def torch_loop(seed):

@@ -259,3 +259,22 @@ def test_ctrl_c_raises_keyboard_interrupt_and_keeps_finished_runs(tmp_path):
     # the same call resumes from them
     res = ltbench.run(bank, methods=["vanilla-fc"], seeds=2, out=out, plots=False)
     assert res.table.height == 1
+
+
+def test_records_of_a_custom_loss_are_reused_by_source_and_never_without_one(tmp_path):
+    bank = ltbench.Bank.open(BANK)
+    out = tmp_path / "r"
+    m = ltbench.Method.custom("my-los", numpy_los, epochs_note=1)
+    assert m.loss_id == ltbench.Method.custom("my-los", numpy_los, epochs_note=1).loss_id
+    assert m.loss_id != ltbench.Method.custom("my-los", numpy_los, epochs_note=2).loss_id
+    ltbench.run(bank, methods=[m], seeds=1, out=out, plots=False, epochs=2)
+    n = len((out / "records.jsonl").read_text().splitlines())
+    ltbench.run(bank, methods=[m], seeds=1, out=out, plots=False, epochs=2)
+    assert len((out / "records.jsonl").read_text().splitlines()) == n, "the same source is reused"
+    # a function without readable source (made by eval) is never reused
+    anon = eval("lambda z, y, c: __import__('test_ltbench').numpy_los(z, y, c)")
+    with pytest.warns(UserWarning, match="never reused"):
+        a = ltbench.Method.custom("anon", anon)
+    with pytest.warns(UserWarning):
+        b = ltbench.Method.custom("anon", anon)
+    assert a.loss_id != b.loss_id
