@@ -132,3 +132,10 @@ test-python venv="../.venv-ltbench":
     {{venv}}/bin/pip install -q ./crates/python pytest
     cargo build -q -p retrain
     {{venv}}/bin/python -m pytest -q crates/python/tests
+
+# The default bank's train views: 8 random crop + flip views (the stage-1 recipe's, padding 2)
+# of every train row, from the committed checkpoint, into features/fmnist-lt-ir100/ (30 MB, not
+# in git; ~95 s on 2 cores). `retrain` then trains on them (`--no-views`: on the features).
+views-default views="8":
+    cargo run -p extract -- --dataset fmnist-lt --checkpoint features/checkpoints/small-cnn-fmnist-lt-ir100.safetensors --dtype f16 --crop-padding 2 --views {{views}} --out target/views-default --overwrite
+    cp target/views-default/train_views.safetensors features/fmnist-lt-ir100/train_views.safetensors

@@ -15,6 +15,7 @@ pub mod shots;
 mod split;
 pub mod stream;
 mod tensors;
+mod views;
 pub mod write;
 
 pub use error::{BankError, Result};
@@ -22,6 +23,7 @@ pub use meta::Meta;
 pub use shots::{ShotGroup, ShotThresholds};
 pub use split::Split;
 pub use tensors::{ExternalF32, Features};
+pub use views::Views;
 pub use write::{BankDir, FeatureDtype, write_head, write_meta, write_split};
 
 use std::path::PathBuf;
@@ -51,6 +53,8 @@ pub struct Bank {
     /// Training rows per class (from the labels).
     pub train_counts: Vec<usize>,
     pub shots: ShotThresholds,
+    /// `train_views.safetensors`: augmented views of every train row, when the bank has them.
+    pub train_views: Option<std::sync::Arc<Views>>,
 }
 
 impl Bank {
@@ -93,6 +97,16 @@ impl Bank {
             h.write_f32s(&head.bias);
         }
         format!("{:016x}", h.0)
+    }
+
+    /// A fingerprint of the train views (every value), when the bank has them: runs trained
+    /// on views are keyed by it.
+    pub fn views_fingerprint(&self) -> Option<String> {
+        self.train_views.as_ref().map(|v| {
+            let mut h = Fnv::default();
+            v.hash_into(&mut h);
+            format!("{:016x}", h.0)
+        })
     }
 }
 

@@ -30,6 +30,7 @@ impl Bank {
             meta,
             meta_path: dir.join("meta.json"),
             head_path: dir.join("head.safetensors"),
+            views: None,
         };
         if let Some(h) = &parts.head {
             if h.weight.len() != h.num_classes * h.dim || h.bias.len() != h.num_classes {
@@ -66,12 +67,14 @@ impl Parts {
         let train_counts = parts.train_counts(num_classes)?;
         parts.check_class_names(num_classes)?;
         let shots = parts.shots()?;
+        parts.check_views()?;
         let Parts {
             train,
             val,
             test,
             head,
             meta,
+            views,
             ..
         } = parts;
         Ok(Bank {
@@ -85,12 +88,14 @@ impl Parts {
             num_classes,
             train_counts,
             shots,
+            train_views: views.map(std::sync::Arc::new),
         })
     }
 }
 
 /// The files of a bank folder, each valid on its own, not yet checked against each other.
 struct Parts {
+    views: Option<crate::Views>,
     train: Split,
     val: Option<Split>,
     test: Split,
@@ -140,7 +145,14 @@ impl Parts {
         } else {
             None
         };
+        let views_path = dir.join("train_views.safetensors");
+        let views = if views_path.exists() {
+            Some(crate::Views::read(&views_path)?)
+        } else {
+            None
+        };
         Ok(Parts {
+            views,
             train,
             val,
             test,
@@ -156,6 +168,52 @@ impl Parts {
         std::iter::once(&self.train)
             .chain(self.val.as_ref())
             .chain(Some(&self.test))
+    }
+
+    /// The train views have train's rows and dimension.
+    fn check_views(&self) -> Result<()> {
+        let Some(v) = &self.views else { return Ok(()) };
+        if v.rows != self.train.rows {
+            return Err(BankError::Invalid {
+                path: v.path.clone(),
+                msg: format!(
+                    "`view0` has {} rows, but {} has {} (one view of every train row)",
+                    v.rows,
+                    self.train.path.display(),
+                    self.train.rows
+                ),
+            });
+        }
+        if let Some(l) = &v.labels {
+            if l.len() != v.rows {
+                return Err(BankError::RowMismatch {
+                    path: v.path.clone(),
+                    features: v.rows,
+                    labels: l.len(),
+                });
+            }
+            if let Some(row) = (0..v.rows).find(|&i| l[i] != self.train.labels[i] as i64) {
+                return Err(BankError::Invalid {
+                    path: v.path.clone(),
+                    msg: format!(
+                        "`labels`[{row}] = {}, but {} has {} there (the views must be of train's rows, in order)",
+                        l[row],
+                        self.train.path.display(),
+                        self.train.labels[row]
+                    ),
+                });
+            }
+        }
+        if v.dim != self.train.dim {
+            return Err(BankError::DimMismatch {
+                path: v.path.clone(),
+                name: "view0".into(),
+                got: v.dim,
+                expected: self.train.dim,
+                reference: self.train.path.display().to_string(),
+            });
+        }
+        Ok(())
     }
 
     /// Every split and the head have train's feature dimension.

@@ -52,6 +52,7 @@ impl std::fmt::Debug for Features {
     }
 }
 
+#[derive(Clone)]
 pub(crate) struct File {
     pub path: PathBuf,
     map: Arc<Mmap>,
@@ -74,6 +75,29 @@ impl File {
         };
         file.parse()?; // validate the header once
         Ok(file)
+    }
+
+    /// The parsed header and tensors.
+    pub fn tensors(&self) -> Result<SafeTensors<'_>> {
+        self.parse()
+    }
+
+    /// The mapped bytes of the whole file.
+    pub fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+
+    /// Tensor `name`'s offset in the file, dtype and bytes.
+    pub fn raw(&self, name: &str) -> Result<(usize, Dtype, &[u8])> {
+        let st = self.parse()?;
+        let view = st.tensor(name).map_err(|_| BankError::MissingTensor {
+            path: self.path.clone(),
+            name: name.into(),
+        })?;
+        let data = view.data();
+        let offset = data.as_ptr() as usize - self.map.as_ptr() as usize;
+        let dtype = view.dtype();
+        Ok((offset, dtype, &self.map[offset..offset + data.len()]))
     }
 
     fn parse(&self) -> Result<SafeTensors<'_>> {

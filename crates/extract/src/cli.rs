@@ -72,7 +72,11 @@ pub struct Args {
     /// Storage dtype of the features.
     #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
     pub dtype: DtypeArg,
-    /// Augmented train views (random crop + flip) written to train_views.safetensors.
+    /// Augmented views of every train row written to train_views.safetensors (`view0..`),
+    /// each dataset's standard train transform, seeded: CIFAR and Fashion-MNIST
+    /// RandomCrop(size, padding = --crop-padding: 4 for CIFAR, 2 in the Fashion-MNIST recipe)
+    /// + horizontal flip; ImageNet-LT, iNaturalist, Places-LT and list files
+    /// RandomResizedCrop(224) + flip (as Decoupling and LTWB). `retrain` trains on them.
     #[arg(long, default_value_t = 0)]
     pub views: usize,
     /// Seed of the augmented views and of untrained weights.

@@ -268,6 +268,11 @@ pub struct RunArgs {
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Train on the cached `features` even when the bank has `train_views.safetensors` (by
+    /// default each epoch draws one of every train row's augmented views, as the LOS code's
+    /// stage 2 sees a fresh crop + flip each step).
+    #[arg(long)]
+    pub no_views: bool,
     /// Banks already in memory (the Python package's `Bank.from_arrays` / `Bank.open`), used
     /// instead of `--bank`.
     #[arg(skip)]
@@ -406,6 +411,11 @@ impl RunArgs {
         let (device, notice) = crate::engine::device::select(self.device)?;
         if let Some(n) = notice {
             log(&format!("--device auto: {n}"));
+        }
+        if device.is_some() && !self.no_views && banks.iter().any(|b| b.train_views.is_some()) {
+            bail!(
+                "--device: training on a bank's train views runs on the CPU engine only; pass --no-views or leave --device out"
+            );
         }
         if self.one_pass && device.is_some() {
             bail!("--one-pass is an option of the CPU engine; leave it out with --device cuda");

@@ -78,10 +78,13 @@ pub fn run_bank<'a>(
     log(&bank_header(args, bank, &groups));
     let started = std::time::Instant::now();
     let fingerprint = bank.fingerprint();
-    let keys: Vec<String> = jobs
-        .iter()
-        .map(|j| job_key(&fingerprint, j, &opts))
-        .collect();
+    // runs trained on the train views are keyed by them too: never resumed without them, or
+    // with other views
+    let keyed = match (opts.views, bank.views_fingerprint()) {
+        (true, Some(v)) => format!("{fingerprint}+views-{v}"),
+        _ => fingerprint.clone(),
+    };
+    let keys: Vec<String> = jobs.iter().map(|j| job_key(&keyed, j, &opts)).collect();
     let todo = jobs_to_run(args, plan, &keys, rec.done, log);
     let fresh = train_missing(args, plan, bank, &stage1, jobs, &keys, &todo, opts, rec)?;
     for (&i, record) in todo.iter().zip(fresh) {
@@ -131,7 +134,7 @@ pub fn run_bank<'a>(
 fn bank_header(args: &RunArgs, bank: &Bank, groups: &[ShotGroup]) -> String {
     let count = |g| groups.iter().filter(|&&x| x == g).count();
     format!(
-        "bank {} ({}): K={} D={}, train {} rows (max {}, min {}), test {}{}{}; many>{} ({}), medium ({}), few<{} ({})",
+        "bank {} ({}): K={} D={}, train {} rows (max {}, min {}){}, test {}{}{}; many>{} ({}), medium ({}), few<{} ({})",
         bank.name(),
         bank.dir.display(),
         bank.num_classes,
@@ -139,6 +142,11 @@ fn bank_header(args: &RunArgs, bank: &Bank, groups: &[ShotGroup]) -> String {
         bank.train.rows,
         bank.train_counts.iter().max().unwrap(),
         bank.train_counts.iter().min().unwrap(),
+        match (&bank.train_views, args.no_views) {
+            (Some(v), false) => format!(", trained on {} views per row", v.count),
+            (Some(v), true) => format!(" ({} views not used: --no-views)", v.count),
+            _ => String::new(),
+        },
         bank.test.rows,
         bank.val
             .as_ref()

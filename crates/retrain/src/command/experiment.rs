@@ -103,6 +103,7 @@ fn overrides(a: &RunArgs) -> Vec<String> {
         (a.no_tta, "no-tta"),
         (a.no_shuffle, "no-shuffle"),
         (a.one_pass, "one-pass"),
+        (a.no_views, "no-views"),
         (
             a.tune && a.tune_on == crate::command::cli::TuneOn::Test,
             "on-test",

@@ -65,6 +65,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             .filter(|(_, p)| args.test_prior.contains(p))
             .fold(0u16, |m, (i, _)| m | (1 << i)),
         prior_correct: args.prior_correct,
+        views: !args.no_views,
     };
     let mut done = recorded_runs(args, &plan, &log)?;
     let file = args

@@ -136,5 +136,7 @@ pub fn held_out_bank(bank: &Bank) -> Bank {
         num_classes: k,
         dim: d,
         shots: bank.shots,
+        // the cells are scored on the cached features: no views for a subset of the rows
+        train_views: None,
     }
 }

@@ -106,6 +106,7 @@ impl<'a> Stack<'a> {
         steps_per_epoch: usize,
         sums: &mut [f64],
         par: Parallelism,
+        views: Option<(&bank::Views, &[u32])>,
     ) {
         let (k, d) = (self.k, self.d);
         let nk = self.methods.len() * k;
@@ -113,7 +114,11 @@ impl<'a> Stack<'a> {
         let features = split.features();
         for (j, &i) in batch.iter().enumerate() {
             let i = i as usize;
-            self.xb[j * d..(j + 1) * d].copy_from_slice(&features[i * d..(i + 1) * d]);
+            let row = &mut self.xb[j * d..(j + 1) * d];
+            match views {
+                Some((v, choice)) => v.row_into(choice[i] as usize, i, row),
+                None => row.copy_from_slice(&features[i * d..(i + 1) * d]),
+            }
             self.yb[j] = split.labels[i];
         }
         for r in self.z[..nb * nk].chunks_exact_mut(nk) {
@@ -218,6 +223,9 @@ pub fn train_many(
             break;
         }
         sampler.next_epoch(&mut order);
+        let choice = opts
+            .views
+            .map(|v| crate::engine::sampler::view_choices(seed, epoch, split.rows, v.count));
         for (l, m) in stack.losses.iter_mut().zip(methods) {
             l.start_epoch(epoch, m.hyper.epochs);
         }
@@ -231,6 +239,7 @@ pub fn train_many(
                 steps_per_epoch,
                 &mut sums,
                 opts.par,
+                opts.views.zip(choice.as_deref()),
             );
             step += 1;
         }

@@ -65,6 +65,17 @@ pub fn class_probabilities(
     raw.iter().map(|p| p / sum).collect()
 }
 
+/// Which of `count` train views each of `rows` rows uses in epoch `epoch` of a run with seed
+/// `seed`: uniform draws from a stream of their own (the same for every method of a seed, so
+/// heads that share a batch sequence share their views).
+pub fn view_choices(seed: u64, epoch: usize, rows: usize, count: usize) -> Vec<u32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(1000 + epoch as u64);
+    (0..rows)
+        .map(|_| rng.random_range(0..count as u32))
+        .collect()
+}
+
 impl EpochSampler {
     /// `shuffle = false` keeps file order (instance-balanced only; for parity tests).
     pub fn new(

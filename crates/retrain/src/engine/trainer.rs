@@ -16,19 +16,23 @@ use bank::Split;
 /// How a run executes (not part of the method: it does not change the numbers, except
 /// `shuffle`, which exists for parity tests against unshuffled PyTorch loops).
 #[derive(Debug, Clone, Copy)]
-pub struct TrainOptions {
+pub struct TrainOptions<'a> {
     pub shuffle: bool,
     /// Keep every minibatch loss (parity tests).
     pub record_steps: bool,
     pub par: Parallelism,
+    /// Train on these augmented views of the train rows: in each epoch every row is one of
+    /// its views ([`crate::engine::sampler::view_choices`]), not its cached feature.
+    pub views: Option<&'a bank::Views>,
 }
 
-impl Default for TrainOptions {
+impl Default for TrainOptions<'_> {
     fn default() -> Self {
         TrainOptions {
             shuffle: true,
             record_steps: false,
             par: Parallelism::None,
+            views: None,
         }
     }
 }
@@ -55,6 +59,9 @@ pub struct Trainer<'a> {
     momentum: [Vec<f32>; 5],
     maxnorm: Option<(f32, ProjectEvery)>,
     par: Parallelism,
+    /// The train views and this epoch's choice of view per row (empty: the features).
+    views: Option<&'a bank::Views>,
+    choice: Vec<u32>,
 }
 
 impl<'a> Trainer<'a> {
@@ -84,7 +91,20 @@ impl<'a> Trainer<'a> {
             method,
             maxnorm,
             par,
+            views: None,
+            choice: Vec::new(),
         }
+    }
+
+    /// Train on `views` from now on (each epoch's choice set by [`Trainer::set_view_choices`]).
+    pub fn with_views(mut self, views: Option<&'a bank::Views>) -> Self {
+        self.views = views;
+        self
+    }
+
+    /// The view each train row uses in the coming epoch.
+    pub fn set_view_choices(&mut self, choice: Vec<u32>) {
+        self.choice = choice;
     }
 
     /// One optimiser step on the rows `batch` at learning rate `lr`; returns the batch loss.
@@ -95,7 +115,11 @@ impl<'a> Trainer<'a> {
         let b = batch.len();
         for (j, &i) in batch.iter().enumerate() {
             let i = i as usize;
-            buf.xb[j * d..(j + 1) * d].copy_from_slice(&self.features[i * d..(i + 1) * d]);
+            let row = &mut buf.xb[j * d..(j + 1) * d];
+            match self.views {
+                Some(v) => v.row_into(self.choice[i] as usize, i, row),
+                None => row.copy_from_slice(&self.features[i * d..(i + 1) * d]),
+            }
             buf.yb[j] = self.labels[i];
         }
         forward(head, buf, b, self.par);
@@ -207,7 +231,8 @@ pub fn train(
     .with_epochs(hp.epochs)
     .with_batch(hp.batch_size.min(split.rows));
     let bsz = hp.batch_size.min(split.rows);
-    let mut trainer = Trainer::new(split, train_counts, head, method, opts.par);
+    let mut trainer =
+        Trainer::new(split, train_counts, head, method, opts.par).with_views(opts.views);
     trainer.seed_noise(seed);
     let steps_per_epoch = epoch_steps(method, split.rows);
     let total_steps = steps_per_epoch * hp.epochs;
@@ -219,6 +244,11 @@ pub fn train(
             break;
         }
         sampler.next_epoch(&mut order);
+        if let Some(v) = opts.views {
+            trainer.set_view_choices(crate::engine::sampler::view_choices(
+                seed, epoch, split.rows, v.count,
+            ));
+        }
         trainer.start_epoch(epoch);
         let mut epoch_sum = 0.0;
         for batch in order.chunks(bsz) {

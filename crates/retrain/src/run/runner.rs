@@ -45,6 +45,9 @@ pub struct RunOptions {
     /// `--prior-correct`: every row is also evaluated with PC-softmax's correction for each
     /// test prior (the `prior-correct` row always is).
     pub prior_correct: bool,
+    /// Train on the bank's train views when it has them (not `--no-views`); part of the
+    /// record key.
+    pub views: bool,
 }
 
 impl RunOptions {
@@ -215,6 +218,11 @@ fn run_one_pass(
         shuffle: opts.shuffle,
         record_steps: false,
         par,
+        views: if opts.views {
+            bank.train_views.as_deref()
+        } else {
+            None
+        },
     };
     let out = train_many(
         &bank.train,
@@ -274,6 +282,11 @@ pub fn run_one(
         shuffle: opts.shuffle,
         record_steps: false,
         par,
+        views: if opts.views {
+            bank.train_views.as_deref()
+        } else {
+            None
+        },
     };
     let init = initial_head(bank, stage1, job);
     let outcome = match dev {

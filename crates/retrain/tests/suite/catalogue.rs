@@ -839,6 +839,68 @@ fn cases() -> Vec<Case> {
             E(&["--method", "unknown method `nope`"]),
         ),
         case(
+            "views_wrong_row_count",
+            rb,
+            |d| {
+                save(
+                    &base(d).join("train_views.safetensors"),
+                    vec![("view0", zeros(&[45, D]))],
+                )
+            },
+            &[],
+            E(&["train_views.safetensors", "`view0` has 45 rows"]),
+        ),
+        case(
+            "views_wrong_dimension",
+            rb,
+            |d| {
+                save(
+                    &base(d).join("train_views.safetensors"),
+                    vec![("view0", zeros(&[46, D + 1]))],
+                )
+            },
+            &[],
+            E(&["train_views.safetensors", "view0", "dimension 5"]),
+        ),
+        case(
+            "views_integer_dtype",
+            rb,
+            |d| {
+                save(
+                    &base(d).join("train_views.safetensors"),
+                    vec![("view0", i64s(&[46, D], &vec![0; 46 * D]))],
+                )
+            },
+            &[],
+            E(&["train_views.safetensors", "view0", "dtype"]),
+        ),
+        case(
+            "views_non_finite_value",
+            rb,
+            |d| {
+                let mut v = vec![0.0f32; 46 * D];
+                v[2 * D + 1] = f32::NAN;
+                save(
+                    &base(d).join("train_views.safetensors"),
+                    vec![("view0", zeros(&[46, D])), ("view1", f32s(&[46, D], &v))],
+                )
+            },
+            &[],
+            E(&["train_views.safetensors", "`view1`[2, 1] is not finite"]),
+        ),
+        case(
+            "views_named_out_of_order",
+            rb,
+            |d| {
+                save(
+                    &base(d).join("train_views.safetensors"),
+                    vec![("view0", zeros(&[46, D])), ("view2", zeros(&[46, D]))],
+                )
+            },
+            &[],
+            E(&["train_views.safetensors", "`view2`", "view1 is missing"]),
+        ),
+        case(
             "cli_unknown_recipe",
             rb,
             |d| drop(base(d)),

@@ -9,6 +9,7 @@ mod layout;
 mod parity;
 mod paths;
 mod results;
+mod views;
 mod writers;
 mod zoo;
 mod zoo_parity;

@@ -115,6 +115,7 @@ fn run_method(name: &str, row: &str) {
         shuffle: false,
         record_steps: true,
         par: Parallelism::None,
+        views: None,
     };
     let out = train(&train_split, &counts, init, &method, 0, &opts, |_, _| {});
 

@@ -435,6 +435,7 @@ fn the_epoch_is_selected_on_val_and_the_oracle_is_the_best_test_epoch() {
         on_device: false,
         test_priors: 0,
         prior_correct: false,
+        views: true,
     };
     let rec: RunRecord =
         run_one(&bank, &stage1(&bank), &job, opts, Parallelism::None, None).unwrap();
@@ -586,7 +587,7 @@ fn the_default_bank_reproduces_readme_s_table() {
     let out = t.path().join("r");
     let o = Command::new(env!("CARGO_BIN_EXE_retrain"))
         .current_dir(&root)
-        .args(["--out", s(&out), "-q", "--no-plots"])
+        .args(["--out", s(&out), "-q", "--no-plots", "--no-views"])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
