@@ -62,6 +62,7 @@ _SWITCHES = {
     "rerun": "--rerun",
     "reuse_stale": "--reuse-stale",
     "one_pass": "--one-pass",
+    "no_views": "--no-views",
     "quiet": "--quiet",
 }
 PROTOCOL_KEYWORDS = sorted([*_VALUE_FLAGS, *_LIST_FLAGS, *_SWITCHES])

@@ -94,6 +94,7 @@ def run(
     rerun: bool = ...,
     reuse_stale: bool = ...,
     one_pass: bool = ...,
+    no_views: bool = ...,
     quiet: bool = ...,
 ) -> Results: ...
 def compare(a: Results | str, b: Results | str, bootstrap: int = ..., seed: int = ...) -> pl.DataFrame: ...

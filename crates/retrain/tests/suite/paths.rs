@@ -615,7 +615,7 @@ fn the_default_bank_reproduces_readme_s_table() {
     let o = Command::new(env!("CARGO_BIN_EXE_retrain"))
         .current_dir(&root)
         .args(["--method", "table1", "--out", s(&t.path().join("t1")), "-q"])
-        .args(["--no-plots"])
+        .args(["--no-plots", "--no-views"])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
