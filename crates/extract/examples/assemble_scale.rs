@@ -1,14 +1,14 @@
 //! The bank writer at iNaturalist scale, without a backbone: `--rows` train rows (default
 //! 437 513, iNaturalist 2018's train split) and `--test-rows` test rows of D = `--dim`
 //! features (f16) over `--classes` classes are written chunk by chunk exactly as `extract`
-//! writes them, then assembled into the bank by the same code (`extract::assemble`). Run it
+//! writes them, then assembled into the bank by the same code (`extract::write::assemble`). Run it
 //! under `/usr/bin/time -v` (`just bench-assemble`): the peak memory stays at about one chunk,
 //! not one split (1.8 GB of f16 features at the defaults, 3.6 GB as f32).
 //!
 //! `cargo run -p extract --example assemble_scale -- --out /tmp/inat-bank`
 
 use clap::Parser;
-use extract::chunks::{self, CHUNK_ROWS, Features, RunFile};
+use extract::write::chunks::{self, CHUNK_ROWS, Features, RunFile};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -81,7 +81,7 @@ fn main() -> anyhow::Result<()> {
         source_skipped: Vec::new(),
     };
     let t = Instant::now();
-    let done = extract::assemble::assemble(std::slice::from_ref(&a.out), &rf, &a.out)?;
+    let done = extract::write::assemble::assemble(std::slice::from_ref(&a.out), &rf, &a.out)?;
     let bytes: u64 = ["train.safetensors", "test.safetensors"]
         .iter()
         .map(|f| {

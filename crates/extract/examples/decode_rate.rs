@@ -6,8 +6,8 @@
 //! `cargo run -p extract --example decode_rate -- --root /tmp/ltbench-jpeg-tree [--list ImageNet_LT_train.txt] [--images 400]`
 
 use clap::Parser;
-use extract::datasets::{Images, Normalize, listfile};
-use extract::transform;
+use extract::source::datasets::{Images, Normalize, listfile};
+use extract::source::transform;
 use rayon::prelude::*;
 use std::path::PathBuf;
 use std::time::Instant;

@@ -10,7 +10,7 @@ use candle_core::{Device, Tensor};
 use clap::Parser;
 use extract::Arch;
 use extract::device::{DeviceChoice, select};
-use extract::run::load_backbone;
+use extract::model::checkpoint::load_backbone;
 
 // the allocator of the `extract` binary, so that the figure is the binary's
 #[global_allocator]

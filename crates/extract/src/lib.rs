@@ -1,40 +1,30 @@
 //! `extract`: images → frozen backbone (candle; CUDA when built with `--features cuda`) →
 //! ltbench feature bank (`features/<name>/`, read by `retrain`).
 //!
-//! Flow: a [`datasets`] loader yields labelled images; [`transform`] turns them into
-//! normalised tensors (test view, its left-right flip, optional random train views); a
-//! [`backbones::Backbone`] built from a checked [`checkpoint`] maps them to features; [`run`]
-//! writes the bank atomically through `bank::BankDir`. [`stage1`] trains a backbone end to end
-//! first (`--stage1`: cross-entropy + weight decay), which is how the committed default bank
-//! `features/fmnist-lt-ir100/` is made.
+//! One room per stage of the flow, bottom to top; a room imports only itself and the rooms
+//! below it (`tests/layout.rs` checks every `crate::<room>` path):
 //!
-//! Imports point down the flow: [`datasets`] / [`transform`] / [`batch`] (network inputs) and
-//! [`pipeline`] (loading them ahead of the backbone) → [`backbones`] (with [`checkpoint`],
-//! [`weights`], and their compiled CPU inference path [`infer`]) → [`stage1`] (and its CPU
-//! pass [`stage1_cpu`]) → [`chunks`] / [`provenance`] (what a run writes before the bank) →
-//! [`run`] (the extract command) → [`assemble`] (chunks → bank; `extract merge`) → [`cli`] /
-//! `main`. [`interrupt`] is the guard `run` and [`stage1`] hold while they write files that
-//! belong together, so that the binary's SIGINT / SIGTERM handler never cuts them in two.
+//! - [`source`]: datasets, list files, transforms, the batch, the loading pipeline;
+//! - [`model`]: backbones, weights, checkpoints;
+//! - [`infer`]: the compiled CPU inference path of every backbone;
+//! - [`train`]: stage 1 (`--stage1`: cross-entropy + weight decay, how the committed default
+//!   bank `features/fmnist-lt-ir100/` is made) and its CPU pass;
+//! - [`write`]: the plan of a run, the output lock, chunks, provenance, chunks → bank;
+//! - [`command`]: the command line and the `extract` run (with `main.rs`, the only printing).
+//!
+//! Beside the rooms, used by any of them: [`error`], [`device`] (CPU / CUDA choice) and
+//! [`interrupt`] (the guard the run and stage 1 hold while they write files that belong
+//! together, so that the binary's SIGINT / SIGTERM handler never cuts them in two).
 
-pub mod assemble;
-pub mod backbones;
-pub mod batch;
-pub mod checkpoint;
-pub mod chunks;
+pub mod command;
+pub mod device;
 pub mod error;
 pub mod infer;
 pub mod interrupt;
-pub mod pipeline;
-pub mod provenance;
-pub mod weights;
-
-pub use backbones::{Arch, Backbone};
-pub use error::{ExtractError, Result};
-pub mod cli;
-pub mod datasets;
-pub mod device;
-pub mod run;
+pub mod model;
 pub mod source;
-pub mod stage1;
-pub mod stage1_cpu;
-pub mod transform;
+pub mod train;
+pub mod write;
+
+pub use error::{ExtractError, Result};
+pub use model::backbones::{Arch, Backbone};

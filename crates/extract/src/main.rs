@@ -2,9 +2,9 @@
 //! on failure.
 
 use clap::Parser;
-use extract::cli::{Args, MergeArgs};
-use extract::run::{Event, Summary, run};
-use extract::stage1::TrainEvent;
+use extract::command::cli::{Args, MergeArgs};
+use extract::command::run::{Event, Summary, run};
+use extract::train::stage1::TrainEvent;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,7 +32,10 @@ fn main() -> ExitCode {
     match real_main(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("extract: {}", extract::transform::one_line(&e.to_string()));
+            eprintln!(
+                "extract: {}",
+                extract::source::transform::one_line(&e.to_string())
+            );
             ExitCode::from(2)
         }
     }
@@ -49,7 +52,7 @@ fn merge_main() -> ExitCode {
         }
     };
     let start = std::time::Instant::now();
-    match extract::assemble::merge(&args.parts, &args.out, args.overwrite) {
+    match extract::write::assemble::merge(&args.parts, &args.out, args.overwrite) {
         Ok((out, done)) => {
             let rows: Vec<String> = done.rows.iter().map(|(s, n)| format!("{s} {n}")).collect();
             eprintln!(
@@ -64,14 +67,17 @@ fn merge_main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("extract: {}", extract::transform::one_line(&e.to_string()));
+            eprintln!(
+                "extract: {}",
+                extract::source::transform::one_line(&e.to_string())
+            );
             ExitCode::from(2)
         }
     }
 }
 
 fn real_main(args: &Args) -> extract::Result<()> {
-    let command = extract::cli::typed_command(std::env::args());
+    let command = extract::command::cli::typed_command(std::env::args());
     let (plan, notice) = args.plan(command, git_revision())?;
     if let Some(n) = notice {
         eprintln!("extract: {n}");

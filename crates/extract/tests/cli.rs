@@ -1,7 +1,7 @@
 //! End-to-end runs of the real `extract` binary on fixtures generated in a temp dir; the banks
 //! it writes are opened with `bank::Bank::open`, as `retrain` does.
 
-use extract::datasets::{cifar, fmnist};
+use extract::source::datasets::{cifar, fmnist};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

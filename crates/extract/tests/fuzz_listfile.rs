@@ -1,4 +1,4 @@
-//! Property tests of the list-file parser (`extract::datasets::listfile::load`), bounded (256
+//! Property tests of the list-file parser (`extract::source::datasets::listfile::load`), bounded (256
 //! cases per property by default):
 //!
 //! - arbitrary text → `Ok` or `Err`, never a panic, with and without `skip_bad`; the result
@@ -9,8 +9,8 @@
 //!
 //! Longer runs: `PROPTEST_CASES=100000 cargo test -p extract --test fuzz_listfile`.
 
-use extract::datasets::Images;
-use extract::datasets::listfile::load;
+use extract::source::datasets::Images;
+use extract::source::datasets::listfile::load;
 use proptest::prelude::*;
 use std::path::Path;
 

@@ -17,9 +17,9 @@
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use extract::backbones::{Arch, flip_lr};
-use extract::checkpoint::{build_checked, load_state_dict};
-use extract::weights::{ParamKind, expected_state_dict, hash_rule};
+use extract::model::backbones::{Arch, flip_lr};
+use extract::model::checkpoint::{build_checked, load_state_dict};
+use extract::model::weights::{ParamKind, expected_state_dict, hash_rule};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
@@ -183,7 +183,8 @@ fn small_cnn_fast_path_equals_candle_on_the_committed_checkpoint() {
     let ck = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../features/checkpoints/small-cnn-fmnist-lt-ir100.safetensors");
     let (model, _, _) =
-        extract::checkpoint::load_backbone(Arch::SmallCnn, Some(&ck), 0, &Device::Cpu).unwrap();
+        extract::model::checkpoint::load_backbone(Arch::SmallCnn, Some(&ck), 0, &Device::Cpu)
+            .unwrap();
     let fast = extract::infer::compile(model.as_ref()).expect("the small CNN has a fast path");
     let x = seeded_input(11, (37, 1, 28, 28));
     let e = on_two_threads(|| fast_vs_candle(model.as_ref(), fast.as_ref(), &x));

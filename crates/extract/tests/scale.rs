@@ -4,7 +4,7 @@
 //! give banks byte-identical to a one-shot run; bad `--shard` / `--resume` / `merge` inputs are
 //! refused before anything is written.
 
-use extract::datasets::fmnist;
+use extract::source::datasets::fmnist;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -273,7 +273,7 @@ fn interrupted_then_resumed(signal: &str, said: &str) {
         let (split, index) = stem.split_once('-').unwrap();
         let split_rows = if split == "train" { n } else { n / 4 };
         let want = 64.min(split_rows - index.parse::<usize>().unwrap() * 64);
-        let chunk = extract::chunks::Chunk::read(c).unwrap();
+        let chunk = extract::write::chunks::Chunk::read(c).unwrap();
         let rows = chunk.rows().unwrap();
         assert_eq!(rows, want, "{}", c.display());
         assert_eq!(chunk.raw("features").unwrap().len(), rows * 128 * 2);

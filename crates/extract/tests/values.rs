@@ -274,7 +274,7 @@ fn list_dataset_rows_are_the_backbone_on_their_images() {
     let (whole, merged) = one_shot_and_sharded(&args, 2, d.path());
 
     let (model, _, _) =
-        extract::checkpoint::load_backbone(Arch::Resnet50, None, 0, &Device::Cpu).unwrap();
+        extract::model::checkpoint::load_backbone(Arch::Resnet50, None, 0, &Device::Cpu).unwrap();
     let chw = (3, 224, 224);
     let want: Vec<Want> = splits
         .iter()
@@ -388,7 +388,7 @@ fn cifar_rows_are_the_backbone_on_their_images() {
         .collect();
     assert_eq!(picked.len(), counts.iter().sum::<usize>());
     let (model, _, _) =
-        extract::checkpoint::load_backbone(Arch::Resnet32, None, 0, &Device::Cpu).unwrap();
+        extract::model::checkpoint::load_backbone(Arch::Resnet32, None, 0, &Device::Cpu).unwrap();
     let chw = (3, 32, 32);
     let input = |px: &[u8], flip: bool| {
         normalised(

@@ -19,12 +19,12 @@ pub mod winograd4;
 #[cfg(test)]
 pub(crate) mod seeded;
 
-use crate::backbones::Backbone;
-use crate::backbones::blocks::Downsample;
-use crate::backbones::resnet_cifar::ResNetCifar;
-use crate::backbones::resnet_imagenet::ResNet;
-use crate::backbones::resnet32::ResNet32;
-use crate::backbones::small_cnn::SmallCnn;
+use crate::model::backbones::Backbone;
+use crate::model::backbones::blocks::Downsample;
+use crate::model::backbones::resnet_cifar::ResNetCifar;
+use crate::model::backbones::resnet_imagenet::ResNet;
+use crate::model::backbones::resnet32::ResNet32;
+use crate::model::backbones::small_cnn::SmallCnn;
 use candle_core::Result;
 use candle_nn::{BatchNorm, Conv2d};
 use conv::FoldedConv;

@@ -4,7 +4,7 @@
 //! global average pool.
 
 use super::conv::{Act, FoldedConv, global_avg, max_pool3x3s2, to_group};
-use crate::backbones::Backbone;
+use crate::model::backbones::Backbone;
 use candle_core::{Result, Tensor};
 use candle_nn::Linear;
 use rayon::prelude::*;

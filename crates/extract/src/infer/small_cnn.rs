@@ -2,8 +2,8 @@
 //! relu · maxpool · global average pool, each conv with its BatchNorm folded in.
 
 use super::conv::{Act, FoldedConv, global_avg, max_pool2x2, to_group};
-use crate::backbones::Backbone;
-use crate::backbones::small_cnn::{FEATURE_DIM, SmallCnn};
+use crate::model::backbones::Backbone;
+use crate::model::backbones::small_cnn::{FEATURE_DIM, SmallCnn};
 use candle_core::{Result, Tensor};
 use candle_nn::Linear;
 use rayon::prelude::*;

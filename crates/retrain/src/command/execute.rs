@@ -3,7 +3,8 @@
 //! each appended to the records as it finishes, and the records of exactly the planned jobs,
 //! in plan order, with their aggregated rows.
 
-use crate::command::cli::{Plan, RunArgs};
+use crate::command::cli::RunArgs;
+use crate::command::plan::Plan;
 use crate::engine::device::DeviceBank;
 use crate::engine::head::HeadState;
 use crate::engine::linalg::Parallelism;

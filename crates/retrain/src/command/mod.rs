@@ -1,4 +1,4 @@
-//! The command layer: the command line ([`cli`]: flags → a checked [`cli::Plan`]), the `run`
+//! The command layer: the command line ([`cli`]: the flags; [`plan`]: flags → a checked [`plan::Plan`]), the `run`
 //! command end to end ([`run`], with its steps [`execute`], [`tune`] and [`outputs`]), and the
 //! synthetic bank generator ([`synth`]). The only layer that prints.
 //!
@@ -12,6 +12,7 @@ pub mod experiment;
 pub mod grid;
 pub mod limits;
 pub mod outputs;
+pub mod plan;
 pub mod rows;
 pub mod run;
 pub mod sweeps;

@@ -1,9 +1,10 @@
 //! After the runs: every table, figure and note of the `run` command written into `--out`
 //! (each file atomically), `config.json`, and the tables on stdout.
 
-use crate::command::cli::{Plan, RunArgs};
+use crate::command::cli::RunArgs;
 use crate::command::execute::BankRun;
 use crate::command::experiment::typed_command;
+use crate::command::plan::Plan;
 use crate::output::figures::{delta_figure, grid_figure, segment_figures};
 use crate::output::loma::{loma_frame, segment_frame, segment_means};
 use crate::output::notebook::{Entry, update_index, write_readme};

@@ -2,9 +2,10 @@
 //! and stdout. The steps live beside it: [`super::execute`] (one bank's runs, resumed from
 //! the records), [`super::tune`] (`--tune`), [`super::outputs`] (files and stdout).
 
-use crate::command::cli::{Plan, RunArgs};
+use crate::command::cli::RunArgs;
 use crate::command::execute::{BankRun, Records, run_bank};
 use crate::command::outputs::write_outputs;
+use crate::command::plan::Plan;
 use crate::command::tune::tune;
 use crate::output::records::{self, Appender, Stored};
 use crate::output::sweeps::{TuneRow, tune_frame};

@@ -1,8 +1,9 @@
 //! `--tune`: pick lr and wd per method on a selection split (val, a held-out 20 % of train, or
 //! test as a labelled oracle) before the real runs.
 
-use crate::command::cli::{Plan, RunArgs, TuneOn};
+use crate::command::cli::{RunArgs, TuneOn};
 use crate::command::execute::{Records, run_bank};
+use crate::command::plan::Plan;
 use crate::output::sweeps::TuneRow;
 use crate::output::tables::Row;
 use crate::run::{Job, RunOptions};

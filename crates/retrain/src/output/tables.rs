@@ -7,7 +7,7 @@
 
 use crate::eval::Evaluation;
 use crate::method::{Method, params};
-use crate::output::evidence::table::RowEvidence;
+use crate::output::evidence::row::RowEvidence;
 use crate::run::RunRecord;
 use bank::{Bank, ShotGroup};
 use polars::prelude::*;

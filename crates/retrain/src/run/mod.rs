@@ -5,7 +5,9 @@
 //!
 //! May import: [`crate::eval`], [`crate::engine`], [`crate::method`], `bank`.
 
+mod job;
 mod runner;
 mod selection;
 
-pub use runner::{Job, RunOptions, RunRecord, run_jobs, run_one};
+pub use job::{Job, RunOptions, RunRecord};
+pub use runner::{run_jobs, run_one};

@@ -3,7 +3,7 @@
 //! and, with `--oracle`, the best test epoch (a labelled oracle). [`Tracker`] sees every
 //! epoch's head and evaluates it, on the device when there is one.
 
-use super::runner::{Job, RunOptions, RunRecord};
+use super::job::{Job, RunOptions, RunRecord};
 use crate::engine::device::{DeviceBank, SplitId};
 use crate::engine::head::{EvalHead, HeadState};
 use crate::engine::linalg::Parallelism;

@@ -6,4 +6,5 @@
 
 pub mod bootstrap;
 pub mod paired;
+pub mod row;
 pub mod table;

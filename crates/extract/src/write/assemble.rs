@@ -4,8 +4,8 @@
 //! the split's size. The bytes are those a one-shot run writes, by construction: the same
 //! chunks, the same order, the same meta.json from `run.json`.
 
-use crate::chunks::{Chunk, RunFile, chunk_count, chunk_path};
 use crate::error::{ExtractError, Result};
+use crate::write::chunks::{Chunk, RunFile, chunk_count, chunk_path};
 use bank::stream::{StreamTensor, write_streamed};
 use bank::{BankDir, FeatureDtype, Meta};
 use safetensors::Dtype;
@@ -197,7 +197,7 @@ pub fn merge(parts: &[PathBuf], out: &Path, overwrite: bool) -> Result<(PathBuf,
         )));
     }
     let ordered: Vec<PathBuf> = by_shard.into_iter().flatten().cloned().collect();
-    let _lock = crate::run::lock_output(out)?;
+    let _lock = crate::write::lock::lock_output(out)?;
     let bank = BankDir::create(out, overwrite)?;
     let head = ordered[0].join("head.safetensors");
     if head.exists() {

@@ -1,8 +1,8 @@
 //! Which data to extract: a dataset kind plus paths, resolved into train / val / test image
 //! sets with their normalisation, class names, shot thresholds and long-tail record.
 
-use crate::datasets::{Labeled, Normalize, cifar, fmnist, listfile, long_tail};
 use crate::error::{ExtractError, Result};
+use crate::source::datasets::{Labeled, Normalize, cifar, fmnist, listfile, long_tail};
 use bank::ShotThresholds;
 use serde_json::json;
 use std::path::{Path, PathBuf};

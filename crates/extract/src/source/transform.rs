@@ -8,8 +8,8 @@
 //!
 //! The flipped test view is computed on the batch tensor (`backbones::flip_lr`).
 
-use crate::datasets::{FileImages, Normalize, RawImages};
 use crate::error::{ExtractError, Result};
+use crate::source::datasets::{FileImages, Normalize, RawImages};
 use image::imageops::FilterType;
 use image::{DynamicImage, RgbImage};
 use rand::Rng;

@@ -5,11 +5,11 @@
 //! batches come in order and every input is the same function of its row (the train views'
 //! seeds are per row), so the features do not depend on the number of workers (test).
 //!
-//! May import: [`crate::batch`], [`crate::datasets`], [`crate::error`].
+//! May import: [`crate::source::batch`], [`crate::source::datasets`], [`crate::error`].
 
-use crate::batch::batch_input;
-use crate::datasets::{Labeled, Normalize};
 use crate::error::{ExtractError, Result};
+use crate::source::batch::batch_input;
+use crate::source::datasets::{Labeled, Normalize};
 use std::sync::mpsc::sync_channel;
 
 /// What to load, for every batch.
@@ -121,7 +121,7 @@ pub fn batches(first: usize, rows: usize, batch_size: usize) -> Vec<Vec<usize>> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::datasets::{Images, RawImages};
+    use crate::source::datasets::{Images, RawImages};
 
     fn toy(n: usize) -> Labeled {
         Labeled {

@@ -4,10 +4,10 @@
 //! the linear head and cross-entropy. Images run in parallel (rayon); every reduction runs in a
 //! fixed order over fixed chunks, so a step gives the same result for any thread count.
 //!
-//! It computes the function of [`crate::backbones::small_cnn::SmallCnn`] in train mode and its
+//! It computes the function of [`crate::model::backbones::small_cnn::SmallCnn`] in train mode and its
 //! exact gradients (checked against candle's autograd in the tests), PyTorch's BatchNorm
 //! conventions included (biased batch variance to normalise, unbiased in the running variance,
-//! momentum 0.1, eps 1e-5), and the SGD update of [`crate::stage1`] (coupled weight decay,
+//! momentum 0.1, eps 1e-5), and the SGD update of [`crate::train::stage1`] (coupled weight decay,
 //! `buf = m·buf + g`, `w -= lr·buf`). An epoch of Fashion-MNIST-LT IR=100 (14 886 images,
 //! batch 128) takes ~20 s on two cores, against ~5.5 min through candle's autograd.
 //!
@@ -16,11 +16,11 @@
 //!
 //! The room: this file (the network's tensors, `set` / `get`, the pass and the SGD step),
 //! `steps` (the forward and backward steps of one batch), `kernels` (convolution, pooling and
-//! reduction kernels), `tests`. It imports only [`crate::backbones::small_cnn`] (the feature
-//! width) and [`crate::error`]; [`crate::stage1`] drives it.
+//! reduction kernels), `tests`. It imports only [`crate::model::backbones::small_cnn`] (the feature
+//! width) and [`crate::error`]; [`crate::train::stage1`] drives it.
 
-use crate::backbones::small_cnn::FEATURE_DIM;
 use crate::error::{ExtractError, Result};
+use crate::model::backbones::small_cnn::FEATURE_DIM;
 
 mod kernels;
 mod steps;

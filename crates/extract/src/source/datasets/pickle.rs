@@ -523,7 +523,7 @@ mod tests {
         data.extend([0xff; 16]);
         let e = parse(&data).unwrap_err();
         assert!(e.contains("truncated at byte 9"), "{e}");
-        let crash = include_bytes!("../../../../fuzz/regressions/pickle-huge-length");
+        let crash = include_bytes!("../../../../../fuzz/regressions/pickle-huge-length");
         assert!(parse(crash).is_err());
     }
 

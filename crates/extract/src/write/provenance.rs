@@ -1,15 +1,15 @@
 //! What a bank records about how it was made — meta.json's dataset, backbone and provenance —
 //! and `run.json`, the arguments that decide a chunked extraction's bytes
-//! ([`crate::chunks::RunFile`]). Both are built before the first chunk, so that a resumed run
+//! ([`crate::write::chunks::RunFile`]). Both are built before the first chunk, so that a resumed run
 //! and every shard of a sharded one write the same meta.json as a one-shot run.
 
-use crate::chunks::RunFile;
-use crate::datasets::{Images, Labeled};
 use crate::error::{ExtractError, Result};
-use crate::run::Plan;
 use crate::source::Source;
-use crate::stage1::Stage1Report;
-use crate::transform;
+use crate::source::datasets::{Images, Labeled};
+use crate::source::transform;
+use crate::train::stage1::Stage1Report;
+use crate::write::chunks::RunFile;
+use crate::write::plan::Plan;
 use bank::{FeatureDtype, Meta};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -101,6 +101,28 @@ pub fn run_file(
     })
 }
 
+/// The command as meta.json records it: without the arguments that do not change the bank's
+/// bytes (`--shard`, `--resume`, `--workers`), so that a resumed, a sharded and a
+/// one-shot run record the same command.
+pub fn canonical_command(command: &str) -> String {
+    let Some(words) = shlex::split(command) else {
+        return command.to_owned();
+    };
+    let mut kept = Vec::with_capacity(words.len());
+    let mut it = words.iter();
+    while let Some(w) = it.next() {
+        let flag = w.split('=').next().unwrap_or(w);
+        match flag {
+            "--shard" | "--workers" if !w.contains('=') => {
+                it.next();
+            }
+            "--shard" | "--workers" | "--resume" => {}
+            _ => kept.push(w.as_str()),
+        }
+    }
+    shlex::try_join(kept).unwrap_or_else(|_| command.to_owned())
+}
+
 /// FNV-1a of a split's inputs: the image bytes (in-memory datasets) or the image paths, and
 /// the labels.
 fn fingerprint(d: &Labeled) -> String {
@@ -126,7 +148,7 @@ fn fingerprint(d: &Labeled) -> String {
 /// How the bank was made: the command, seed, code, device, transform, skips and stage 1.
 fn provenance_json(plan: &Plan, stage1: Option<&Stage1Report>) -> serde_json::Value {
     json!({
-        "command": crate::cli::canonical_command(&plan.command),
+        "command": canonical_command(&plan.command),
         "seed": plan.seed,
         "git_revision": plan.git_revision,
         "crate": format!("extract {}", env!("CARGO_PKG_VERSION")),

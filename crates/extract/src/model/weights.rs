@@ -8,7 +8,7 @@
 //! conv / linear weight `(2u - 1) sqrt(6 / fan_in)`, linear bias `0.1 (2u - 1)`,
 //! BN weight `0.5 + 0.5u`, bias `0.2 (2u - 1)`, running_mean `0.1 (2u - 1)`, running_var `0.5 + u`.
 
-use crate::backbones::Arch;
+use crate::model::backbones::Arch;
 use candle_core::{DType, Device, Result, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Init, VarBuilder};

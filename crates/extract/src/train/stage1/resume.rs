@@ -4,8 +4,8 @@
 
 use super::net::Net;
 use super::{EpochLog, Recipe};
-use crate::backbones::Arch;
 use crate::error::{ExtractError, Result};
+use crate::model::backbones::Arch;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

@@ -1,9 +1,9 @@
 //! Test top-1 of the trained model, BatchNorm in eval mode, with and without flip TTA.
 
-use crate::backbones::{Backbone, flip_lr};
-use crate::batch::{batch_input, input_shape};
-use crate::datasets::{Labeled, Normalize};
 use crate::error::Result;
+use crate::model::backbones::{Backbone, flip_lr};
+use crate::source::batch::{batch_input, input_shape};
+use crate::source::datasets::{Labeled, Normalize};
 use candle_core::{D, Device, Tensor};
 
 /// Top-1 (%) with BatchNorm in eval mode: the test view, and the mean of the test view's and its

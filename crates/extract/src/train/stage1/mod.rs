@@ -11,16 +11,16 @@
 //!
 //! The checkpoint is a safetensors file with torchvision-style keys (`conv1.weight`,
 //! `bn1.running_mean`, `bn1.num_batches_tracked`, `fc.weight`, ...), loadable by
-//! [`crate::checkpoint::load_state_dict`] and by PyTorch's `load_state_dict`. It is rewritten
+//! [`crate::model::checkpoint::load_state_dict`] and by PyTorch's `load_state_dict`. It is rewritten
 //! atomically (`<file>.tmp` + rename) after every epoch, together with the resume state
 //! `<file>.resume.safetensors` (momentum buffers `momentum.<key>`) and `<file>.resume.json`
 //! (epoch, recipe, log); `resume = true` continues from the last finished epoch.
 //!
 //! The room: `recipe` (the recipe and what a run reports), `net` (the model under training and
 //! its candle SGD step), `resume` (checkpoint and resume files), `train` (the training loop),
-//! `evaluate` (test top-1). It may import [`crate::batch`], [`crate::datasets`],
-//! [`crate::backbones`] and [`crate::stage1_cpu`] (the hand-written CPU pass of the small CNN),
-//! never [`crate::run`] (the extract command, which calls [`train`]).
+//! `evaluate` (test top-1). It may import [`crate::source::batch`], [`crate::source::datasets`],
+//! [`crate::model::backbones`] and [`crate::train::cpu`] (the hand-written CPU pass of the small CNN),
+//! never [`crate::command::run`] (the extract command, which calls [`train`]).
 
 mod evaluate;
 mod net;

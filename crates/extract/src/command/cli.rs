@@ -1,12 +1,12 @@
 //! The command line, in two layers: [`Args`] holds the flags as given; [`Args::plan`] resolves
 //! data, device and defaults into a checked [`Plan`].
 
-use crate::backbones::Arch;
 use crate::device::{self, DeviceChoice};
 use crate::error::{ExtractError, Result};
-use crate::run::{Plan, Stage1Plan};
+use crate::model::backbones::Arch;
 use crate::source::{DatasetKind, SourceSpec};
-use crate::stage1::Recipe;
+use crate::train::stage1::Recipe;
+use crate::write::plan::{Plan, Stage1Plan};
 use bank::FeatureDtype;
 use clap::Parser;
 use std::path::PathBuf;
@@ -66,7 +66,8 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
     pub device: DeviceChoice,
     /// On the CPU, run the backbone through candle instead of the compiled inference path
-    /// (BatchNorm folded, im2col + GEMM; the small CNN so far): the same features, slower.
+    /// (BatchNorm folded, im2col + GEMM, Winograd for 3×3; every backbone): the same features,
+    /// slower.
     #[arg(long)]
     pub candle: bool,
     /// Storage dtype of the features.
@@ -99,7 +100,7 @@ pub struct Args {
     /// <out>.shard-I-of-N/ (`extract merge` assembles the parts into the bank): one array task
     /// of a cluster job each.
     #[arg(long, value_name = "I/N", help_heading = "Scale")]
-    pub shard: Option<crate::chunks::Shard>,
+    pub shard: Option<crate::write::chunks::Shard>,
     /// Threads decoding and resizing the next batches while the backbone runs the current one
     /// (default: cores − 1 with --device cuda, 0 = inline on the CPU, where the backbone uses
     /// every core).
@@ -107,7 +108,7 @@ pub struct Args {
     pub workers: Option<usize>,
     /// Rows per chunk: the unit written to <out>.partial/chunks/ as soon as it is done, and
     /// the unit of --resume and --shard.
-    #[arg(long, default_value_t = crate::chunks::CHUNK_ROWS, help_heading = "Scale")]
+    #[arg(long, default_value_t = crate::write::chunks::CHUNK_ROWS, help_heading = "Scale")]
     pub chunk_rows: usize,
 
     /// Stage 1 first: train --arch end to end on the train split (cross-entropy + weight decay,
@@ -199,7 +200,7 @@ impl Args {
             skip_bad: self.skip_bad,
             limit: self.limit,
             resume: self.resume,
-            shard: self.shard.unwrap_or(crate::chunks::Shard::WHOLE),
+            shard: self.shard.unwrap_or(crate::write::chunks::Shard::WHOLE),
             workers,
             chunk_rows: self.chunk_rows,
             command,
@@ -246,7 +247,9 @@ impl Args {
     fn source_spec(&self) -> Result<SourceSpec> {
         let root = match (&self.root, self.dataset) {
             (Some(r), _) => r.clone(),
-            (None, DatasetKind::FmnistLt) => PathBuf::from(crate::datasets::fmnist::DEFAULT_ROOT),
+            (None, DatasetKind::FmnistLt) => {
+                PathBuf::from(crate::source::datasets::fmnist::DEFAULT_ROOT)
+            }
             (None, k) => {
                 return Err(ExtractError::Usage(format!(
                     "--dataset {} needs --root",
@@ -312,28 +315,6 @@ pub struct MergeArgs {
     /// Replace an existing bank folder.
     #[arg(long)]
     pub overwrite: bool,
-}
-
-/// The command as meta.json records it: without the arguments that do not change the bank's
-/// bytes (`--shard`, `--resume`, `--workers`), so that a resumed, a sharded and a
-/// one-shot run record the same command.
-pub fn canonical_command(command: &str) -> String {
-    let Some(words) = shlex::split(command) else {
-        return command.to_owned();
-    };
-    let mut kept = Vec::with_capacity(words.len());
-    let mut it = words.iter();
-    while let Some(w) = it.next() {
-        let flag = w.split('=').next().unwrap_or(w);
-        match flag {
-            "--shard" | "--workers" if !w.contains('=') => {
-                it.next();
-            }
-            "--shard" | "--workers" | "--resume" => {}
-            _ => kept.push(w.as_str()),
-        }
-    }
-    shlex::try_join(kept).unwrap_or_else(|_| command.to_owned())
 }
 
 /// The command as the user typed it, for provenance: `extract` and the arguments after the

@@ -3,9 +3,9 @@
 //! autograd, and the exchange of weights with the hand-written CPU pass.
 
 use super::Recipe;
-use crate::backbones::{Arch, Backbone};
 use crate::error::Result;
-use crate::stage1_cpu::SmallCnnCpu;
+use crate::model::backbones::{Arch, Backbone};
+use crate::train::cpu::SmallCnnCpu;
 use candle_core::{D, DType, Device, Module, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};

@@ -7,9 +7,9 @@
 //! `model_state_dict`. Nested dicts below it are merged. The DataParallel `module.` and LTWB
 //! `encoder.` prefixes are stripped. Integer tensors (`num_batches_tracked`) are dropped.
 
-use crate::backbones::{Arch, Backbone};
 use crate::error::{ExtractError, Result};
-use crate::weights::{Checked, CheckedHandle, KeyReport, hash_rule_tensors};
+use crate::model::backbones::{Arch, Backbone};
+use crate::model::weights::{Checked, CheckedHandle, KeyReport, hash_rule_tensors};
 use candle_core::pickle::{Object, Stack, TensorInfo};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;

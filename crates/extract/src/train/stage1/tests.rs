@@ -1,7 +1,7 @@
 use super::train::train_with;
 use super::*;
-use crate::backbones::Arch;
-use crate::datasets::{Images, Labeled, Normalize, RawImages};
+use crate::model::backbones::Arch;
+use crate::source::datasets::{Images, Labeled, Normalize, RawImages};
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
@@ -107,7 +107,7 @@ impl ToyRun {
 /// The checkpoint has torchvision's keys and step count, and loads through the extraction
 /// path, head included.
 fn assert_loadable_checkpoint(path: &Path, raw: &HashMap<String, Tensor>) {
-    let sd = crate::checkpoint::load_state_dict(path).unwrap();
+    let sd = crate::model::checkpoint::load_state_dict(path).unwrap();
     for k in [
         "conv1.weight",
         "bn1.running_mean",
@@ -122,7 +122,8 @@ fn assert_loadable_checkpoint(path: &Path, raw: &HashMap<String, Tensor>) {
         8
     );
     let (_, k, _) =
-        crate::checkpoint::load_backbone(Arch::SmallCnn, Some(path), 0, &Device::Cpu).unwrap();
+        crate::model::checkpoint::load_backbone(Arch::SmallCnn, Some(path), 0, &Device::Cpu)
+            .unwrap();
     assert_eq!(k, Some(2));
 }
 

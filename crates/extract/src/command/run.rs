@@ -7,74 +7,28 @@
 //! `train_views.safetensors` holds `view0 .. view{V-1}` [N, D] (random crop + flip) and the
 //! `labels` [N].
 //!
-//! The splits are extracted in chunks ([`crate::chunks`]) under `<out>.partial/`, loaded
-//! through [`crate::pipeline`], and assembled into the bank by [`crate::assemble`] at the end:
+//! The splits are extracted in chunks ([`crate::write::chunks`]) under `<out>.partial/`, loaded
+//! through [`crate::source::pipeline`], and assembled into the bank by [`crate::write::assemble`] at the end:
 //! `--resume` continues from the chunks an interrupted run left (killed, or stopped by SIGINT /
 //! SIGTERM, which wait for the chunk being written: [`crate::interrupt`]), `--shard i/n`
 //! extracts every n-th chunk into a part that `extract merge` assembles with the others.
 
-use crate::backbones::{Arch, Backbone, flip_lr};
-use crate::batch::input_shape;
-use crate::chunks::{self, Chunk, Features, RunFile, Shard};
-use crate::datasets::{Images, Labeled};
 use crate::error::{ExtractError, Result};
-use crate::pipeline::{LoadSpec, batches, for_each_batch};
-use crate::provenance::HeadInfo;
-use crate::source::Source;
-use crate::stage1::{Recipe, Stage1Report, TrainEvent};
-use bank::{BankDir, FeatureDtype};
+use crate::model::backbones::{Backbone, flip_lr};
+use crate::source::batch::input_shape;
+use crate::source::datasets::{Images, Labeled};
+use crate::source::pipeline::{LoadSpec, batches, for_each_batch};
+use crate::train::stage1::{Stage1Report, TrainEvent};
+use crate::write::chunks::{self, Chunk, Features, RunFile};
+use crate::write::provenance::HeadInfo;
+use bank::BankDir;
 use candle_core::{DType, Device, Tensor};
 use std::borrow::Cow;
 use std::path::PathBuf;
 
-/// Loading a backbone lives with the checkpoint reader (stage 1 uses it too); re-exported here,
-/// where it was.
-pub use crate::checkpoint::{LoadedBackbone, load_backbone};
-
-/// Everything a run needs, checked.
-pub struct Plan {
-    pub source: Source,
-    pub arch: Arch,
-    /// A PyTorch / safetensors checkpoint; `None`: deterministic hash-rule weights from `seed`.
-    /// With `stage1`, where the trained backbone is written.
-    pub checkpoint: Option<PathBuf>,
-    /// Train the backbone first (stage 1) and extract with it.
-    pub stage1: Option<Stage1Plan>,
-    pub seed: u64,
-    pub batch_size: usize,
-    pub views: usize,
-    pub dtype: FeatureDtype,
-    pub device: Device,
-    /// Use the CPU inference path ([`crate::infer`]) when the backbone has one.
-    pub fast: bool,
-    pub out: PathBuf,
-    pub overwrite: bool,
-    pub skip_bad: bool,
-    /// Keep only the first N rows of each split (smoke runs, benchmarks).
-    pub limit: Option<usize>,
-    /// Continue from the chunks of an interrupted run (`<out>.partial/`; a fresh start when
-    /// there is none).
-    pub resume: bool,
-    /// Which chunks this run extracts (`--shard i/n`; a part, not a bank, when n > 1).
-    pub shard: Shard,
-    /// Threads loading the next batches while the backbone runs (0: load inline).
-    pub workers: usize,
-    /// Rows per chunk.
-    pub chunk_rows: usize,
-    /// The command line, for provenance.
-    pub command: String,
-    pub git_revision: Option<String>,
-}
-
-/// Stage-1 training before the extraction.
-#[derive(Debug, Clone)]
-pub struct Stage1Plan {
-    pub recipe: Recipe,
-    /// Continue from the checkpoint's resume state.
-    pub resume: bool,
-    /// Stop after the checkpoint (no bank).
-    pub only: bool,
-}
+use crate::model::checkpoint::load_backbone;
+use crate::write::lock::lock_output;
+use crate::write::plan::{Plan, Stage1Plan};
 
 /// Progress events for the caller's UI (the library never prints).
 #[derive(Debug, Clone)]
@@ -147,7 +101,7 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(Event)) -> Result<Summary> {
     let splits = limited_splits(plan);
     let split_refs: Vec<(&str, &Labeled)> = splits.iter().map(|(n, d)| (*n, &**d)).collect();
     let (head, head_tensors) = head_of(model.as_ref(), head_k, head_note, plan)?;
-    let run_file = crate::provenance::run_file(plan, &split_refs, &head, stage1.as_ref())?;
+    let run_file = crate::write::provenance::run_file(plan, &split_refs, &head, stage1.as_ref())?;
     let bank = if plan.resume {
         BankDir::resume(&target, plan.overwrite)?
     } else {
@@ -177,7 +131,7 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(Event)) -> Result<Summary> {
     let _writing = crate::interrupt::writing();
     if plan.shard.is_whole() {
         let parts = [bank.partial().to_path_buf()];
-        crate::assemble::assemble(&parts, &run_file, bank.partial())?;
+        crate::write::assemble::assemble(&parts, &run_file, bank.partial())?;
         let chunks_dir = bank.partial().join("chunks");
         std::fs::remove_dir_all(&chunks_dir).map_err(|e| ExtractError::io(&chunks_dir, e))?;
         let rf = bank.file("run.json");
@@ -265,7 +219,7 @@ fn train_stage1(
         .as_deref()
         .ok_or_else(|| ExtractError::Usage("stage 1 needs a checkpoint path".into()))?;
     let src = &plan.source;
-    let report = crate::stage1::train(
+    let report = crate::train::stage1::train(
         plan.arch,
         src.num_classes,
         &src.train,
@@ -460,20 +414,4 @@ fn features(
         Ok(())
     })?;
     Ok(out)
-}
-
-/// One extraction per bank folder: a lock on `.<name>.lock` beside it, held until the bank is
-/// written (a second `extract` on the same `--out` stops at once, naming the holder's pid).
-pub(crate) fn lock_output(out: &std::path::Path) -> Result<bank::lock::FolderLock> {
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent).map_err(|e| ExtractError::io(&parent, e))?;
-    let name = out.file_name().unwrap_or_default().to_string_lossy();
-    bank::lock::FolderLock::acquire_file(
-        &parent.join(format!(".{name}.lock")),
-        &format!("--out {}", out.display()),
-    )
-    .map_err(|e| ExtractError::Usage(e.to_string()))
 }

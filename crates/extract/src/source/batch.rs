@@ -2,11 +2,11 @@
 //! extracts features from them): the rows of a batch normalised, as the test view or as a
 //! seeded random training view; image files are decoded in parallel.
 //!
-//! May import: [`crate::datasets`], [`crate::transform`], [`crate::error`].
+//! May import: [`crate::source::datasets`], [`crate::source::transform`], [`crate::error`].
 
-use crate::datasets::{Images, Labeled, Normalize};
 use crate::error::Result;
-use crate::transform;
+use crate::source::datasets::{Images, Labeled, Normalize};
+use crate::source::transform;
 use rand::SeedableRng;
 use rayon::prelude::*;
 
