@@ -168,12 +168,14 @@ impl Figure for Heatmap<'_> {
             Some((lo, hi)) if hi > lo => (v - lo) / (hi - lo),
             _ => 0.5,
         };
+        let max = (self.values.iter().flatten().flatten()).fold(0.0f64, |m, v| m.max(v.abs()));
+        let decimals = cell_decimals(max);
         for (j, row) in self.values.iter().enumerate() {
             let y0 = (ny - 1 - j) as f64;
             for (i, v) in row.iter().enumerate() {
                 let x0 = i as f64;
                 let (fill, text) = match v {
-                    Some(v) => (viridis(norm(*v)), fmt_cell(*v)),
+                    Some(v) => (viridis(norm(*v)), fmt_cell(*v, decimals)),
                     None => (MISSING, "n/a".to_string()),
                 };
                 chart

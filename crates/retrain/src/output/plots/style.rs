@@ -295,19 +295,24 @@ pub(super) fn fmt_tick(v: f64) -> String {
     if s == "-0" { "0".into() } else { s }
 }
 
-/// Cell text: three significant digits.
-pub(super) fn fmt_cell(v: f64) -> String {
-    let a = v.abs();
-    if a != 0.0 && !(1e-2..1e4).contains(&a) {
-        format!("{v:.2e}")
-    } else if a >= 100.0 {
-        format!("{v:.0}")
-    } else if a >= 10.0 {
-        format!("{v:.1}")
-    } else if a >= 1.0 {
-        format!("{v:.2}")
-    } else {
-        format!("{v:.3}")
+/// The decimals of every cell of a map whose largest magnitude is `max`: one format for the
+/// whole map (an accuracy map reads 0.0, 9.3, 96.2, not 0.000, 9.30, 96.2); `None`: the map
+/// needs scientific notation.
+pub(super) fn cell_decimals(max: f64) -> Option<usize> {
+    match max {
+        m if !(m.is_finite()) || m >= 1e4 => None,
+        m if m >= 10.0 => Some(1),
+        m if m >= 1.0 => Some(2),
+        m if m >= 1e-2 || m == 0.0 => Some(3),
+        _ => None,
+    }
+}
+
+/// Cell text with the map's decimals (see [`cell_decimals`]).
+pub(super) fn fmt_cell(v: f64, decimals: Option<usize>) -> String {
+    match decimals {
+        Some(d) => format!("{v:.d$}"),
+        None => format!("{v:.2e}"),
     }
 }
 

@@ -237,8 +237,16 @@ fn tick_and_cell_formats_are_short() {
     assert_eq!(fmt_tick(50.0), "50");
     assert_eq!(fmt_tick(-0.0), "0");
     assert_eq!(fmt_tick(1e-4), "1.0e-4");
-    assert_eq!(fmt_cell(54.234), "54.2");
-    assert_eq!(fmt_cell(0.4567), "0.457");
+    // one format per map, from its largest value
+    let d = cell_decimals(96.2);
+    let cells: Vec<String> = [0.0, 9.3, 96.234].iter().map(|&v| fmt_cell(v, d)).collect();
+    assert_eq!(cells, ["0.0", "9.3", "96.2"]);
+    let d = cell_decimals(0.4567);
+    assert_eq!(
+        (fmt_cell(0.4567, d), fmt_cell(0.0, d)),
+        ("0.457".into(), "0.000".into())
+    );
+    assert_eq!(fmt_cell(12345.0, cell_decimals(12345.0)), "1.23e4");
 }
 
 /// Writes one example of each figure to /tmp/plots-check for a look by eye.
