@@ -353,6 +353,7 @@ fn run(
         args.extra_rows = serde_json::from_str(&text)
             .map_err(|e| PyValueError::new_err(format!("method rows: {e}")))?;
     }
+    let ids: Vec<u64> = losses.iter().map(|l| l.0).collect();
     for (id, name, f) in losses {
         custom::register(id, Arc::new(PyLoss { name, f }));
     }
@@ -371,6 +372,10 @@ fn run(
     let result = worker.join();
     let reason = abort::reason();
     abort::clear();
+    // the registry holds Python functions: let them go with the run
+    for id in ids {
+        custom::unregister(id);
+    }
     if let Some(e) = interrupt {
         return Err(e);
     }

@@ -214,13 +214,22 @@ def test_methods_and_rows():
         ltbench.Method.from_toml('name = "x"\nloss = { kind = "ce", smoothing = 1.5 }')
 
 
-def test_compare_is_the_cli_compare():
+def test_compare_is_the_cli_compare(tmp_path):
     bank = ltbench.Bank.open(BANK)
     a = ltbench.run(bank, methods=["los", "vanilla-fc"], seeds=2, plots=False)
     b = ltbench.run(bank, methods=["los", "vanilla-fc"], seeds=2, plots=False, lr=0.005)
     d = b.compare(a)
-    assert set(d["method"].to_list()) == {"los", "vanilla-fc"}
-    assert "delta_all" in d.columns or any("all" in c for c in d.columns)
+    assert d["method"].to_list() == ["los", "vanilla-fc"]
+    cli = tmp_path / "compare.csv"
+    subprocess.run(
+        [retrain_bin(), "compare", str(a.folder), str(b.folder), "--out", str(cli)],
+        check=True, capture_output=True,
+    )
+    want = pl.read_csv(cli)
+    assert d.columns == want.columns
+    assert d.equals(want)
+    # a higher lr moves los: its Δ is not 0
+    assert d.filter(pl.col("method") == "los")["delta_all"][0] != 0.0
 
 
 def test_a_python_thread_runs_while_rust_trains():

@@ -901,6 +901,23 @@ fn cases() -> Vec<Case> {
             E(&["train_views.safetensors", "`view2`", "view1 is missing"]),
         ),
         case(
+            "config_row_custom_loss_from_the_cli",
+            Retrain,
+            |d| bad_row(d, "name = \"mine\"\nloss = { kind = \"custom\", id = 7 }"),
+            &[
+                "--bank",
+                "{d}/bank",
+                "--config",
+                "{d}/rows.toml",
+                "--method",
+                "mine",
+                "--out",
+                "{d}/out",
+                "-q",
+            ],
+            E(&["`mine`", "loss.kind custom", "Method.custom"]),
+        ),
+        case(
             "cli_unknown_recipe",
             rb,
             |d| drop(base(d)),

@@ -39,6 +39,14 @@ pub fn register(id: u64, f: Arc<dyn CustomLoss>) {
     r.get_or_insert_with(HashMap::new).insert(id, f);
 }
 
+/// Drop the callback of custom loss `id` (after the run that needed it).
+pub fn unregister(id: u64) {
+    let mut r = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(m) = r.as_mut() {
+        m.remove(&id);
+    }
+}
+
 /// The callback of custom loss `id`, when registered.
 pub fn get(id: u64) -> Option<Arc<dyn CustomLoss>> {
     let r = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
