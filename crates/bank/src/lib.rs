@@ -99,6 +99,20 @@ impl Bank {
         format!("{:016x}", h.0)
     }
 
+    /// The bank with every split's features shared (see [`Features::shared`]): cloning it
+    /// then copies no feature (the Python package hands clones to each run).
+    pub fn into_shared(mut self) -> Bank {
+        for s in std::iter::once(&mut self.train)
+            .chain(self.val.as_mut())
+            .chain(Some(&mut self.test))
+        {
+            let f = std::mem::replace(&mut s.features, Features::Owned(Vec::new()));
+            s.features = f.shared();
+            s.features_flip = s.features_flip.take().map(Features::shared);
+        }
+        self
+    }
+
     /// A fingerprint of the train views (every value), when the bank has them: runs trained
     /// on views are keyed by it.
     pub fn views_fingerprint(&self) -> Option<String> {
@@ -131,5 +145,60 @@ impl Fnv {
         for x in v {
             self.0 = (self.0 ^ x.to_bits() as u64).wrapping_mul(0x0100_0000_01b3);
         }
+    }
+}
+
+#[cfg(test)]
+mod shared_tests {
+    use super::*;
+
+    /// A shared bank's clone reads the same memory (no copy of the features) and the same
+    /// values.
+    #[test]
+    fn a_clone_of_a_shared_bank_copies_no_feature() {
+        let split = |n: usize| Split {
+            path: "s".into(),
+            rows: n,
+            dim: 2,
+            features: Features::Owned((0..2 * n).map(|i| i as f32).collect()),
+            features_flip: Some(Features::Owned(vec![1.0; 2 * n])),
+            labels: vec![0; n],
+        };
+        let bank = Bank {
+            dir: "b".into(),
+            train: split(3),
+            val: None,
+            test: split(2),
+            head: None,
+            meta: Meta::default(),
+            num_classes: 1,
+            dim: 2,
+            train_counts: vec![3],
+            shots: ShotThresholds::default(),
+            train_views: None,
+        };
+        let fp = bank.fingerprint();
+        let shared = bank.into_shared();
+        let copy = shared.clone();
+        assert_eq!(
+            shared.train.features().as_ptr(),
+            copy.train.features().as_ptr()
+        );
+        assert_eq!(
+            shared
+                .test
+                .features_flip
+                .as_ref()
+                .unwrap()
+                .as_slice()
+                .as_ptr(),
+            copy.test
+                .features_flip
+                .as_ref()
+                .unwrap()
+                .as_slice()
+                .as_ptr()
+        );
+        assert_eq!(copy.fingerprint(), fp);
     }
 }

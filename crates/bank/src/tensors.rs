@@ -27,7 +27,25 @@ pub enum Features {
     External(Arc<dyn ExternalF32>),
 }
 
+/// Owned values behind an `Arc`: a clone of the features shares them.
+struct SharedF32(Vec<f32>);
+
+impl ExternalF32 for SharedF32 {
+    fn as_f32(&self) -> &[f32] {
+        &self.0
+    }
+}
+
 impl Features {
+    /// The same values, cheap to clone: owned values move behind an `Arc` (mapped and
+    /// external ones already are).
+    pub fn shared(self) -> Features {
+        match self {
+            Features::Owned(v) => Features::External(Arc::new(SharedF32(v))),
+            other => other,
+        }
+    }
+
     pub fn as_slice(&self) -> &[f32] {
         match self {
             Features::Owned(v) => v,

@@ -105,7 +105,10 @@ impl PyBank {
 #[pyfunction]
 fn open_bank(py: Python<'_>, path: PathBuf) -> PyResult<PyBank> {
     let bank = py.detach(|| Bank::open(&path)).map_err(bank_err)?;
-    Ok(PyBank { bank })
+    // every run gets a clone: share the features so that it copies none
+    Ok(PyBank {
+        bank: bank.into_shared(),
+    })
 }
 
 /// A numpy f32 matrix the bank borrows in place: the array is kept alive by `_owner`.
@@ -209,7 +212,9 @@ fn bank_from_arrays(
     };
     meta.dataset.get_or_insert(name);
     let bank = Bank::from_parts(&dir, train, val, test, head, meta).map_err(bank_err)?;
-    Ok(PyBank { bank })
+    Ok(PyBank {
+        bank: bank.into_shared(),
+    })
 }
 
 /// The rows of the embedded method table (Table 1, then the zoo) as JSON: each row's spec
