@@ -42,6 +42,8 @@ fn macs(arch: Arch) -> f64 {
         Arch::Resnet34Cifar => 1.16e9,
         Arch::Resnet32 => 6.9e7,
         Arch::SmallCnn => 2.9e7,
+        // the package's model at 224, convolutions + classifier (forward hooks)
+        Arch::EfficientnetLite0 => 3.85e8,
     }
 }
 
@@ -91,7 +93,7 @@ fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     let (dev, _) = select(a.device)?;
     let size = a.size.unwrap_or(match a.arch {
-        Arch::Resnet50 | Arch::Resnext50 => 224,
+        Arch::Resnet50 | Arch::Resnext50 | Arch::EfficientnetLite0 => 224,
         Arch::SmallCnn => 28,
         _ => 32,
     });

@@ -9,8 +9,10 @@
 //! | `resnet50` | torchvision resnet50 | 3×224×224 | 2048 |
 //! | `resnext50-32x4d` | torchvision resnext50_32x4d | 3×224×224 | 2048 |
 //! | `small-cnn` | ltbench's Fashion-MNIST CNN | 1×28×28 | 128 |
+//! | `efficientnet-lite0` | `efficientnet-lite-pytorch` EfficientNet-Lite0 | 3×224×224 | 1280 |
 
 pub mod blocks;
+pub mod efficientnet;
 pub mod resnet32;
 pub mod resnet_cifar;
 pub mod resnet_imagenet;
@@ -58,6 +60,8 @@ pub enum Arch {
     Resnext50,
     #[value(name = "small-cnn", alias = "small_cnn")]
     SmallCnn,
+    #[value(name = "efficientnet-lite0", alias = "efficientnet_lite0")]
+    EfficientnetLite0,
 }
 
 impl Arch {
@@ -68,6 +72,7 @@ impl Arch {
             Arch::Resnet50 => "resnet50",
             Arch::Resnext50 => "resnext50-32x4d",
             Arch::SmallCnn => "small-cnn",
+            Arch::EfficientnetLite0 => "efficientnet-lite0",
         }
     }
 
@@ -77,6 +82,16 @@ impl Arch {
             Arch::Resnet32 => 64,
             Arch::Resnet50 | Arch::Resnext50 => 2048,
             Arch::SmallCnn => small_cnn::FEATURE_DIM,
+            Arch::EfficientnetLite0 => efficientnet::FEATURE_DIM,
+        }
+    }
+
+    /// The input side the network was trained at, for an ImageNet network (224): smaller
+    /// grey images (Fashion-MNIST) are resized to it.
+    pub fn imagenet_side(self) -> Option<usize> {
+        match self {
+            Arch::Resnet50 | Arch::Resnext50 | Arch::EfficientnetLite0 => Some(224),
+            _ => None,
         }
     }
 
@@ -92,6 +107,7 @@ impl Arch {
     pub fn head_name(self) -> &'static str {
         match self {
             Arch::Resnet32 => "linear",
+            Arch::EfficientnetLite0 => "_fc",
             _ => "fc",
         }
     }
@@ -113,6 +129,7 @@ impl Arch {
             Arch::Resnet50 => Box::new(resnet_imagenet::ResNet::resnet50(vb, head)?),
             Arch::Resnext50 => Box::new(resnet_imagenet::ResNet::resnext50_32x4d(vb, head)?),
             Arch::SmallCnn => Box::new(small_cnn::SmallCnn::new(vb, head)?),
+            Arch::EfficientnetLite0 => Box::new(efficientnet::EfficientNetLite::lite0(vb, head)?),
         })
     }
 }
