@@ -33,8 +33,20 @@ class SmallCnn(nn.Module):
         return x.mean((2, 3))
 
 
+class Features(nn.Module):
+    """EfficientNet's pooled features (model.py:284, 310-311), without the classifier."""
+
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, x):
+        return self.m._avg_pooling(self.m.extract_features(x)).flatten(1)
+
+
 def build(arch):
-    import torchvision
+    if arch.startswith("resnet") or arch.startswith("resnext"):
+        import torchvision
     if arch == "resnet50":
         m = torchvision.models.resnet50(); m.fc = nn.Identity(); return m, 224
     if arch == "resnext50-32x4d":
@@ -43,6 +55,11 @@ def build(arch):
         return resnet34_cifar()
     if arch == "small-cnn":
         return SmallCnn(), 28
+    if arch == "efficientnet-lite0":
+        # the package's own model (pip install efficientnet-lite-pytorch); features: extract_features + pool
+        from efficientnet_lite_pytorch import EfficientNet
+        m = EfficientNet.from_name("efficientnet-lite0")
+        return Features(m), 224
     raise SystemExit(f"unknown arch {arch}")
 
 

@@ -21,6 +21,20 @@ const WINOGRAD4_MIN_SIDE: usize = 16;
 pub enum Act {
     None,
     Relu,
+    /// `min(max(x, 0), 6)` (`nn.ReLU6`, EfficientNet-Lite).
+    Relu6,
+}
+
+impl Act {
+    /// The activation of one value.
+    #[inline]
+    pub fn apply(self, v: f32) -> f32 {
+        match self {
+            Act::None => v,
+            Act::Relu => v.max(0.0),
+            Act::Relu6 => v.clamp(0.0, 6.0),
+        }
+    }
 }
 
 /// A convolution with its BatchNorm folded in.
@@ -30,7 +44,10 @@ pub struct FoldedConv {
     pub cout: usize,
     pub k: usize,
     pub stride: usize,
+    /// Zero padding before (top, left) ...
     pub pad: usize,
+    /// ... and after (bottom, right): TensorFlow's "same" padding is asymmetric.
+    pub pad_end: usize,
     pub groups: usize,
     /// [cout, cin/groups·k·k], row-major.
     weight: Vec<f32>,
@@ -90,12 +107,24 @@ impl FoldedConv {
             k,
             stride,
             pad,
+            pad_end: pad,
             groups,
             weight,
             bias,
             wino,
             wino4: Default::default(),
         })
+    }
+
+    /// The same convolution with zero padding `before` (top, left) and `after` (bottom,
+    /// right) instead of its own (im2col + GEMM: Winograd assumes a padding of 1 all round).
+    pub fn with_padding(mut self, before: usize, after: usize) -> FoldedConv {
+        if (before, after) != (self.pad, self.pad_end) {
+            self.wino = None;
+        }
+        self.pad = before;
+        self.pad_end = after;
+        self
     }
 
     /// The same convolution computed as im2col + one GEMM only (no Winograd).
@@ -106,9 +135,10 @@ impl FoldedConv {
 
     /// The output size of an `h`×`w` input.
     pub fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
+        let p = self.pad + self.pad_end;
         (
-            (h + 2 * self.pad - self.k) / self.stride + 1,
-            (w + 2 * self.pad - self.k) / self.stride + 1,
+            (h + p - self.k) / self.stride + 1,
+            (w + p - self.k) / self.stride + 1,
         )
     }
 
@@ -126,7 +156,7 @@ impl FoldedConv {
         residual: Option<&[f32]>,
         act: Act,
     ) -> (usize, usize) {
-        if let Some(u2) = &self.wino {
+        if let Some(u2) = self.wino.as_ref().filter(|_| act != Act::Relu6) {
             let shape = super::winograd::Shape {
                 cin: self.cin,
                 cout: self.cout,
@@ -167,7 +197,7 @@ impl FoldedConv {
         let (oh, ow) = self.out_size(h, w);
         let n = imgs * oh * ow;
         let kk = self.cin * self.k * self.k;
-        let b: &[f32] = if self.k == 1 && self.stride == 1 && self.pad == 0 {
+        let b: &[f32] = if self.k == 1 && self.stride == 1 && self.pad + self.pad_end == 0 {
             x
         } else {
             col.resize(kk * n, 0.0);
@@ -224,8 +254,13 @@ impl FoldedConv {
                 .zip(r)
                 .for_each(|(v, r)| *v = (*v + r).max(0.0)),
             (Some(r), Act::None) => out.iter_mut().zip(r).for_each(|(v, r)| *v += r),
+            (Some(r), a) => out
+                .iter_mut()
+                .zip(r)
+                .for_each(|(v, r)| *v = a.apply(*v + r)),
             (None, Act::Relu) => out.iter_mut().for_each(|v| *v = v.max(0.0)),
             (None, Act::None) => {}
+            (None, a) => out.iter_mut().for_each(|v| *v = a.apply(*v)),
         }
         (oh, ow)
     }

@@ -7,10 +7,13 @@
 //! `--device cuda`.
 //!
 //! Covered: the small CNN ([`small_cnn`]) and the ResNets ([`resnet`]: CIFAR ResNet-34, LDAM
-//! ResNet-32, ResNet-50, ResNeXt-50 32×4d with grouped convolutions). [`compile`] builds the
-//! path from a loaded candle model.
+//! ResNet-32, ResNet-50, ResNeXt-50 32×4d with grouped convolutions) and EfficientNet-Lite0
+//! ([`efficientnet`], depthwise convolutions as a direct stencil: [`depthwise`]). [`compile`]
+//! builds the path from a loaded candle model.
 
 pub mod conv;
+pub mod depthwise;
+pub mod efficientnet;
 pub mod resnet;
 pub mod small_cnn;
 pub mod winograd;
@@ -21,6 +24,7 @@ pub(crate) mod seeded;
 
 use crate::model::backbones::Backbone;
 use crate::model::backbones::blocks::Downsample;
+use crate::model::backbones::efficientnet::EfficientNetLite;
 use crate::model::backbones::resnet_cifar::ResNetCifar;
 use crate::model::backbones::resnet_imagenet::ResNet;
 use crate::model::backbones::resnet32::ResNet32;
@@ -92,6 +96,9 @@ fn resnet(
 
 fn build(model: &dyn Backbone) -> Result<Option<Box<dyn Backbone>>> {
     let any = model.as_any();
+    if let Some(m) = any.downcast_ref::<EfficientNetLite>() {
+        return Ok(Some(Box::new(efficientnet::FastEfficientNet::new(m)?)));
+    }
     if let Some(m) = any.downcast_ref::<SmallCnn>() {
         return Ok(Some(Box::new(small_cnn::FastSmallCnn::new(m)?)));
     }
