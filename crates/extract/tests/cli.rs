@@ -385,3 +385,87 @@ fn a_second_extract_on_the_same_out_is_refused_with_the_holder_pid() {
     assert!(!d.path().join("b").exists() && !d.path().join("b.partial").exists());
     drop(lock);
 }
+
+/// Fashion-MNIST through an ImageNet backbone: `--arch efficientnet-lite0` resizes each grey
+/// 28×28 image to 224², replicates it to 3 channels and normalises it with ImageNet's
+/// statistics (recorded in meta.json); a test row of the bank is the candle model's features
+/// of that input, and the flip row those of its mirror image.
+#[test]
+fn fashion_mnist_through_efficientnet_lite0_is_resized_to_224() {
+    use candle_core::{Device, Tensor};
+    use extract::source::datasets::{Normalize, Present};
+    let d = tempfile::tempdir().unwrap();
+    let n = 20;
+    let imgs: Vec<u8> = (0..n * 784).map(|i| (i * 37 % 256) as u8).collect();
+    let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+    for p in ["train", "t10k"] {
+        let images = d.path().join(format!("{p}-images-idx3-ubyte.gz"));
+        fmnist::write_idx(&images, &[n, 28, 28], &imgs).unwrap();
+        let lab = d.path().join(format!("{p}-labels-idx1-ubyte.gz"));
+        fmnist::write_idx(&lab, &[n], &labels).unwrap();
+    }
+    let args = [
+        "--dataset",
+        "fmnist-lt",
+        "--root",
+        ".",
+        "--arch",
+        "efficientnet-lite0",
+        "--img-max",
+        "2",
+        "--ir",
+        "1",
+        "--out",
+        "bank",
+    ];
+    let (code, err) = extract(&args, d.path());
+    assert_eq!(code, 0, "{err}");
+    let b = bank::Bank::open(&d.path().join("bank")).unwrap();
+    assert_eq!((b.dim, b.test.rows), (1280, 20));
+    let t = &meta(&d.path().join("bank"))["provenance"]["transform"];
+    assert!(
+        t["test"]
+            .as_str()
+            .unwrap()
+            .contains("interpolate(224x224, bilinear"),
+        "{t}"
+    );
+    assert_eq!(t["mean"][2].as_f64().unwrap() as f32, 0.406);
+    let (model, _, _) = extract::model::checkpoint::load_backbone(
+        extract::Arch::EfficientnetLite0,
+        None,
+        0,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let mut x = Vec::new();
+    let present = Present {
+        side: 224,
+        channels: 3,
+    };
+    extract::source::transform::present_chw(
+        &imgs[784..2 * 784],
+        (1, 28, 28),
+        present,
+        &Normalize::imagenet(),
+        &mut x,
+    );
+    let x = Tensor::from_vec(x, (1, 3, 224, 224), &Device::Cpu).unwrap();
+    let xf = extract::model::backbones::flip_lr(&x).unwrap();
+    let flip = &b.test.features_flip.as_ref().unwrap().as_slice()[1280..2 * 1280];
+    for (input, got) in [(&x, b.test.row(1)), (&xf, flip)] {
+        let want: Vec<f32> = model
+            .features(input)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let err = want
+            .iter()
+            .zip(got)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(err < 1e-5 * scale, "row 1: {err} of {scale}");
+    }
+}

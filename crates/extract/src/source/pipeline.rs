@@ -130,6 +130,7 @@ mod tests {
                 height: 6,
                 width: 6,
                 data: (0..n * 36).map(|i| (i * 37 % 251) as u8).collect(),
+                present: None,
             }),
             labels: (0..n as u32).map(|i| i % 3).collect(),
         }

@@ -2,7 +2,9 @@
 //! sets with their normalisation, class names, shot thresholds and long-tail record.
 
 use crate::error::{ExtractError, Result};
-use crate::source::datasets::{Labeled, Normalize, cifar, fmnist, listfile, long_tail};
+use crate::source::datasets::{
+    Images, Labeled, Normalize, Present, cifar, fmnist, listfile, long_tail,
+};
 use bank::ShotThresholds;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -103,6 +105,23 @@ pub struct Source {
     pub long_tail: Option<serde_json::Value>,
     /// Skipped list lines (`--skip-bad`), as messages.
     pub skipped: Vec<String>,
+}
+
+impl Source {
+    /// Show the raw images as a network trained at `present.side`² sees them
+    /// ([`crate::source::datasets::Present`]: Fashion-MNIST through an ImageNet backbone),
+    /// normalised with `normalize`.
+    pub fn present_at(&mut self, present: Present, normalize: Normalize) {
+        let splits = [&mut self.train, &mut self.test]
+            .into_iter()
+            .chain(self.val.as_mut());
+        for split in splits {
+            if let Images::Raw(r) = &mut split.images {
+                r.present = Some(present);
+            }
+        }
+        self.normalize = normalize;
+    }
 }
 
 impl SourceSpec {

@@ -9,7 +9,7 @@
 //! The flipped test view is computed on the batch tensor (`backbones::flip_lr`).
 
 use crate::error::{ExtractError, Result};
-use crate::source::datasets::{FileImages, Normalize, RawImages};
+use crate::source::datasets::{FileImages, Normalize, Present, RawImages};
 use image::imageops::FilterType;
 use image::{DynamicImage, RgbImage};
 use rand::Rng;
@@ -26,6 +26,77 @@ pub fn normalize_chw(px: &[u8], channels: usize, norm: &Normalize, out: &mut Vec
             px[c * plane..(c + 1) * plane]
                 .iter()
                 .map(|&v| (v as f32 / 255.0 - m) / s),
+        );
+    }
+}
+
+/// One axis of a bilinear resize `n` → `m`: per output index the two source indices and
+/// their weights, as PyTorch's CPU kernel computes them (`UpSampleKernel.cpp`,
+/// `compute_indices_weights_linear`; `UpSample.h`, `area_pixel_compute_scale` and
+/// `area_pixel_compute_source_index` with `align_corners=False`): scale `n / m` in f32,
+/// source `scale · (d + ½) − ½` clamped at 0, the second index one further unless at the end.
+fn bilinear_axis(n: usize, m: usize) -> Vec<(usize, usize, f32, f32)> {
+    let scale = n as f32 / m as f32;
+    (0..m)
+        .map(|d| {
+            let src = (scale * (d as f32 + 0.5) - 0.5).max(0.0);
+            let i0 = (src as usize).min(n - 1);
+            let l1 = (src - i0 as f32).clamp(0.0, 1.0);
+            let i1 = if i0 < n - 1 { i0 + 1 } else { i0 };
+            (i0, i1, 1.0 - l1, l1)
+        })
+        .collect()
+}
+
+/// Bilinear resize of a plane `h`×`w` to `oh`×`ow` appended to `out`: PyTorch's
+/// `F.interpolate(mode="bilinear", align_corners=False)`, rows weighted after the width
+/// (`(x00·a0 + x01·a1)·b0 + (x10·a0 + x11·a1)·b1`, the order of its `Interpolate` recursion).
+pub fn resize_bilinear(
+    src: &[f32],
+    (h, w): (usize, usize),
+    (oh, ow): (usize, usize),
+    out: &mut Vec<f32>,
+) {
+    let (ys, xs) = (bilinear_axis(h, oh), bilinear_axis(w, ow));
+    for &(y0, y1, b0, b1) in &ys {
+        let (r0, r1) = (&src[y0 * w..(y0 + 1) * w], &src[y1 * w..(y1 + 1) * w]);
+        out.extend(xs.iter().map(|&(x0, x1, a0, a1)| {
+            let t0 = r0[x0] * a0 + r0[x1] * a1;
+            let t1 = r1[x0] * a0 + r1[x1] * a1;
+            t0 * b0 + t1 * b1
+        }));
+    }
+}
+
+/// A small C×H×W image as a network trained at another size sees it ([`Present`]): `x / 255`
+/// (`ToTensor`), each plane resized to `side`², a grey plane replicated to `present.channels`,
+/// then `Normalize` per output channel.
+pub fn present_chw(
+    px: &[u8],
+    (c, h, w): (usize, usize, usize),
+    present: Present,
+    norm: &Normalize,
+    out: &mut Vec<f32>,
+) {
+    let side = present.side;
+    let mut planes = Vec::with_capacity(c * side * side);
+    let mut plane = Vec::with_capacity(h * w);
+    for ch in 0..c {
+        plane.clear();
+        plane.extend(
+            px[ch * h * w..(ch + 1) * h * w]
+                .iter()
+                .map(|&v| v as f32 / 255.0),
+        );
+        resize_bilinear(&plane, (h, w), (side, side), &mut planes);
+    }
+    for oc in 0..present.channels {
+        let from = if c == 1 { 0 } else { oc };
+        let (m, s) = (norm.mean[oc], norm.std[oc]);
+        out.extend(
+            planes[from * side * side..(from + 1) * side * side]
+                .iter()
+                .map(|&v| (v - m) / s),
         );
     }
 }
@@ -350,6 +421,7 @@ mod tests {
             height: 4,
             width: 4,
             data: (0..16).collect(),
+            present: None,
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
         let v = random_crop_flip(&r, 0, 0, &mut rng);

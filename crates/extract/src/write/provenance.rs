@@ -221,7 +221,13 @@ fn backbone_json(
 
 fn transform_json(src: &Source) -> serde_json::Value {
     let test = match &src.train.images {
-        Images::Raw(_) => "ToTensor + Normalize".to_string(),
+        Images::Raw(r) => match r.present {
+            Some(p) => format!(
+                "ToTensor + interpolate({0}x{0}, bilinear, align_corners=False) + grey to {1} channels + Normalize",
+                p.side, p.channels
+            ),
+            None => "ToTensor + Normalize".to_string(),
+        },
         Images::Files(_) => format!(
             "Resize({}) + CenterCrop({}) + Normalize",
             transform::RESIZE,

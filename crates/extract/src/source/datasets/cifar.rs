@@ -141,6 +141,7 @@ fn labeled(path: &Path, field: &str, data: Vec<u8>, labels: Vec<i64>) -> Result<
             height: 32,
             width: 32,
             data,
+            present: None,
         }),
         labels: labels.into_iter().map(|l| l as u32).collect(),
     })

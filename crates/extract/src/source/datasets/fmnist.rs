@@ -51,6 +51,7 @@ pub fn load(root: &Path, prefix: &str) -> Result<Labeled> {
             height: dims[1],
             width: dims[2],
             data,
+            present: None,
         }),
         labels: labels.into_iter().map(u32::from).collect(),
     })

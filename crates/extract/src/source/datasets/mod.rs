@@ -24,6 +24,19 @@ pub struct RawImages {
     pub width: usize,
     /// N × C × H × W bytes.
     pub data: Vec<u8>,
+    /// How the network sees them, when not as they are (Fashion-MNIST through an ImageNet
+    /// network).
+    pub present: Option<Present>,
+}
+
+/// Small images shown to a network trained at another size: each plane resized to
+/// `side`×`side` by bilinear interpolation with PyTorch's `F.interpolate(mode="bilinear",
+/// align_corners=False)` semantics, a single grey plane replicated to `channels`, then the
+/// normalisation of the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Present {
+    pub side: usize,
+    pub channels: usize,
 }
 
 impl RawImages {

@@ -30,6 +30,7 @@ fn toy(n: usize) -> Labeled {
             height: 8,
             width: 8,
             data,
+            present: None,
         }),
         labels,
     }
