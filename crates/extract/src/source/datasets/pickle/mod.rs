@@ -403,7 +403,7 @@ pub fn parse_at(data: &[u8], start: usize) -> Result<Parsed, String> {
                 nest(&mut std::iter::once(&v))?;
                 match stack.last_mut() {
                     Some(Py::List(l)) => l.push(v),
-                    _ => return Err("APPEND to a non-list".into()),
+                    other => return Err(not_a("APPEND", "list", other)),
                 }
             }
             b'e' => {
@@ -411,7 +411,7 @@ pub fn parse_at(data: &[u8], start: usize) -> Result<Parsed, String> {
                 nest(&mut items.iter())?;
                 match stack.last_mut() {
                     Some(Py::List(l)) => l.extend(items),
-                    _ => return Err("APPENDS to a non-list".into()),
+                    other => return Err(not_a("APPENDS", "list", other)),
                 }
             }
             b's' => {
@@ -420,7 +420,7 @@ pub fn parse_at(data: &[u8], start: usize) -> Result<Parsed, String> {
                 nest(&mut [&k, &v].into_iter())?;
                 match stack.last_mut() {
                     Some(Py::Dict(d)) => d.push((k, v)),
-                    _ => return Err("SETITEM on a non-dict".into()),
+                    other => return Err(not_a("SETITEM", "dict", other)),
                 }
             }
             b'u' => {
@@ -429,7 +429,7 @@ pub fn parse_at(data: &[u8], start: usize) -> Result<Parsed, String> {
                 let kv = pairs(items)?;
                 match stack.last_mut() {
                     Some(Py::Dict(d)) => d.extend(kv),
-                    _ => return Err("SETITEMS on a non-dict".into()),
+                    other => return Err(not_a("SETITEMS", "dict", other)),
                 }
             }
             b'R' | 0x81 => {
@@ -465,6 +465,18 @@ pub fn parse_at(data: &[u8], start: usize) -> Result<Parsed, String> {
                 ));
             }
         }
+    }
+}
+
+/// The error of a list / dict opcode on something else; an object is named by its callable
+/// (e.g. the `__main__.Net` of a pickled model).
+fn not_a(op: &str, kind: &str, top: Option<&mut Py>) -> String {
+    match top {
+        Some(Py::Object { callable, .. }) => match &**callable {
+            Py::Global(m, n) => format!("{op} on a `{m}.{n}` object, not a {kind}"),
+            _ => format!("{op} on an object, not a {kind}"),
+        },
+        _ => format!("{op} on a non-{kind}"),
     }
 }
 

@@ -175,3 +175,10 @@ fn ordered_dicts_are_dicts_and_every_global_is_listed() {
     ));
     assert_eq!(p.globals, vec![("posix".into(), "system".into())]);
 }
+
+#[test]
+fn items_set_on_an_object_name_its_class() {
+    let e = parse(b"\x80\x02c__main__\nNet\n)R(X\x01\x00\x00\x00aK\x01u.").unwrap_err();
+    assert_eq!(e, "SETITEMS on a `__main__.Net` object, not a dict");
+    assert_eq!(parse(b"K\x01K\x02a.").unwrap_err(), "APPEND on a non-list");
+}
