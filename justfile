@@ -139,7 +139,8 @@ bench-extract-files ARCH="resnet50" *ARGS:
     cargo run -q -p extract --example decode_rate -- --root /tmp/ltbench-jpeg-tree
     for w in 0 1; do /usr/bin/time -f "peak RSS %M kB, %e s" cargo run -q -p extract -- --dataset imagenet-lt --root /tmp/ltbench-jpeg-tree --arch {{ARCH}} --batch-size 32 --workers $w --out /tmp/ltbench-jpeg-bank --overwrite -q {{ARGS}}; done
 
-# Coverage-guided fuzzing of a file reader (bank_open, pickle, listfile) for SECONDS
+# Coverage-guided fuzzing of a file reader (bank_open, pickle, listfile, checkpoint: torch.save
+# zip / legacy and safetensors; seed it with crates/extract/tests/fixtures/checkpoints/) for SECONDS
 fuzz TARGET SECONDS="600":
     cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run {{TARGET}} --sanitizer none -- -max_total_time={{SECONDS}} -rss_limit_mb=2048 -max_len=65536
 

@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = extract::datasets::pickle::parse(data);
+    let _ = extract::source::datasets::pickle::parse(data);
 });

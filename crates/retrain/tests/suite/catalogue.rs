@@ -192,6 +192,99 @@ fn small_cnn_ckpt_values(
     edit: impl FnOnce(&mut Vec<(String, Vec<usize>)>),
     negate: fn(&str) -> bool,
 ) {
+    let ts: Vec<(String, T)> = small_cnn_tensors(edit, negate)
+        .into_iter()
+        .map(|(k, s, v)| (k, f32s(&s, &v)))
+        .collect();
+    let views: Vec<(&str, &T)> = ts.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    safetensors::serialize_to_file(views, None, path).unwrap();
+}
+
+/// [`small_cnn_ckpt`] as a legacy `torch.save` file (torch < 1.6).
+fn small_cnn_legacy(path: &Path, edit: impl FnOnce(&mut Vec<(String, Vec<usize>)>)) {
+    legacy_pth(path, &small_cnn_tensors(edit, |_| false));
+}
+
+/// A legacy `torch.save` file (torch < 1.6; `_legacy_save`, torch/serialization.py:1022-1181)
+/// of an OrderedDict of f32 tensors: the pickles of the magic number, the protocol version
+/// 1001 and sys_info, the state_dict pickle (each tensor `_rebuild_tensor_v2` of a persistent
+/// id `('storage', FloatStorage, key, 'cpu', numel)`), the pickle of the sorted storage keys,
+/// then each storage in that order: an 8-byte little-endian element count and its bytes.
+fn legacy_pth(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) {
+    fn text(o: &mut Vec<u8>, x: &str) {
+        o.push(b'X');
+        o.extend((x.len() as u32).to_le_bytes());
+        o.extend(x.as_bytes());
+    }
+    fn int(o: &mut Vec<u8>, v: usize) {
+        o.push(b'J');
+        o.extend((v as i32).to_le_bytes());
+    }
+    fn ints(o: &mut Vec<u8>, v: &[usize]) {
+        o.push(b'(');
+        v.iter().for_each(|&x| int(o, x));
+        o.push(b't');
+    }
+    let mut o = vec![0x80, 2, 0x8a, 10];
+    o.extend([
+        0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, b'.',
+    ]);
+    o.extend([0x80, 2, b'M', 0xe9, 0x03, b'.']);
+    o.extend(b"\x80\x02}.");
+    o.extend(b"\x80\x02ccollections\nOrderedDict\n)R(");
+    for (n, (k, shape, v)) in tensors.iter().enumerate() {
+        text(&mut o, k);
+        o.extend(b"ctorch._utils\n_rebuild_tensor_v2\n((");
+        text(&mut o, "storage");
+        o.extend(b"ctorch\nFloatStorage\n");
+        text(&mut o, &n.to_string());
+        text(&mut o, "cpu");
+        int(&mut o, v.len());
+        o.extend(b"tQ");
+        int(&mut o, 0);
+        ints(&mut o, shape);
+        let mut stride = vec![1; shape.len()];
+        for d in (0..shape.len().saturating_sub(1)).rev() {
+            stride[d] = stride[d + 1] * shape[d + 1];
+        }
+        ints(&mut o, &stride);
+        o.extend(b"\x89ccollections\nOrderedDict\n)RtR");
+    }
+    o.extend(b"u.");
+    let mut keys: Vec<String> = (0..tensors.len()).map(|n| n.to_string()).collect();
+    keys.sort();
+    o.extend(b"\x80\x02](");
+    keys.iter().for_each(|k| text(&mut o, k));
+    o.extend(b"e.");
+    for k in &keys {
+        let v = &tensors[k.parse::<usize>().unwrap()].2;
+        o.extend((v.len() as u64).to_le_bytes());
+        v.iter().for_each(|x| o.extend(x.to_le_bytes()));
+    }
+    std::fs::write(path, o).unwrap();
+}
+
+/// The committed legacy `torch.save` fixture (torch 2.15, `_use_new_zipfile_serialization=False`;
+/// crates/extract/scripts/legacy_checkpoint_fixture.py), with `from` replaced by `to` once
+/// after the first `after`.
+fn legacy_fixture_edit(path: &Path, after: &[u8], from: &[u8], to: &[u8]) {
+    let b = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../extract/tests/fixtures/checkpoints/tiny.legacy.pth"),
+    )
+    .unwrap();
+    let find = |h: &[u8], n: &[u8]| h.windows(n.len()).position(|w| w == n).unwrap();
+    let a = find(&b, after);
+    let at = a + find(&b[a..], from);
+    std::fs::write(path, [&b[..at], to, &b[at + from.len()..]].concat()).unwrap();
+}
+
+/// The small-cnn (key, shape, values), `edit` applied to the (key, shape) list, the values of
+/// the keys `negate(key)` negative.
+fn small_cnn_tensors(
+    edit: impl FnOnce(&mut Vec<(String, Vec<usize>)>),
+    negate: fn(&str) -> bool,
+) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     let mut keys = Vec::new();
     for (i, (cin, cout)) in [(1, 32), (32, 64), (64, 128)].into_iter().enumerate() {
         keys.push((format!("conv{}.weight", i + 1), vec![cout, cin, 3, 3]));
@@ -200,19 +293,16 @@ fn small_cnn_ckpt_values(
         }
     }
     edit(&mut keys);
-    let ts: Vec<(String, T)> = keys
-        .into_iter()
+    keys.into_iter()
         .map(|(k, s)| {
             let n: usize = s.iter().product();
             let sign = if negate(&k) { -1.0 } else { 1.0 };
             let v: Vec<f32> = (0..n)
                 .map(|i| sign * (0.5 + (i % 7) as f32 * 0.01))
                 .collect();
-            (k, f32s(&s, &v))
+            (k, s, v)
         })
-        .collect();
-    let views: Vec<(&str, &T)> = ts.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    safetensors::serialize_to_file(views, None, path).unwrap();
+        .collect()
 }
 
 /// `<d>/img/{0,1}.png` (8×8 RGB) for list datasets.
@@ -1530,7 +1620,100 @@ fn cases() -> Vec<Case> {
                 std::fs::write(d.join("garbage.pth"), b"\x80\x02this is not a zip at all").unwrap();
             },
             &cat(FMNIST, &["--checkpoint", "{d}/garbage.pth"]),
-            E(&["garbage.pth", "not a zip-format"]),
+            E(&[
+                "garbage.pth",
+                "expected a zip-format torch.save file",
+                "legacy",
+            ]),
+        ),
+        case(
+            "extract_ckpt_legacy_truncated",
+            Extract,
+            |d| {
+                fmnist(d);
+                small_cnn_legacy(&d.join("ck.pth"), |_| {});
+                let b = std::fs::read(d.join("ck.pth")).unwrap();
+                std::fs::write(d.join("ck.pth"), &b[..b.len() - 1000]).unwrap();
+            },
+            &cat(FMNIST, &["--checkpoint", "{d}/ck.pth"]),
+            E(&["ck.pth", "tensor at `bn2.weight`", "a truncated file?"]),
+        ),
+        case(
+            "extract_ckpt_legacy_offset_past_storage",
+            Extract,
+            |d| {
+                fmnist(d);
+                // shared.tail = base[6:]: storage offset 6 -> 7, its last element past the 10
+                legacy_fixture_edit(&d.join("ck.pth"), b"shared.tail", b"QK\x06", b"QK\x07");
+            },
+            &cat(FMNIST, &["--checkpoint", "{d}/ck.pth"]),
+            E(&["ck.pth", "tensor `shared.tail`", "runs past its storage"]),
+        ),
+        case(
+            "extract_ckpt_legacy_unknown_global",
+            Extract,
+            |d| {
+                fmnist(d);
+                legacy_fixture_edit(
+                    &d.join("ck.pth"),
+                    b"OrderedDict",
+                    b"torch._utils\n_rebuild_tensor_v2\n",
+                    b"posix\nsystem\n",
+                );
+            },
+            &cat(FMNIST, &["--checkpoint", "{d}/ck.pth"]),
+            E(&["ck.pth", "global `posix.system`", "state_dict/conv.weight"]),
+        ),
+        case(
+            "extract_ckpt_legacy_pickled_model_class",
+            Extract,
+            |d| {
+                fmnist(d);
+                // torch.save(model) of a class defined in the training script
+                legacy_fixture_edit(
+                    &d.join("ck.pth"),
+                    b"OrderedDict",
+                    b"torch._utils\n_rebuild_tensor_v2\n",
+                    b"__main__\nNet\n",
+                );
+            },
+            &cat(FMNIST, &["--checkpoint", "{d}/ck.pth"]),
+            E(&["ck.pth", "global `__main__.Net`", "model.state_dict()"]),
+        ),
+        case(
+            "extract_ckpt_legacy_unexpected_key",
+            Extract,
+            |d| {
+                fmnist(d);
+                small_cnn_legacy(&d.join("ck.pth"), |k| {
+                    k.push(("conv9.weight".into(), vec![2]))
+                });
+            },
+            &cat(FMNIST, &["--checkpoint", "{d}/ck.pth"]),
+            E(&["ck.pth", "unexpected keys: conv9.weight"]),
+        ),
+        case(
+            "extract_ckpt_legacy_wrong_architecture",
+            Extract,
+            |d| {
+                fmnist(d);
+                small_cnn_legacy(&d.join("ck.pth"), |_| {});
+            },
+            &cat(
+                FMNIST,
+                &["--checkpoint", "{d}/ck.pth", "--arch", "resnet34-cifar"],
+            ),
+            E(&["ck.pth", "resnet34-cifar", "missing keys"]),
+        ),
+        case(
+            "extract_valid_small_cnn_legacy_checkpoint_is_fine",
+            Extract,
+            |d| {
+                fmnist(d);
+                small_cnn_legacy(&d.join("ck.tar"), |_| {});
+            },
+            &cat(FMNIST, &["--checkpoint", "{d}/ck.tar"]),
+            Fine,
         ),
         case(
             "extract_ckpt_truncated_pth",

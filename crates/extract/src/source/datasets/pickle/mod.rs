@@ -1,7 +1,14 @@
 //! A minimal Python pickle reader (protocols 0-5, the opcodes that `pickle.dump` / Python 2's
-//! `cPickle.dump` emit for dicts of lists, strings and NumPy arrays), enough for the
-//! CIFAR-100 python batches. Objects are not instantiated: `REDUCE` / `BUILD` are kept as
-//! values and [`Py::ndarray_u8`] recognises NumPy's `_reconstruct` + state tuple.
+//! `cPickle.dump` emit for dicts of lists, strings and NumPy arrays, and that `torch.save`
+//! emits for checkpoints), enough for the CIFAR-100 python batches and PyTorch's `.pth` files.
+//! Nothing is instantiated and no code runs: globals are names ([`Py::Global`]), `REDUCE` /
+//! `BUILD` are kept as values ([`Py::Object`]), persistent ids as [`Py::Persistent`];
+//! [`Py::ndarray_u8`] recognises NumPy's `_reconstruct` + state tuple. The one exception:
+//! `collections.OrderedDict()` (and Python 2's `OrderedDict([[k, v], ...])`) becomes a
+//! [`Py::Dict`], so that the `SETITEMS` which follow fill it as they fill a dict.
+//!
+//! [`parse_at`] reads one pickle from an offset and says where it ended (a legacy `torch.save`
+//! file is five pickles in a row) and which globals it named.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -18,7 +25,14 @@ pub enum Py {
     List(Vec<Py>),
     Tuple(Vec<Py>),
     Dict(Vec<(Py, Py)>),
+    /// An integer too wide for an `i64` (a 10-byte `LONG1`: `torch.save`'s magic number),
+    /// as its little-endian two's-complement bytes.
+    BigInt(Vec<u8>),
+    /// `(module, name)` of a `GLOBAL` / `STACK_GLOBAL`, as written (Python 2 names unmapped).
     Global(String, String),
+    /// `persistent_load(pid)` (`BINPERSID` / `PERSID`): what the pickler's `persistent_id`
+    /// returned, e.g. torch's `('storage', FloatStorage, key, location, numel)`.
+    Persistent(Box<Py>),
     /// `callable(*args)`, then `__setstate__(state)` when built.
     Object {
         callable: Box<Py>,
@@ -139,6 +153,7 @@ fn measure(p: &Py) -> (usize, usize) {
     let (d, n) = match p {
         Py::List(v) | Py::Tuple(v) => fold(&mut v.iter()),
         Py::Dict(kv) => fold(&mut kv.iter().flat_map(|(k, v)| [k, v])),
+        Py::Persistent(p) => fold(&mut std::iter::once(&**p)),
         Py::Object {
             callable,
             args,
@@ -155,7 +170,25 @@ fn measure(p: &Py) -> (usize, usize) {
 
 /// Parse a pickle stream.
 pub fn parse(data: &[u8]) -> Result<Py, String> {
-    let mut pos = 0usize;
+    parse_at(data, 0).map(|p| p.value)
+}
+
+/// One pickle read by [`parse_at`].
+#[derive(Debug)]
+pub struct Parsed {
+    /// What the pickle holds.
+    pub value: Py,
+    /// The offset just after its `STOP`: where the next pickle of the stream starts.
+    pub end: usize,
+    /// Every `(module, name)` its `GLOBAL` / `STACK_GLOBAL` opcodes named, in order, including
+    /// those that did not end up in `value`.
+    pub globals: Vec<(String, String)>,
+}
+
+/// Parse the pickle that starts at byte `start` of `data` (errors name absolute offsets).
+pub fn parse_at(data: &[u8], start: usize) -> Result<Parsed, String> {
+    let mut pos = start.min(data.len());
+    let mut globals: Vec<(String, String)> = Vec::new();
     let mut stack: Vec<Py> = Vec::new();
     let mut memo: HashMap<u32, Py> = HashMap::new();
     // values copied through the memo, bounded: a few bytes of memo references can otherwise
@@ -209,7 +242,13 @@ pub fn parse(data: &[u8]) -> Result<Py, String> {
             0x95 => {
                 take(&mut pos, 8)?;
             }
-            b'.' => return pop(&mut stack),
+            b'.' => {
+                return Ok(Parsed {
+                    value: pop(&mut stack)?,
+                    end: pos,
+                    globals,
+                });
+            }
             b'(' => stack.push(Py::Mark),
             b'}' => stack.push(Py::Dict(Vec::new())),
             b']' => stack.push(Py::List(Vec::new())),
@@ -220,14 +259,23 @@ pub fn parse(data: &[u8]) -> Result<Py, String> {
             b'K' => stack.push(Py::Int(take(&mut pos, 1)?[0] as i64)),
             b'M' => stack.push(Py::Int(le(take(&mut pos, 2)?) as i64)),
             b'J' => stack.push(Py::Int(le(take(&mut pos, 4)?) as u32 as i32 as i64)),
-            0x8a => {
-                let n = take(&mut pos, 1)?[0] as usize;
+            0x8a | 0x8b => {
+                // LONG1 (1-byte length) / LONG4 (4-byte length): little-endian two's complement
+                let n = if op == 0x8a {
+                    take(&mut pos, 1)?[0] as usize
+                } else {
+                    le(take(&mut pos, 4)?) as usize
+                };
                 let b = take(&mut pos, n)?;
-                let mut v = le(b) as i64;
-                if n > 0 && n < 8 && b[n - 1] & 0x80 != 0 {
-                    v -= 1i64 << (8 * n);
+                if n > 8 {
+                    stack.push(Py::BigInt(b.to_vec()));
+                } else {
+                    let mut v = le(b) as i64;
+                    if n > 0 && n < 8 && b[n - 1] & 0x80 != 0 {
+                        v -= 1i64 << (8 * n);
+                    }
+                    stack.push(Py::Int(v));
                 }
-                stack.push(Py::Int(v));
             }
             b'G' => stack.push(Py::Float(f64::from_be_bytes(
                 take(&mut pos, 8)?.try_into().unwrap(),
@@ -238,7 +286,10 @@ pub fn parse(data: &[u8]) -> Result<Py, String> {
                 stack.push(match t {
                     "01" => Py::Bool(true),
                     "00" => Py::Bool(false),
-                    _ => Py::Int(t.parse().map_err(|_| format!("bad INT `{line}`"))?),
+                    _ => match t.parse() {
+                        Ok(v) => Py::Int(v),
+                        Err(_) => Py::BigInt(decimal_le(t).ok_or(format!("bad INT `{line}`"))?),
+                    },
                 });
             }
             b'U' | b'C' => {
@@ -274,15 +325,29 @@ pub fn parse(data: &[u8]) -> Result<Py, String> {
             b'c' => {
                 let m = read_line(data, &mut pos)?;
                 let n = read_line(data, &mut pos)?;
+                globals.push((m.clone(), n.clone()));
                 stack.push(Py::Global(m, n));
             }
             0x93 => {
                 let n = pop(&mut stack)?;
                 let m = pop(&mut stack)?;
-                stack.push(Py::Global(
-                    m.as_key().unwrap_or("").into(),
-                    n.as_key().unwrap_or("").into(),
-                ));
+                let (m, n) = (
+                    m.as_key().unwrap_or("").to_owned(),
+                    n.as_key().unwrap_or("").to_owned(),
+                );
+                globals.push((m.clone(), n.clone()));
+                stack.push(Py::Global(m, n));
+            }
+            b'Q' => {
+                // BINPERSID: the id is the value on the stack
+                let pid = pop(&mut stack)?;
+                nest(&mut std::iter::once(&pid))?;
+                stack.push(Py::Persistent(Box::new(pid)));
+            }
+            b'P' => {
+                // PERSID (protocol 0): the id is a line of text
+                let pid = read_line(data, &mut pos)?;
+                stack.push(Py::Persistent(Box::new(Py::Str(pid))));
             }
             b'q' => {
                 let k = take(&mut pos, 1)?[0] as u32;
@@ -338,7 +403,7 @@ pub fn parse(data: &[u8]) -> Result<Py, String> {
                 nest(&mut std::iter::once(&v))?;
                 match stack.last_mut() {
                     Some(Py::List(l)) => l.push(v),
-                    _ => return Err("APPEND to a non-list".into()),
+                    other => return Err(not_a("APPEND", "list", other)),
                 }
             }
             b'e' => {
@@ -346,7 +411,7 @@ pub fn parse(data: &[u8]) -> Result<Py, String> {
                 nest(&mut items.iter())?;
                 match stack.last_mut() {
                     Some(Py::List(l)) => l.extend(items),
-                    _ => return Err("APPENDS to a non-list".into()),
+                    other => return Err(not_a("APPENDS", "list", other)),
                 }
             }
             b's' => {
@@ -355,7 +420,7 @@ pub fn parse(data: &[u8]) -> Result<Py, String> {
                 nest(&mut [&k, &v].into_iter())?;
                 match stack.last_mut() {
                     Some(Py::Dict(d)) => d.push((k, v)),
-                    _ => return Err("SETITEM on a non-dict".into()),
+                    other => return Err(not_a("SETITEM", "dict", other)),
                 }
             }
             b'u' => {
@@ -364,17 +429,20 @@ pub fn parse(data: &[u8]) -> Result<Py, String> {
                 let kv = pairs(items)?;
                 match stack.last_mut() {
                     Some(Py::Dict(d)) => d.extend(kv),
-                    _ => return Err("SETITEMS on a non-dict".into()),
+                    other => return Err(not_a("SETITEMS", "dict", other)),
                 }
             }
             b'R' | 0x81 => {
                 let args = pop(&mut stack)?;
                 let callable = pop(&mut stack)?;
                 nest(&mut [&callable, &args].into_iter())?;
-                stack.push(Py::Object {
-                    callable: Box::new(callable),
-                    args: Box::new(args),
-                    state: None,
+                stack.push(match ordered_dict(&callable, args) {
+                    Ok(d) => d,
+                    Err(args) => Py::Object {
+                        callable: Box::new(callable),
+                        args: Box::new(args),
+                        state: None,
+                    },
                 });
             }
             b'b' => {
@@ -398,6 +466,99 @@ pub fn parse(data: &[u8]) -> Result<Py, String> {
             }
         }
     }
+}
+
+/// The error of a list / dict opcode on something else; an object is named by its callable
+/// (e.g. the `__main__.Net` of a pickled model).
+fn not_a(op: &str, kind: &str, top: Option<&mut Py>) -> String {
+    match top {
+        Some(Py::Object { callable, .. }) => match &**callable {
+            Py::Global(m, n) => format!("{op} on a `{m}.{n}` object, not a {kind}"),
+            _ => format!("{op} on an object, not a {kind}"),
+        },
+        _ => format!("{op} on a non-{kind}"),
+    }
+}
+
+/// `collections.OrderedDict()` (Python 3: the items follow as `SETITEMS`) or
+/// `collections.OrderedDict([[k, v], ...])` (Python 2's `__reduce__`) as a [`Py::Dict`];
+/// any other call is given back its `args`.
+fn ordered_dict(callable: &Py, args: Py) -> Result<Py, Py> {
+    if !matches!(callable, Py::Global(m, n) if m == "collections" && n == "OrderedDict") {
+        return Err(args);
+    }
+    match args {
+        Py::Tuple(a) if a.is_empty() => Ok(Py::Dict(Vec::new())),
+        Py::Tuple(a)
+            if a.len() == 1
+                && matches!(&a[0], Py::List(items) if items.iter().all(
+                    |p| matches!(p, Py::List(kv) | Py::Tuple(kv) if kv.len() == 2))) =>
+        {
+            let items = match a.into_iter().next() {
+                Some(Py::List(items)) => items,
+                _ => Vec::new(),
+            };
+            Ok(Py::Dict(
+                items
+                    .into_iter()
+                    .filter_map(|p| match p {
+                        Py::List(kv) | Py::Tuple(kv) => {
+                            let mut kv = kv.into_iter();
+                            Some((kv.next()?, kv.next()?))
+                        }
+                        _ => None,
+                    })
+                    .collect(),
+            ))
+        }
+        other => Err(other),
+    }
+}
+
+/// The little-endian two's-complement bytes of a decimal integer too wide for an `i64` (a
+/// protocol-0 `LONG` line).
+fn decimal_le(t: &str) -> Option<Vec<u8>> {
+    let (neg, digits) = match t.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // magnitude, little-endian base 256, one spare byte for the sign
+    let mut mag = vec![0u8];
+    for d in digits.bytes() {
+        let mut carry = (d - b'0') as u32;
+        for b in mag.iter_mut() {
+            let v = *b as u32 * 10 + carry;
+            *b = v as u8;
+            carry = v >> 8;
+        }
+        if carry > 0 {
+            mag.push(carry as u8);
+        }
+        if *mag.last().unwrap() != 0 {
+            mag.push(0);
+        }
+    }
+    if neg {
+        // two's complement: invert and add one
+        let mut carry = 1u16;
+        for b in mag.iter_mut() {
+            let v = (!*b) as u16 + carry;
+            *b = v as u8;
+            carry = v >> 8;
+        }
+    }
+    // minimal, as LONG1 writes it: no redundant sign-extension byte
+    while let [.., x, y] = mag[..] {
+        if (y == 0 && x < 0x80) || (y == 0xff && x >= 0x80) {
+            mag.pop();
+        } else {
+            break;
+        }
+    }
+    Some(mag)
 }
 
 fn pairs(items: Vec<Py>) -> Result<Vec<(Py, Py)>, String> {
@@ -424,138 +585,7 @@ fn read_line(data: &[u8], pos: &mut usize) -> Result<String, String> {
 
 /// Writes the pickles that Python 2 `cPickle.dump(d, f, 2)` produces for CIFAR-style dicts
 /// (tests and fixtures).
-pub mod write {
-    /// A value to write.
-    pub enum W<'a> {
-        Bytes(&'a [u8]),
-        Ints(&'a [i64]),
-        Strs(&'a [&'a str]),
-        /// A uint8 NumPy array of this shape.
-        U8Array(&'a [usize], &'a [u8]),
-    }
-
-    fn bytes(out: &mut Vec<u8>, b: &[u8]) {
-        if b.len() < 256 {
-            out.push(b'U');
-            out.push(b.len() as u8);
-        } else {
-            out.push(b'T');
-            out.extend((b.len() as u32).to_le_bytes());
-        }
-        out.extend(b);
-    }
-
-    fn int(out: &mut Vec<u8>, v: i64) {
-        if (0..256).contains(&v) {
-            out.extend([b'K', v as u8]);
-        } else {
-            out.push(b'J');
-            out.extend((v as i32).to_le_bytes());
-        }
-    }
-
-    /// A protocol-2 pickle of a dict with bytes keys.
-    pub fn dict(items: &[(&str, W)]) -> Vec<u8> {
-        let mut o = vec![0x80, 2, b'}', b'q', 1, b'('];
-        for (k, v) in items {
-            bytes(&mut o, k.as_bytes());
-            match v {
-                W::Bytes(b) => bytes(&mut o, b),
-                W::Ints(v) => {
-                    o.extend([b']', b'(']);
-                    v.iter().for_each(|&x| int(&mut o, x));
-                    o.push(b'e');
-                }
-                W::Strs(v) => {
-                    o.extend([b']', b'(']);
-                    v.iter().for_each(|s| bytes(&mut o, s.as_bytes()));
-                    o.push(b'e');
-                }
-                W::U8Array(shape, data) => {
-                    o.extend(b"cnumpy.core.multiarray\n_reconstruct\nq\x02cnumpy\nndarray\nq\x03K\x00\x85U\x01b\x87R");
-                    o.extend([b'(', b'K', 1]);
-                    o.push(b'(');
-                    shape.iter().for_each(|&d| int(&mut o, d as i64));
-                    o.push(b't');
-                    o.extend(b"cnumpy\ndtype\nq\x04U\x02u1K\x00K\x01\x87R(K\x03U\x01|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb");
-                    o.push(0x89);
-                    bytes(&mut o, data);
-                    o.extend([b't', b'b']);
-                }
-            }
-        }
-        o.extend([b'u', b'.']);
-        o
-    }
-}
+pub mod write;
 
 #[cfg(test)]
-mod tests {
-    use super::write::{W, dict};
-    use super::*;
-
-    #[test]
-    fn round_trips_a_cifar_style_dict() {
-        let data: Vec<u8> = (0..2 * 3072).map(|i| (i % 256) as u8).collect();
-        let p = dict(&[
-            ("batch_label", W::Bytes(b"training batch 1 of 1")),
-            ("fine_labels", W::Ints(&[3, 99])),
-            ("data", W::U8Array(&[2, 3072], &data)),
-            ("names", W::Strs(&["apple", "zebra"])),
-        ]);
-        let obj = parse(&p).unwrap();
-        assert_eq!(obj.get("fine_labels").unwrap().ints().unwrap(), vec![3, 99]);
-        let (shape, bytes) = obj.get("data").unwrap().ndarray_u8().unwrap();
-        assert_eq!(shape, vec![2, 3072]);
-        assert_eq!(&bytes[..], &data[..]);
-        assert_eq!(
-            obj.get("names").unwrap().strings().unwrap(),
-            vec!["apple", "zebra"]
-        );
-    }
-
-    #[test]
-    fn a_huge_length_field_is_an_error_not_an_overflow() {
-        // found by `just fuzz pickle` (kept as fuzz/regressions/pickle-huge-length): BINUNICODE8
-        // (0x8d) with a length of 2^64 − 1 overflowed `pos + n`
-        let mut data = vec![0x8d];
-        data.extend([0xff; 8]);
-        data.extend([0xff; 16]);
-        let e = parse(&data).unwrap_err();
-        assert!(e.contains("truncated at byte 9"), "{e}");
-        let crash = include_bytes!("../../../../../fuzz/regressions/pickle-huge-length");
-        assert!(parse(crash).is_err());
-    }
-
-    #[test]
-    fn deep_nesting_and_memo_blow_up_are_errors_not_stack_overflows() {
-        // found by `just fuzz pickle`: 100 000 nested one-tuples (TUPLE1, 0x85), cloned
-        // through the memo, overflowed the stack
-        let mut data = vec![b'N'];
-        data.extend(std::iter::repeat_n(0x85u8, 100_000));
-        data.extend([b'q', 0, b'h', 0, b'.']);
-        let e = parse(&data).unwrap_err();
-        assert!(e.contains("nest deeper than 256"), "{e}");
-        // 256 levels are fine
-        let mut ok = vec![b'N'];
-        ok.extend(std::iter::repeat_n(0x85u8, 255));
-        ok.push(b'.');
-        assert!(parse(&ok).is_ok());
-        // a list doubled through the memo 60 times: 2^60 copies asked for
-        let mut data = vec![b']', b'N', b'a', b'q', 0];
-        for _ in 0..60 {
-            data.extend([b'(', b'h', 0, b'h', 0, b'l', b'q', 0]);
-        }
-        data.push(b'.');
-        let e = parse(&data).unwrap_err();
-        assert!(e.contains("memo references expand"), "{e}");
-    }
-
-    #[test]
-    fn truncation_is_an_error_not_a_panic() {
-        let p = dict(&[("fine_labels", W::Ints(&[1, 2, 3]))]);
-        for cut in 0..p.len() - 1 {
-            assert!(parse(&p[..cut]).is_err());
-        }
-    }
-}
+mod tests;
