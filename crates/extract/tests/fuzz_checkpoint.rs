@@ -2,7 +2,8 @@
 //! what the fuzz target `checkpoint` calls) on broken versions of the committed `torch.save`
 //! fixtures (`tests/fixtures/checkpoints/tiny.{legacy,zip}.pth`), bounded (256 cases per
 //! property by default): cut at any byte, bytes overwritten, bytes inserted or removed in the
-//! pickles, wide integers written over any 8 bytes (the storages' element counts among them).
+//! pickles, the pickle's small ints (offsets, sizes, strides) changed, wide integers written
+//! over any 8 bytes and over the storages' element counts.
 //!
 //! Every case gives `Ok` or one error line naming the file, never a panic, and allocates at
 //! most [`MAX_HELD`] bytes at once (counted by this test's global allocator, per thread).
@@ -175,6 +176,22 @@ proptest! {
         let mut data = fixture("tiny.legacy.pth");
         let end = (at + remove).min(data.len());
         data.splice(at..end, insert);
+        check(&data)?;
+    }
+
+    /// The operands of one-byte ints (`BININT1`) of the legacy object pickle overwritten:
+    /// storage offsets, sizes, strides and storage lengths of the tensors.
+    #[test]
+    fn small_ints_of_the_pickle_overwritten(
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+    ) {
+        let mut data = fixture("tiny.legacy.pth");
+        let start = (0..3).fold(0, |at, _| parse_at(&data, at).unwrap().end);
+        let end = parse_at(&data, start).unwrap().end;
+        let ks: Vec<usize> = (start..end).filter(|&i| data[i] == b'K').collect();
+        for (at, v) in edits {
+            data[ks[at.index(ks.len())] + 1] = v;
+        }
         check(&data)?;
     }
 
