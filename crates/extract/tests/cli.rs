@@ -61,7 +61,8 @@ fn cifar100_lt_pickle_with_ldam_checkpoint_makes_a_valid_bank() {
         d.path(),
     );
     assert_eq!(code, 0, "{err}");
-    let dir = d.path().join("features/cifar100-lt-ir2");
+    // not the dataset's default backbone (resnet34-cifar): the bank is named after both
+    let dir = d.path().join("features/cifar100-lt-ir2-resnet32");
     let b = bank::Bank::open(&dir).unwrap();
     // int(2 * 0.5^(c/99)): 2 for class 0, 1 for the others.
     assert_eq!(b.train.rows, 101);
@@ -72,8 +73,13 @@ fn cifar100_lt_pickle_with_ldam_checkpoint_makes_a_valid_bank() {
     assert_eq!(m["long_tail"]["rows"], 101);
     assert_eq!(m["class_names"][7], "class7");
     assert_eq!(m["backbone"]["arch"], "resnet32");
+    assert_eq!(m["dataset"], "cifar100-lt-ir2-resnet32");
     assert!(dir.join("train_views.safetensors").is_file());
-    assert!(!d.path().join("features/cifar100-lt-ir2.partial").exists());
+    assert!(
+        !d.path()
+            .join("features/cifar100-lt-ir2-resnet32.partial")
+            .exists()
+    );
 }
 
 #[test]
@@ -422,6 +428,7 @@ fn fashion_mnist_through_efficientnet_lite0_is_resized_to_224() {
     assert_eq!(code, 0, "{err}");
     let b = bank::Bank::open(&d.path().join("bank")).unwrap();
     assert_eq!((b.dim, b.test.rows), (1280, 20));
+    assert_eq!(b.name(), "fmnist-lt-ir1-efficientnet-lite0");
     let t = &meta(&d.path().join("bank"))["provenance"]["transform"];
     assert!(
         t["test"]

@@ -54,8 +54,8 @@ fn bounds(arch: Arch) -> Bounds {
         Arch::Resnext50 => b(3e-6, 8e-6, 9e-6),
         // no PyTorch fixture; fast vs candle on the committed checkpoint: 4.6e-7
         Arch::SmallCnn => b(f32::NAN, f32::NAN, 5e-6),
-        // features 2.8e-7 (candle; fast path 1.8e-7), logits 4.8e-7, vs candle 4.9e-7
-        Arch::EfficientnetLite0 => b(3e-6, 5e-6, 5e-6),
+        // features 2.8e-7 (candle; fast path 1.8e-7 to 2.8e-7), logits 4.8e-7, vs candle 5.8e-7
+        Arch::EfficientnetLite0 => b(3e-6, 5e-6, 6e-6),
     }
 }
 

