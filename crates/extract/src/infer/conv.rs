@@ -335,6 +335,29 @@ fn im2col(x: &[f32], geo: &Geometry, cols: &mut [f32]) {
     }
 }
 
+/// The features [b, `dim`] of a batch `x` [b, c, h, w]: the batch cut into tasks of
+/// `per_task(b)` images, spread over the cores, each task's images (`[n, c, h, w]`, f32) turned
+/// into its rows of the output by `task(images, n, (c, h, w), out)`.
+pub fn features_by_task(
+    x: &Tensor,
+    dim: usize,
+    per_task: impl Fn(usize) -> usize,
+    task: impl Fn(&[f32], usize, (usize, usize, usize), &mut [f32]) + Sync,
+) -> Result<Tensor> {
+    use rayon::prelude::*;
+    let (b, c, h, w) = x.dims4()?;
+    let xs: Vec<f32> = x
+        .to_dtype(candle_core::DType::F32)?
+        .flatten_all()?
+        .to_vec1()?;
+    let mut out = vec![0f32; b * dim];
+    let per_task = per_task(b).max(1);
+    out.par_chunks_mut(per_task * dim)
+        .zip(xs.par_chunks(per_task * c * h * w))
+        .for_each(|(o, imgs)| task(imgs, imgs.len() / (c * h * w), (c, h, w), o));
+    Tensor::from_vec(out, (b, dim), x.device())
+}
+
 /// A batch chunk [g, c, h·w] (NCHW) as a group [c, g, h·w].
 pub fn to_group(x: &[f32], g: usize, c: usize, hw: usize, out: &mut Vec<f32>) {
     out.resize(g * c * hw, 0.0);

@@ -5,13 +5,12 @@
 //! pool. Images run one at a time through the blocks of large maps, then all the images of a
 //! task together through the blocks of small maps (whose 1×1 GEMMs have few columns an image).
 
-use super::conv::{Act, FoldedConv, global_avg};
+use super::conv::{Act, FoldedConv, features_by_task, global_avg};
 use super::depthwise::Depthwise;
 use crate::model::backbones::Backbone;
 use crate::model::backbones::efficientnet::{EfficientNetLite, MbConv, SameConv};
 use candle_core::{Result, Tensor};
 use candle_nn::{BatchNorm, Linear};
-use rayon::prelude::*;
 
 /// An MBConv block, folded.
 pub struct FastMbConv {
@@ -169,20 +168,10 @@ impl Backbone for FastEfficientNet {
         if train {
             return self.model.features_t(x, true);
         }
-        let (b, c, h, w) = x.dims4()?;
-        let xs: Vec<f32> = x
-            .to_dtype(candle_core::DType::F32)?
-            .flatten_all()?
-            .to_vec1()?;
-        let mut out = vec![0f32; b * self.dim];
-        let per_task = b.div_ceil(rayon::current_num_threads()).clamp(1, MAX_TASK);
-        out.par_chunks_mut(per_task * self.dim)
-            .zip(xs.par_chunks(per_task * c * h * w))
-            .for_each(|(o, imgs)| {
-                let n = imgs.len() / (c * h * w);
-                BUFFERS.with(|bf| self.images(imgs, n, c, (h, w), o, &mut bf.borrow_mut()))
-            });
-        Tensor::from_vec(out, (b, self.dim), x.device())
+        let per_task = |b: usize| b.div_ceil(rayon::current_num_threads()).clamp(1, MAX_TASK);
+        features_by_task(x, self.dim, per_task, |imgs, n, (c, h, w), o| {
+            BUFFERS.with(|bf| self.images(imgs, n, c, (h, w), o, &mut bf.borrow_mut()))
+        })
     }
 
     fn head(&self) -> Option<&Linear> {

@@ -3,11 +3,10 @@
 //! whose last convolution adds the shortcut and applies the ReLU in its output pass, and the
 //! global average pool.
 
-use super::conv::{Act, FoldedConv, global_avg, max_pool3x3s2, to_group};
+use super::conv::{Act, FoldedConv, features_by_task, global_avg, max_pool3x3s2, to_group};
 use crate::model::backbones::Backbone;
 use candle_core::{Result, Tensor};
 use candle_nn::Linear;
-use rayon::prelude::*;
 
 /// A block's shortcut.
 pub enum Shortcut {
@@ -219,25 +218,16 @@ impl Backbone for FastResNet {
         if train {
             return self.model.features_t(x, true);
         }
-        let (b, c, h, w) = x.dims4()?;
-        let xs: Vec<f32> = x
-            .to_dtype(candle_core::DType::F32)?
-            .flatten_all()?
-            .to_vec1()?;
-        let mut out = vec![0f32; b * self.dim];
         // up to LATE_GROUPS groups a task, but a task for every thread
-        let per_task = b
-            .div_ceil(rayon::current_num_threads())
-            .clamp(self.group, self.group * LATE_GROUPS);
-        out.par_chunks_mut(per_task * self.dim)
-            .zip(xs.par_chunks(per_task * c * h * w))
-            .for_each(|(o, imgs)| {
-                let n = imgs.len() / (c * h * w);
-                // the worker's buffers, kept across batches: fresh ones would be page-faulted
-                // in again every batch (the kernel zeroing pages took 15 % of the time)
-                BUFFERS.with(|b| self.images(imgs, n, c, (h, w), o, &mut b.borrow_mut()))
-            });
-        Tensor::from_vec(out, (b, self.dim), x.device())
+        let per_task = |b: usize| {
+            b.div_ceil(rayon::current_num_threads())
+                .clamp(self.group, self.group * LATE_GROUPS)
+        };
+        features_by_task(x, self.dim, per_task, |imgs, n, (c, h, w), o| {
+            // the worker's buffers, kept across batches: fresh ones would be page-faulted
+            // in again every batch (the kernel zeroing pages took 15 % of the time)
+            BUFFERS.with(|b| self.images(imgs, n, c, (h, w), o, &mut b.borrow_mut()))
+        })
     }
 
     fn head(&self) -> Option<&Linear> {
