@@ -140,6 +140,23 @@ fn strip(mut k: &str) -> &str {
     k
 }
 
+/// Another architecture than `arch` whose every backbone key (classifier aside) is in the
+/// checkpoint with its shape, if one is: a checkpoint given with the wrong `--arch` says which
+/// one it fits.
+fn arch_of(shapes: &HashMap<String, Vec<usize>>, arch: Arch) -> Option<Arch> {
+    use clap::ValueEnum;
+    Arch::value_variants()
+        .iter()
+        .copied()
+        .filter(|a| *a != arch)
+        .find(|a| {
+            crate::model::weights::expected_state_dict(*a, None).is_ok_and(|want| {
+                want.iter()
+                    .all(|(k, shape, _)| shapes.get(k).is_some_and(|s| s == shape))
+            })
+        })
+}
+
 /// A backbone built from a checkpoint, with its classifier when the checkpoint has one.
 pub struct Loaded {
     pub model: Box<dyn Backbone>,
@@ -177,6 +194,10 @@ pub fn build_checked(
     }
     let num_classes = tensors.get(&head_w).and_then(|w| w.dims().first().copied());
     check_values(&tensors, path)?;
+    let shapes: HashMap<String, Vec<usize>> = tensors
+        .iter()
+        .map(|(k, t)| (k.clone(), t.dims().to_vec()))
+        .collect();
     let checked = Checked::new(tensors);
     let vb = VarBuilder::from_backend(
         Box::new(CheckedHandle(checked.clone())),
@@ -186,10 +207,14 @@ pub fn build_checked(
     let model = arch.build(num_classes, vb)?;
     let report: KeyReport = checked.report(&[]);
     if !report.is_ok() {
+        let mut msg = report.to_string();
+        if let Some(other) = arch_of(&shapes, arch) {
+            msg.push_str(&format!("; its keys are those of {other} (--arch {other})"));
+        }
         return Err(ExtractError::Checkpoint {
             path: path.into(),
             arch: arch.name().into(),
-            msg: report.to_string(),
+            msg,
         });
     }
     Ok(Loaded {
