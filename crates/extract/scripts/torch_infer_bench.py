@@ -57,7 +57,11 @@ def build(arch):
         return SmallCnn(), 28
     if arch == "efficientnet-lite0":
         # the package's own model (pip install efficientnet-lite-pytorch); features: extract_features + pool
-        from efficientnet_lite_pytorch import EfficientNet
+        try:
+            from efficientnet_lite_pytorch import EfficientNet
+        except ImportError:
+            print("pytorch: efficientnet-lite-pytorch is not importable here (pip install efficientnet-lite-pytorch); not compared")
+            sys.exit(0)
         m = EfficientNet.from_name("efficientnet-lite0")
         return Features(m), 224
     raise SystemExit(f"unknown arch {arch}")
