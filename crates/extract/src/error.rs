@@ -44,12 +44,47 @@ impl ExtractError {
             source,
         }
     }
+    /// A file's content is bad. The message stays one line whatever the file holds: a control
+    /// character (a key or storage name read from the file may carry a newline) is shown
+    /// escaped, as `\n`.
     pub fn format(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         ExtractError::Format {
             path: path.into(),
-            msg: msg.into(),
+            msg: one_line(msg.into()),
         }
     }
 }
 
+/// `msg` with every control character escaped (`\n`, `\u{1b}`), so an error stays one line.
+fn one_line(msg: String) -> String {
+    if !msg.chars().any(char::is_control) {
+        return msg;
+    }
+    msg.chars()
+        .flat_map(|c| {
+            let escaped = c.is_control().then(|| c.escape_default());
+            escaped
+                .into_iter()
+                .flatten()
+                .chain((!c.is_control()).then_some(c))
+        })
+        .collect()
+}
+
 pub type Result<T, E = ExtractError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_format_error_stays_one_line() {
+        let e = ExtractError::format("a.pth", "storage `\n\u{1b}85` is not among 17");
+        assert_eq!(
+            e.to_string(),
+            "a.pth: storage `\\n\\u{1b}85` is not among 17"
+        );
+        let e = ExtractError::format("a.pth", "plain `é` text");
+        assert_eq!(e.to_string(), "a.pth: plain `é` text");
+    }
+}

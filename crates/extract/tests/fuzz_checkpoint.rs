@@ -143,6 +143,20 @@ fn the_fixtures_load() {
     assert_eq!(count_offsets(&fixture("tiny.legacy.pth")).len(), 17);
 }
 
+/// Found by CI: a newline spliced into a storage key once made the error two lines.
+#[test]
+fn a_newline_in_a_storage_key_stays_escaped() {
+    let mut data = fixture("tiny.legacy.pth");
+    data.splice(1058..1061, [10, 0, 0]);
+    let e = tensors_from_bytes(Path::new("broken.pth"), &data)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("broken.pth: ") && !e.contains('\n') && e.contains("\\n"),
+        "{e}"
+    );
+}
+
 proptest! {
     #![proptest_config(config())]
 
