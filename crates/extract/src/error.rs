@@ -1,6 +1,7 @@
 //! One error type for the crate. Every variant names the file (and the line, field or tensor)
 //! it is about, so the binary prints one actionable line.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -11,17 +12,17 @@ pub enum ExtractError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{}: {msg}", path.display())]
+    #[error("{}: {}", path.display(), one_line(msg))]
     Format { path: PathBuf, msg: String },
-    #[error("{}:{line}: {msg}", path.display())]
+    #[error("{}:{line}: {}", path.display(), one_line(msg))]
     BadLine {
         path: PathBuf,
         line: usize,
         msg: String,
     },
-    #[error("{}: cannot decode image: {msg}", path.display())]
+    #[error("{}: cannot decode image: {}", path.display(), one_line(msg))]
     Image { path: PathBuf, msg: String },
-    #[error("{}: checkpoint does not fit arch `{arch}`: {msg}", path.display())]
+    #[error("{}: checkpoint does not fit arch `{arch}`: {}", path.display(), one_line(msg))]
     Checkpoint {
         path: PathBuf,
         arch: String,
@@ -44,31 +45,30 @@ impl ExtractError {
             source,
         }
     }
-    /// A file's content is bad. The message stays one line whatever the file holds: a control
-    /// character (a key or storage name read from the file may carry a newline) is shown
-    /// escaped, as `\n`.
     pub fn format(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         ExtractError::Format {
             path: path.into(),
-            msg: one_line(msg.into()),
+            msg: msg.into(),
         }
     }
 }
 
-/// `msg` with every control character escaped (`\n`, `\u{1b}`), so an error stays one line.
-fn one_line(msg: String) -> String {
+/// `msg` with every control character escaped (`\n`, `\u{1b}`): an error about a file's
+/// content stays one line whatever the file holds (a key, storage or class name read from it
+/// may carry a newline).
+fn one_line(msg: &str) -> Cow<'_, str> {
     if !msg.chars().any(char::is_control) {
-        return msg;
+        return Cow::Borrowed(msg);
     }
-    msg.chars()
-        .flat_map(|c| {
-            let escaped = c.is_control().then(|| c.escape_default());
-            escaped
-                .into_iter()
-                .flatten()
-                .chain((!c.is_control()).then_some(c))
-        })
-        .collect()
+    let mut out = String::with_capacity(msg.len() + 8);
+    for c in msg.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 pub type Result<T, E = ExtractError> = std::result::Result<T, E>;
@@ -86,5 +86,14 @@ mod tests {
         );
         let e = ExtractError::format("a.pth", "plain `é` text");
         assert_eq!(e.to_string(), "a.pth: plain `é` text");
+        let e = ExtractError::Checkpoint {
+            path: "a.pth".into(),
+            arch: "resnet32".into(),
+            msg: "unexpected key `fc\r\n.weight`".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "a.pth: checkpoint does not fit arch `resnet32`: unexpected key `fc\\r\\n.weight`"
+        );
     }
 }

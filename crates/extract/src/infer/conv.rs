@@ -369,6 +369,24 @@ pub fn to_group(x: &[f32], g: usize, c: usize, hw: usize, out: &mut Vec<f32>) {
     }
 }
 
+/// The group [ch, gi, hw] of images `i0..i0 + gi` written into its place of the all-images
+/// layout `late` [ch, n, hw] (grown to that size when smaller).
+pub fn gather_group(
+    group: &[f32],
+    ch: usize,
+    gi: usize,
+    hw: usize,
+    i0: usize,
+    n: usize,
+    late: &mut Vec<f32>,
+) {
+    late.resize(ch * n * hw, 0.0);
+    for k in 0..ch {
+        late[(k * n + i0) * hw..(k * n + i0 + gi) * hw]
+            .copy_from_slice(&group[k * gi * hw..(k + 1) * gi * hw]);
+    }
+}
+
 /// 2×2 max-pool, stride 2, of `planes` planes h×w (floor: a trailing odd row / column is
 /// dropped, as PyTorch's `max_pool2d(2)`).
 pub fn max_pool2x2(x: &[f32], planes: usize, h: usize, w: usize, out: &mut Vec<f32>) {

@@ -5,7 +5,7 @@
 //! pool. Images run one at a time through the blocks of large maps, then all the images of a
 //! task together through the blocks of small maps (whose 1×1 GEMMs have few columns an image).
 
-use super::conv::{Act, FoldedConv, features_by_task, global_avg};
+use super::conv::{Act, FoldedConv, features_by_task, gather_group, global_avg};
 use super::depthwise::Depthwise;
 use crate::model::backbones::Backbone;
 use crate::model::backbones::efficientnet::{EfficientNetLite, MbConv, SameConv};
@@ -142,12 +142,7 @@ impl FastEfficientNet {
             state = (ch, h, w);
             if n > 1 {
                 // gather into the all-images layout [ch, n, h, w]
-                let p = h * w;
-                b.late.resize(ch * n * p, 0.0);
-                for k in 0..ch {
-                    b.late[(k * n + i) * p..(k * n + i + 1) * p]
-                        .copy_from_slice(&b.a[k * p..(k + 1) * p]);
-                }
+                gather_group(&b.a, ch, 1, h * w, i, n, &mut b.late);
             }
         }
         if n > 1 {

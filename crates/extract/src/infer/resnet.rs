@@ -3,7 +3,9 @@
 //! whose last convolution adds the shortcut and applies the ReLU in its output pass, and the
 //! global average pool.
 
-use super::conv::{Act, FoldedConv, features_by_task, global_avg, max_pool3x3s2, to_group};
+use super::conv::{
+    Act, FoldedConv, features_by_task, gather_group, global_avg, max_pool3x3s2, to_group,
+};
 use crate::model::backbones::Backbone;
 use candle_core::{Result, Tensor};
 use candle_nn::Linear;
@@ -196,12 +198,7 @@ impl FastResNet {
             }
             // gather this group into the all-images layout [ch, n, h, w]
             let (ch, h, w) = state;
-            let hw = h * w;
-            late.resize(ch * n * hw, 0.0);
-            for k in 0..ch {
-                late[(k * n + i0) * hw..(k * n + i0 + gi) * hw]
-                    .copy_from_slice(&a[k * gi * hw..(k + 1) * gi * hw]);
-            }
+            gather_group(a, ch, gi, h * w, i0, n, late);
         }
         if n > g.min(n) {
             std::mem::swap(a, late);

@@ -57,6 +57,11 @@ pub(super) fn storage_dtype(name: &str) -> Option<Dt> {
     })
 }
 
+/// Whether `name` is one of torch's typed storage classes (`FloatStorage`, ..., `QUInt2x4Storage`).
+fn is_typed_storage(name: &str) -> bool {
+    storage_dtype(name).is_some() && !matches!(name, "UntypedStorage" | "TypedStorage")
+}
+
 /// The element type of a `torch.<dtype>` global (`_rebuild_tensor_v3`'s dtype argument).
 pub(super) fn dtype_global(name: &str) -> Dt {
     match name {
@@ -71,25 +76,6 @@ pub(super) fn dtype_global(name: &str) -> Dt {
     }
 }
 
-const STORAGE_TYPES: [&str; 17] = [
-    "FloatStorage",
-    "DoubleStorage",
-    "HalfStorage",
-    "BFloat16Storage",
-    "LongStorage",
-    "IntStorage",
-    "ShortStorage",
-    "CharStorage",
-    "ByteStorage",
-    "BoolStorage",
-    "ComplexFloatStorage",
-    "ComplexDoubleStorage",
-    "QUInt8Storage",
-    "QInt8Storage",
-    "QInt32Storage",
-    "QUInt4x2Storage",
-    "QUInt2x4Storage",
-];
 const TENSOR_TYPES: [&str; 9] = [
     "BFloat16", "Bool", "Byte", "Char", "Double", "Float", "Half", "Int", "Long",
 ];
@@ -193,7 +179,7 @@ pub(super) fn allowed(module: &str, name: &str) -> bool {
         "torch._utils" => REBUILDS.contains(&name),
         "torch.storage" => matches!(name, "TypedStorage" | "UntypedStorage"),
         "torch" | "torch.cuda" => {
-            (STORAGE_TYPES.contains(&name) && (module == "torch" || !name.starts_with('Q')))
+            (is_typed_storage(name) && (module == "torch" || !name.starts_with('Q')))
                 || name
                     .strip_suffix("Tensor")
                     .is_some_and(|t| TENSOR_TYPES.contains(&t))

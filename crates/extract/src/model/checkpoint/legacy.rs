@@ -42,7 +42,7 @@ pub(super) fn is_legacy(data: &[u8]) -> bool {
     }
 }
 
-/// Every floating tensor of the state_dict of the legacy file `data` (as [`super::Found`]).
+/// Every floating tensor of the state_dict of the legacy file `data` (as [`super::tensors_from_bytes`] gives them).
 pub(super) fn read(data: &[u8]) -> Result<Vec<(String, Tensor)>, String> {
     let head = |what: &str, at: usize| {
         let what = what.to_owned();

@@ -299,9 +299,10 @@ pub(super) fn collect(dict: &Py, out: &mut Vec<(String, TensorRef)>) -> Result<(
     Ok(())
 }
 
-/// How many values all tensors of a file of `file_len` bytes may expand to: every float
-/// storage four times over (views of one storage: tied weights, a transposed copy), plus
-/// 1 Mi for broadcast scalars. Stride-0 views beyond that are refused.
+/// How many values all tensors of a file of `file_len` bytes may expand to: twice its byte
+/// count (every f32 storage read eight times over, f16 four: views of one storage, tied
+/// weights, a transposed copy), plus 1 Mi for broadcast scalars. Stride-0 views beyond that
+/// are refused.
 pub(super) fn value_budget(file_len: usize) -> u64 {
     2 * file_len as u64 + (1 << 20)
 }

@@ -12,7 +12,7 @@ use candle_core::Tensor;
 use std::collections::HashMap;
 use std::io::Read;
 
-/// Every floating tensor of the state_dict of the zip archive `data` (as [`super::Found`]).
+/// Every floating tensor of the state_dict of the zip archive `data` (as [`super::tensors_from_bytes`] gives them).
 pub(super) fn read(data: &[u8]) -> Result<Vec<(String, Tensor)>, String> {
     let mut zip = ::zip::ZipArchive::new(std::io::Cursor::new(data))
         .map_err(|e| format!("a zip archive that cannot be read ({e})"))?;
