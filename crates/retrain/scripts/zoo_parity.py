@@ -352,29 +352,6 @@ def row_samplers():
     record("effective-number", None, None, beta=beta, class_probs=en / en.sum())
 
 
-# 16. Prior correction to a "forward-10" test prior, computed independently in numpy.
-def row_prior_correct_check():
-    W, B, Xt, yt = W0.numpy(), B0.numpy(), XT.numpy(), YT.numpy()
-    lpi = np.log(n.numpy() / N)
-    q = 10.0 ** (-np.arange(K) / (K - 1))
-    q = q / q.sum()
-    lq = np.log(q)
-    z = Xt @ W.T + B
-    tau_norm = Xt @ (W / np.linalg.norm(W, axis=1, keepdims=True)).T + lq - lpi
-    logit_adjust = (z - 1.0 * lpi) + lq
-    da = {k: v.numpy() for k, v in DISALIGN.items()}
-    conf = 1 / (1 + np.exp(-(Xt @ da["v"] + da["c"])))[:, None]
-    disalign = (1 + conf * da["s"]) * z + conf * da["t"] + (lq - lpi)
-    stage1 = z + (lq - lpi)
-    row = {"q": q.tolist()}
-    for name, lg in (("tau_norm", tau_norm), ("logit_adjust", logit_adjust),
-                     ("disalign", disalign), ("stage1", stage1)):
-        tensors[f"prior-correct-check.{name}_logits"] = torch.from_numpy(lg)
-        hit = lg.argmax(1) == yt
-        row[f"{name}_correct"] = [int((hit & (yt == c)).sum()) for c in range(K)]
-    methods["prior-correct-check"] = row
-
-
 SEMANTICS = [
     "common: head_init, batch 16 in file order, 3 epochs, SGD lr 0.1 momentum 0.9 wd 5e-4 over all trainable params (one group), cosine per epoch stepped after each epoch (torch CosineAnnealingLR, T_max = epochs; the per-epoch values are in each row's lrs); losses recorded before backward; all f64. Sources cited as repo path:line (commits in scripts/zoo_parity.py)",
     "crt: Decoupling cRT (classifier-balancing config/ImageNet_LT/cls_crt.yaml:15,27,34): linear head from head_init, CE, lr 0.2, momentum 0.9, wd 5e-4, batch 512 = min(512, 120): one batch of all 120 rows per epoch (Decoupling's run_networks.py:62-63 int(N/B) would give 0 steps on this bank), 10 epochs, CosineAnnealingLR(T_max 10, eta_min 0) stepped at the START of each epoch (run_networks.py:255), so epoch k = 1..10 trains at 0.2 (1+cos(pi k/10))/2 and the last at 0 (lrs)",
@@ -392,14 +369,12 @@ SEMANTICS = [
     "bal-bce: BCEWithLogits(z + log pi - log(1-pi), onehot, reduction sum) / B",
     "class-mean-init: LIFT trainer.py:384-388: mu_c = mean of RAW train features of class c, W_c = F.normalize(mu_c) * r, r = mean_c |head_init.weight_c|, b = 0, then plain CE",
     "samplers: sqrt-sampling sqrt(n)/sum (BagofTricks-LT cao_cifar.py:83-84); progressive (Decoupling MixedPrioritizedSampler.py:232,286, E = 4, e = 0..3): (1-t_e) pi + t_e/K, t_e = e/(E-1) = np.linspace(0, 1, E) (first epoch instance-balanced, last class-balanced); effective-number prop. to n_c (1-b)/(1-b^n_c), b 0.9999, normalised (GCLLoss sampler.py:66-68)",
-    "prior-correct-check: numpy, no training; test prior q = forward-10: q_c prop. to 10^(-c/(K-1)), c = 0..K-1, normalised (class 0 is 10x class K-1); tau_norm = f.(W0_c/||W0_c||) (tau 1, bias dropped) + log q - log pi; logit_adjust = (W0 f + B0 - log pi) + log q; disalign = z' of the trained disalign row (after the gate) + log q - log pi; stage1 = W0 f + B0 + (log q - log pi) (same formula as logit_adjust); *_correct = per-class counts of argmax == y on the test set",
 ]
 
 if __name__ == "__main__":
     row_crt(); row_ncm(); row_las(); row_mislas(); row_cdt(); row_vs()
     row_la("la-loss", 1.0); row_la("la-loss-tau0.5", 0.5); row_cs_ce(); row_drw(); row_disalign()
     row_gcl(); row_gcl_step(); row_lade(); row_bal_bce(); row_class_mean_init(); row_samplers()
-    row_prior_correct_check()
     for name, row in methods.items():
         assert all(math.isfinite(v) for v in row.get("losses", [])), name
         assert math.isfinite(row.get("loss", 0.0)), name

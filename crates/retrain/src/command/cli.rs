@@ -256,8 +256,12 @@ pub struct RunArgs {
     /// same within the group) and a figure of accuracy against the prior.
     #[arg(long, value_delimiter = ',', value_parser = parse_prior)]
     pub test_prior: Vec<crate::eval::priors::TestPrior>,
-    /// Also evaluate every row with PC-softmax's prior correction (z − log π + log q, on the
-    /// row's head without its own post-hoc rule) for each --test-prior; prior-shift.csv then
+    /// Also evaluate every row corrected for each --test-prior q, as LADE does it
+    /// (run_networks.py:594-599): the row's own inference head (its post-hoc step and
+    /// DisAlign's gate kept) plus log q − log p̂, where p̂ is the label prior the row declares
+    /// its logits estimate (`logit_prior` in baselines/*.toml): the training prior π for rows
+    /// trained by plain CE on instance draws (PC-softmax: z − log π + log q), uniform for rows
+    /// that balance (+ log q only; a uniform q leaves them as they are). prior-shift.csv then
     /// reports the corrected accuracies.
     #[arg(long)]
     pub prior_correct: bool,

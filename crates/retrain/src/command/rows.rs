@@ -5,7 +5,7 @@
 use super::cli::{MaxNormEvery, RunArgs};
 use crate::method::table::MethodTable;
 use crate::method::{
-    Constraint, Init, Loss, Method, MethodSpec, PostHoc, ProjectEvery, Recipe, Solver, los_defaults,
+    Constraint, Init, Loss, Method, MethodSpec, PostHoc, ProjectEvery, los_defaults,
 };
 use anyhow::bail;
 
@@ -86,6 +86,23 @@ impl RunArgs {
                     );
                 }
             }
+            if spec.logit_prior.is_none()
+                && (self.prior_correct || spec.posthoc == PostHoc::PriorCorrect)
+            {
+                let what = if self.prior_correct {
+                    "--prior-correct"
+                } else {
+                    "its prior-correct post-hoc step"
+                };
+                let msg = format!(
+                    "method `{}`: logit_prior: not declared, and {what} needs to know which label prior the row's logits estimate (logit_prior = \"train\" or \"balanced\" in its row; Method.custom(..., logit_prior=...) in Python)",
+                    spec.name
+                );
+                match &self.config {
+                    Some(p) => bail!("{}: {msg}", p.display()),
+                    None => bail!("{msg}"),
+                }
+            }
             let spec = self.recipe_row(spec)?;
             let checked = self.override_row(spec).check(&defaults);
             methods.push(match (&self.config, checked) {
@@ -123,21 +140,11 @@ impl RunArgs {
         }
     }
 
-    /// The row under `--recipe`: as it is (`los`), or with its source recipe's settings
-    /// (`source`; rows that are not trained by SGD need none).
+    /// The row under `--recipe` ([`MethodSpec::with_recipe`]).
     fn recipe_row(&self, spec: &MethodSpec) -> anyhow::Result<MethodSpec> {
-        let mut spec = spec.clone();
-        if self.recipe == Recipe::Los || !spec.train || spec.solver != Solver::Sgd {
-            return Ok(spec);
-        }
-        let Some(r) = &spec.recipe else {
-            bail!(
-                "--recipe source: method `{}`: recipe: the table has no source stage-2 recipe for it (its source trains end to end); leave it out of --method or use --recipe los",
-                spec.name
-            );
-        };
-        spec.hyper = r.hyper().or(&spec.hyper);
-        Ok(spec)
+        spec.with_recipe(self.recipe).map_err(|e| {
+            anyhow::anyhow!("--recipe source: {e}; leave it out of --method or use --recipe los")
+        })
     }
 
     /// A row of the table with `--lr`, `--delta`, `--tau`, `--maxnorm-every`, … applied.

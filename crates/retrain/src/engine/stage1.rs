@@ -24,6 +24,9 @@ pub fn stage1_method(epochs: usize, lr: f32) -> Method {
         train: true,
         hyper: Default::default(),
         recipe: None,
+        logit_prior: Some(crate::method::LogitPrior::Train),
+        logit_prior_why: None,
+        tta: None,
     };
     let hyper = Hyper {
         lr,

@@ -6,8 +6,8 @@
 //! gives class c the weight ∝ R^(−rank/(K−1)) (the test is long-tailed like train),
 //! `backward-R` ∝ R^(−(K−1−rank)/(K−1)) (the reverse), `uniform` 1/K.
 
-use crate::engine::head::{EvalHead, HeadState, shift_prior};
-use crate::method::PostHoc;
+use crate::engine::head::{EvalHead, HeadState};
+use crate::method::{LogitPrior, PostHoc};
 
 /// The imbalance ratios a shifted prior may have.
 pub const RATIOS: [u32; 5] = [2, 5, 10, 25, 50];
@@ -104,31 +104,39 @@ pub fn shifted_accuracy(q: &[f64], acc: &[f64], keep: &dyn Fn(usize) -> bool) ->
     (w > 0.0).then(|| s / w)
 }
 
+/// The per-class shift `--prior-correct` adds to a row's final logits for the test prior
+/// `log_q`: `log q − log p̂`, where p̂ is the prior the row's logits estimate
+/// ([`LogitPrior`]): the training prior π (`log_train`) or the uniform 1/K. This is LADE's
+/// test-time rule (`hyperconnect/LADE` `run_networks.py:594-599`: `logits −= log π_train` for
+/// a plain-CE dot-product model, `logits += log π_test` for a prior-balanced one), with the
+/// paper's `+ log q` kept on the first branch too (PC-softmax, Hong et al. 2021, Eq. 7).
+/// At a uniform q a balanced row's shift is exactly zero.
+pub fn prior_shift(prior: LogitPrior, log_train: &[f64], log_q: &[f64]) -> Vec<f32> {
+    let log_uniform = (1.0 / log_q.len() as f64).ln();
+    log_q
+        .iter()
+        .zip(log_train)
+        .map(|(&lq, &lp)| match prior {
+            LogitPrior::Train => (lq - lp) as f32,
+            LogitPrior::Balanced => (lq - log_uniform) as f32,
+        })
+        .collect()
+}
+
 /// The inference head of `head` corrected for the test prior `log_q` (train priors
-/// `log_train`): the row's post-hoc step as [`corrected_posthoc`] keeps it, then
-/// `log q − log π` added to the final logits.
+/// `log_train`): the row's own inference head — its post-hoc step (τ-normalisation, logit
+/// adjustment, PC-softmax) and DisAlign's gate kept — with [`prior_shift`] added to its final
+/// logits.
 pub fn corrected_eval_head(
     head: &HeadState,
     posthoc: PostHoc,
+    prior: LogitPrior,
     log_train: &[f64],
     log_q: &[f64],
 ) -> EvalHead {
-    let mut h = head.eval_head(corrected_posthoc(posthoc), log_train);
-    let mut delta = vec![0.0f32; log_q.len()];
-    shift_prior(&mut delta, log_train, log_q);
-    h.add_to_logits(&delta);
+    let mut h = head.eval_head(posthoc, log_train);
+    h.add_to_logits(&prior_shift(prior, log_train, log_q));
     h
-}
-
-/// The post-hoc step a row keeps under a prior correction (`--prior-correct`, the
-/// `prior-correct` row): a step that is itself a prior correction (logit adjustment,
-/// PC-softmax) is replaced by the target prior's; every other step (τ-normalisation) stays,
-/// and `log q − log π` is added to the row's final logits (after DisAlign's gate).
-pub fn corrected_posthoc(posthoc: PostHoc) -> PostHoc {
-    match posthoc {
-        PostHoc::LogitAdjust { .. } | PostHoc::PriorCorrect => PostHoc::None,
-        other => other,
-    }
 }
 
 #[cfg(test)]
@@ -183,5 +191,33 @@ mod tests {
         );
         let point = [0.0, 0.0, 1.0, 0.0];
         assert_eq!(shifted_accuracy(&point, &acc, &all), Some(0.2));
+    }
+
+    /// K = 2, π = (0.8, 0.2), q = (0.25, 0.75): a training-prior row gets log q − log π =
+    /// (ln 0.3125, ln 3.75); a balanced one log q − ln ½ = (ln 0.5, ln 1.5); at a uniform q a
+    /// balanced row gets exactly 0.
+    #[test]
+    fn the_shift_takes_away_the_declared_prior() {
+        let lp = [0.8f64.ln(), 0.2f64.ln()];
+        let lq = [0.25f64.ln(), 0.75f64.ln()];
+        let t = prior_shift(LogitPrior::Train, &lp, &lq);
+        assert!((t[0] - 0.3125f32.ln()).abs() < 1e-6 && (t[1] - 3.75f32.ln()).abs() < 1e-6);
+        let b = prior_shift(LogitPrior::Balanced, &lp, &lq);
+        assert!((b[0] - 0.5f32.ln()).abs() < 1e-6 && (b[1] - 1.5f32.ln()).abs() < 1e-6);
+        for k in [2usize, 3, 10, 100, 1000] {
+            let counts: Vec<usize> = (1..=k).collect();
+            let u: Vec<f64> = TestPrior::Uniform
+                .weights(&counts)
+                .iter()
+                .map(|w| w.ln())
+                .collect();
+            let lp: Vec<f64> = vec![0.0; k];
+            assert!(
+                prior_shift(LogitPrior::Balanced, &lp, &u)
+                    .iter()
+                    .all(|&v| v == 0.0),
+                "K = {k}"
+            );
+        }
     }
 }

@@ -25,6 +25,8 @@ impl MethodSpec {
             solver: self.solver,
             train: self.train,
             hyper,
+            logit_prior: self.logit_prior,
+            tta: self.tta.unwrap_or(true),
         })
     }
 

@@ -100,6 +100,10 @@ pub struct SourceRecipe {
     pub epochs: Option<usize>,
     pub batch_size: Option<usize>,
     pub schedule: Option<Schedule>,
+    /// The source's evaluation: whether it averages the logits of each test image and its
+    /// horizontal flip (the LOS code does; none of the zoo's sources does). Required: a
+    /// recipe declares how it evaluates.
+    pub tta: bool,
     pub source: String,
 }
 
@@ -127,4 +131,36 @@ pub enum Recipe {
     Los,
     /// Each row with its source's own stage-2 recipe (`[method.recipe]` in the table).
     Source,
+}
+
+impl super::MethodSpec {
+    /// The row under `recipe`: as it is (`Los`), or with its source recipe's optimiser
+    /// settings and evaluation (`Source`; a row that is not trained by SGD takes only the
+    /// recipe's evaluation). A trained row without a recipe is refused under `Source`: its
+    /// source trains end to end.
+    pub fn with_recipe(&self, recipe: Recipe) -> Result<super::MethodSpec, super::MethodError> {
+        let mut spec = self.clone();
+        if recipe == Recipe::Los {
+            return Ok(spec);
+        }
+        let trained = spec.train && spec.solver == super::Solver::Sgd;
+        match (&self.recipe, trained) {
+            (Some(r), true) => {
+                spec.hyper = r.hyper().or(&spec.hyper);
+                spec.tta = Some(r.tta);
+            }
+            // no optimiser to set; the source's evaluation still applies
+            (Some(r), false) => spec.tta = Some(r.tta),
+            (None, false) => {}
+            (None, true) => {
+                return Err(super::MethodError {
+                    method: spec.name.clone(),
+                    field: "recipe",
+                    msg: "is missing: the table has no source stage-2 recipe for it (its source trains end to end)"
+                        .into(),
+                });
+            }
+        }
+        Ok(spec)
+    }
 }

@@ -132,6 +132,9 @@ impl Method {
                 schedule: Some(h.schedule),
             },
             recipe: None,
+            logit_prior: self.logit_prior,
+            logit_prior_why: None,
+            tta: Some(self.tta),
         }
     }
 }

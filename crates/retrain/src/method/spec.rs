@@ -360,6 +360,33 @@ fn default_tau() -> f32 {
     1.0
 }
 
+/// Which label prior a row's final logits (after its post-hoc step) estimate the posterior
+/// under: what `--prior-correct` takes away before it adds the test prior's log q. LADE's
+/// test-time rule (`hyperconnect/LADE` `run_networks.py:594-599`): a model trained with plain
+/// softmax CE on a dot-product head gets `− log π_train`; a model trained prior-balanced
+/// (its PriorCE / balanced softmax and LADE) gets `+ log q` only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogitPrior {
+    /// The training label prior π (instance-balanced draws, an unweighted loss, no post-hoc
+    /// balancing): corrected by log q − log π.
+    Train,
+    /// A balanced (uniform) prior: the row balances by its sampler, its loss, its weights, its
+    /// head or its post-hoc step; corrected by log q − log(1/K), so a uniform q leaves it as
+    /// it is.
+    Balanced,
+}
+
+impl LogitPrior {
+    /// The name in TOML and in outputs.
+    pub fn name(self) -> &'static str {
+        match self {
+            LogitPrior::Train => "train",
+            LogitPrior::Balanced => "balanced",
+        }
+    }
+}
+
 /// How the head is fitted.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
@@ -413,6 +440,17 @@ pub struct MethodSpec {
     /// The row's stage-2 recipe as its source runs it (`--recipe source`).
     #[serde(default)]
     pub recipe: Option<SourceRecipe>,
+    /// The label prior the row's final logits estimate (`--prior-correct` needs it; every
+    /// row of the embedded tables declares it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logit_prior: Option<LogitPrior>,
+    /// Why: the source line that says so, or the reasoning where no source covers the row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logit_prior_why: Option<String>,
+    /// Flip test-time augmentation for this row (when the run has it, not `--no-tta`): set
+    /// from the source recipe under `--recipe source`; `None` is on (the LOS protocol).
+    #[serde(skip)]
+    pub tta: Option<bool>,
 }
 
 fn default_head() -> Head {
@@ -439,6 +477,18 @@ pub struct Method {
     pub solver: Solver,
     pub train: bool,
     pub hyper: Hyper,
+    /// The label prior the final logits estimate (see [`LogitPrior`]); `None` when the row
+    /// does not declare one (then `--prior-correct` refuses it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logit_prior: Option<LogitPrior>,
+    /// Evaluated with flip test-time augmentation when the bank has flips and the run keeps
+    /// them (off under `--recipe source` for the rows whose source does not average flips).
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub tta: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// What is wrong with a method, named by field.

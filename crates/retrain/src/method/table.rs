@@ -177,6 +177,103 @@ mod tests {
         assert_eq!(t.group_of("gcl"), Some("zoo"));
     }
 
+    /// `--prior-correct` reads each row's declared prior: every embedded row has one and says
+    /// why (a source line, or the reasoning); the rows LADE's own configs cover
+    /// (`run_networks.py:594-599`) are on its side.
+    #[test]
+    fn every_embedded_row_declares_its_logit_prior_and_why() {
+        use crate::method::LogitPrior;
+        let t = MethodTable::embedded();
+        for m in &t.methods {
+            assert!(m.logit_prior.is_some(), "{}: logit_prior", m.name);
+            let why = m.logit_prior_why.as_deref().unwrap_or("");
+            assert!(why.len() > 40, "{}: logit_prior_why `{why}`", m.name);
+            assert!(
+                why.contains(".py:")
+                    || why.contains(".yaml:")
+                    || why.starts_with("no source covers it;"),
+                "{}: cite a source line or say no source covers it: `{why}`",
+                m.name
+            );
+        }
+        let prior = |n: &str| {
+            t.methods
+                .iter()
+                .find(|m| m.name == n)
+                .unwrap()
+                .logit_prior
+                .unwrap()
+        };
+        for n in ["stage1", "vanilla-fc"] {
+            assert_eq!(prior(n), LogitPrior::Train, "{n}");
+        }
+        for n in ["balanced-softmax", "la-loss", "lade"] {
+            assert_eq!(prior(n), LogitPrior::Balanced, "{n}");
+        }
+    }
+
+    /// `--recipe source` resolves every row to its source's recipe, checked against the source
+    /// table of `../shared/reference/zoo-sources-audit-2.md` (each value with its file:line in
+    /// the row's `source`): lr, wd, batch, epochs, schedule, momentum 0.9, and the evaluation
+    /// (flip TTA only where the source averages flips: the LOS code, `train/validate.py:15`).
+    #[test]
+    fn every_row_resolves_to_its_sources_recipe() {
+        use crate::method::{Recipe, Schedule::*};
+        let t = MethodTable::embedded();
+        // (row, lr, wd, batch, epochs, schedule)
+        let zoo = [
+            ("crt", 0.2, 5e-4, 512, 10, CosineEpochStart),
+            ("mislas", 0.1, 2e-4, 128, 10, CosineEpoch),
+            ("disalign", 0.1, 5e-4, 256, 10, CosineEpoch),
+            ("gcl", 0.002, 2e-4, 64, 30, CosineEpoch),
+            ("class-mean-init", 0.01, 5e-4, 128, 10, CosineEpoch),
+        ];
+        let base = los_defaults();
+        let (mut resolved, mut refused) = (0, 0);
+        for (spec, group) in t.methods.iter().zip(&t.groups) {
+            let under = match spec.with_recipe(Recipe::Source) {
+                Ok(s) => s,
+                Err(e) => {
+                    assert!(
+                        group.contains("zoo") && spec.train && spec.recipe.is_none(),
+                        "{}: {e}",
+                        spec.name
+                    );
+                    assert_eq!(e.field, "recipe");
+                    refused += 1;
+                    continue;
+                }
+            };
+            resolved += 1;
+            let m = under.check(&base).unwrap();
+            let los = spec.check(&base).unwrap();
+            assert_eq!(m.hyper.momentum, 0.9, "{}", m.name);
+            if group.contains("table1") {
+                // the LOS code ran every Table 1 row with the LOS protocol, flips averaged
+                assert_eq!(m.hyper, los.hyper, "{}", m.name);
+                assert!(m.tta, "{}: LOS averages flips", m.name);
+                continue;
+            }
+            assert!(!m.tta, "{}: its source does not average flips", m.name);
+            assert!(los.tta, "{}: the LOS protocol keeps flips", m.name);
+            if !m.train {
+                continue;
+            }
+            let &(_, lr, wd, b, e, sched) = zoo
+                .iter()
+                .find(|r| r.0 == m.name)
+                .unwrap_or_else(|| panic!("{}: not in the source table", m.name));
+            let h = m.hyper;
+            assert_eq!(
+                (h.lr, h.wd, h.batch_size, h.epochs, h.schedule),
+                (lr as f32, wd as f32, b, e, sched),
+                "{}",
+                m.name
+            );
+        }
+        assert_eq!((resolved, refused), (21, 10));
+    }
+
     #[test]
     fn a_typo_names_the_line() {
         let e = MethodTable::parse(

@@ -29,8 +29,9 @@ pub struct RunOptions {
     /// The test priors of `--test-prior`, as a set of indices into
     /// [`crate::eval::priors::TestPrior::all`].
     pub test_priors: u16,
-    /// `--prior-correct`: every row is also evaluated with PC-softmax's correction for each
-    /// test prior (the `prior-correct` row always is).
+    /// `--prior-correct`: every row is also evaluated corrected for each test prior (log q −
+    /// log p̂ added to its final logits, p̂ the prior it declares; the `prior-correct` row
+    /// always is).
     pub prior_correct: bool,
     /// Train on the bank's train views when it has them (not `--no-views`); part of the
     /// record key.
@@ -38,8 +39,8 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
-    /// The test priors to evaluate with PC-softmax's correction for `method` (none unless it
-    /// is the `prior-correct` row or `--prior-correct` is on).
+    /// The test priors to evaluate `method` corrected for (none unless it is the
+    /// `prior-correct` row or `--prior-correct` is on).
     pub fn corrected_priors(&self, method: &Method) -> Vec<crate::eval::priors::TestPrior> {
         let corrects = self.prior_correct || method.posthoc == crate::method::PostHoc::PriorCorrect;
         if !corrects {
@@ -67,8 +68,8 @@ pub struct RunRecord {
     pub oracle: Option<(f64, usize)>,
     pub final_train_loss: Option<f64>,
     /// Per test prior (`forward-10`, …): the per-class correct counts of the head corrected for
-    /// it (PC-softmax: z − log π + log q), for the `prior-correct` row and with
-    /// `--prior-correct`.
+    /// it ([`crate::eval::priors::corrected_eval_head`]: log q − log p̂ on the row's final
+    /// logits), for the `prior-correct` row and with `--prior-correct`.
     #[serde(default)]
     pub prior_corrected: Vec<(String, Vec<usize>)>,
     pub seconds: f64,

@@ -61,9 +61,11 @@ impl<'a> Tracker<'a> {
             SplitId::Test => &self.bank.test,
             SplitId::Train => &self.bank.train,
         };
+        // flip TTA when the run keeps it and the row's recipe evaluates with it
+        let tta = self.opts.tta && self.method.tta;
         match self.dev {
-            Some(db) => evaluate_on_device(db, id, split, head, self.opts.tta, keep),
-            None => Ok(evaluate_with(head, split, self.opts.tta, self.par, keep)),
+            Some(db) => evaluate_on_device(db, id, split, head, tta, keep),
+            None => Ok(evaluate_with(head, split, tta, self.par, keep)),
         }
     }
 
@@ -118,12 +120,20 @@ impl<'a> Tracker<'a> {
         };
         let mut prior_corrected = Vec::new();
         for q in self.opts.corrected_priors(self.method) {
+            // refused before any work (`command::rows`); never reached with a declared row
+            let prior = self.method.logit_prior.ok_or_else(|| {
+                candle_core::Error::Msg(format!(
+                    "method `{}`: logit_prior is not declared; --prior-correct needs it",
+                    self.method.name
+                ))
+            })?;
             let log_q: Vec<f64> = q
                 .weights(&self.bank.train_counts)
                 .iter()
                 .map(|w| w.ln())
                 .collect();
-            let h = corrected_eval_head(&head, self.method.posthoc, &self.log_priors, &log_q);
+            let h =
+                corrected_eval_head(&head, self.method.posthoc, prior, &self.log_priors, &log_q);
             let e = self.evaluate(&h, SplitId::Test, false)?;
             prior_corrected.push((q.to_string(), e.per_class_correct));
         }

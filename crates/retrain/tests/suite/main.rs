@@ -8,6 +8,7 @@ mod evidence;
 mod layout;
 mod parity;
 mod paths;
+mod priors;
 mod results;
 mod views;
 mod writers;

@@ -9,8 +9,9 @@
 //! and file order (instance-balanced) put in, so a constant of the TOML that is not its
 //! source's fails here. Checked: every minibatch loss, the trained parameters, the test
 //! logits and top-1; NCM's centroids and logits; one GCL loss and gradient with a stored
-//! noise draw (`gcl-step`); the per-class constants; the prior corrections of `--prior-correct`
-//! (`prior-correct-check`).
+//! noise draw (`gcl-step`); the per-class constants. The prior corrections of
+//! `--prior-correct` are checked against `fixtures/prior-correct-reference.json`, written by
+//! `scripts/prior_correct_reference.py` from LADE's test-time rule.
 //!
 //! Tolerances, |got − want| ≤ rel·max(1, |want|): 2e-6 on losses, 3e-6 on parameters and
 //! gradients, 1e-5 on test logits (an f32 engine against f64), 1e-12 on the f64 constants.
@@ -22,7 +23,7 @@ use retrain::engine::loss::weights::{self, log_priors};
 use retrain::engine::loss::{LossFn, dec};
 use retrain::engine::sampler::class_probabilities;
 use retrain::engine::trainer::{TrainOptions, train};
-use retrain::eval::priors::{TestPrior, corrected_eval_head};
+use retrain::eval::priors::{TestPrior, corrected_eval_head, prior_shift};
 use retrain::method::table::MethodTable;
 use retrain::method::{
     Head, Hyper, HyperSpec, Init, LasShape, Loss, Method, MethodSpec, NcmDistance, NcmFeatures,
@@ -239,6 +240,28 @@ fn check_row(name: &str, method: &Method, init: HeadState) -> HeadState {
     out.head
 }
 
+/// cRT under `--recipe source`, with the row's own optimiser settings taken away first (as if
+/// the row said only what the LOS protocol does): the recipe alone must bring back
+/// Decoupling's lr 0.2, wd 5e-4, 10 epochs and the schedule stepped at the epoch's start
+/// (`cls_crt.yaml:15,34`, `run_networks.py:255`), and the trajectory is the fixture's.
+#[test]
+fn crt_under_recipe_source_matches_decoupling() {
+    let table = MethodTable::embedded();
+    let mut spec = table
+        .methods
+        .iter()
+        .find(|m| m.name == "crt")
+        .unwrap()
+        .clone();
+    spec.hyper = HyperSpec::default();
+    let mut spec = spec.with_recipe(retrain::method::Recipe::Source).unwrap();
+    spec.sampler = Sampler::InstanceBalanced;
+    spec.hyper.init = Some(Init::Stage1);
+    let m = spec.check(&protocol()).unwrap();
+    assert!(!m.tta, "Decoupling evaluates one forward per image");
+    check_row("crt", &m, fx().head_init(m.head));
+}
+
 /// One `#[test]` per zoo row trained from `head_init`: test name, row name.
 macro_rules! rows {
     ($($test:ident: $name:literal;)*) => {$(
@@ -441,57 +464,173 @@ fn zoo_constants_match_pytorch() {
     }
 }
 
-/// `--prior-correct` for forward-10 (q ∝ 10^(−rank/3)), against numbers computed
-/// independently in the fixture script: τ-norm keeps its τ-normalisation, logit-adjust's
-/// correction is replaced by the target prior's, the stage-1 head gets z − log π + log q, and
-/// DisAlign's correction goes after its gate (the trained DisAlign head of the fixture).
+/// `scripts/prior_correct_reference.py`'s output: LADE's test-time prior rule
+/// (`run_networks.py:594-599`) applied to the fixtures' test logits of every row.
+fn prior_reference() -> &'static Value {
+    static REF: OnceLock<Value> = OnceLock::new();
+    REF.get_or_init(|| {
+        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/prior-correct-reference.json");
+        serde_json::from_slice(&std::fs::read(p).expect("prior-correct-reference.json")).unwrap()
+    })
+}
+
+/// The test priors of the reference, parsed.
+fn reference_priors() -> Vec<(String, TestPrior, Vec<f64>)> {
+    let r = prior_reference();
+    r["priors"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, q)| (name.clone(), name.parse().unwrap(), floats(q)))
+        .collect()
+}
+
+/// Argmax per test row, counted per class where it is the label.
+fn correct_per_class(z: &[f64], labels: &[u32]) -> Vec<f64> {
+    let mut correct = vec![0.0; K];
+    for (r, &y) in z.chunks_exact(K).zip(labels) {
+        let top = (0..K).fold(0, |m, c| if r[c] > r[m] { c } else { m });
+        if top == y as usize {
+            correct[y as usize] += 1.0;
+        }
+    }
+    correct
+}
+
+/// Every row's declared `logit_prior` is the branch LADE's rule puts it on (decided in the
+/// reference from what the row trains with, not from the TOML), and `--prior-correct`'s shift
+/// (log q − log p̂, [`prior_shift`]) on the fixtures' test logits of each row gives LADE's
+/// predictions at five test priors: the shift equals the reference's up to a constant per
+/// prior (LADE adds log q alone on its balanced branch), the per-class counts exactly.
 #[test]
-fn prior_corrections_keep_each_rows_method() {
-    let (fx, n) = (fx(), counts());
-    let q = TestPrior::Forward(10).weights(&n);
-    close64(
-        &q,
-        &floats(&fx.row("prior-correct-check")["q"]),
-        CONST_REL,
-        "forward-10 q",
+fn prior_corrections_follow_lades_rule_on_every_row() {
+    let (r, n) = (prior_reference(), counts());
+    let table = MethodTable::embedded();
+    let lp = log_priors(&n);
+    let rows = r["rows"].as_object().unwrap();
+    assert_eq!(
+        rows.len(),
+        table.methods.len(),
+        "a row of the tables is missing"
     );
-    let log_q: Vec<f64> = q.iter().map(|v| v.ln()).collect();
+    let test = fx().split("test");
+    let mut with_logits = 0;
+    for spec in &table.methods {
+        let want = &rows
+            .get(&spec.name)
+            .unwrap_or_else(|| panic!("{} not in the reference", spec.name));
+        let declared = spec.logit_prior.expect("declared").name();
+        assert_eq!(
+            declared, want["logit_prior"],
+            "{}: declared {declared}, LADE's rule says {} (trains with {})",
+            spec.name, want["logit_prior"], want["trains_with"]
+        );
+        if want.get("shift").is_none() {
+            continue;
+        }
+        with_logits += 1;
+        let z = match fx().zoo(&format!("{}.test_logits", spec.name)) {
+            Some(z) => z,
+            None => match f64s(&fx().bank, &format!("{}.test_logits", spec.name)) {
+                Some(z) => z,
+                None => reference_logits(&spec.name),
+            },
+        };
+        let prior = spec.logit_prior.unwrap();
+        for (name, p, q) in reference_priors() {
+            let mine = p.weights(&n);
+            close64(&mine, &q, CONST_REL, &format!("{name} q"));
+            let log_q: Vec<f64> = mine.iter().map(|v| v.ln()).collect();
+            let shift = prior_shift(prior, &lp, &log_q);
+            let ref_shift = floats(&want["shift"][name.as_str()]);
+            let offset = shift[0] as f64 - ref_shift[0];
+            for c in 0..K {
+                assert!(
+                    (shift[c] as f64 - ref_shift[c] - offset).abs() < 1e-6,
+                    "{} at {name}: shift {shift:?}, LADE's {ref_shift:?}",
+                    spec.name
+                );
+            }
+            let corrected: Vec<f64> = z
+                .chunks_exact(K)
+                .flat_map(|row| row.iter().zip(&shift).map(|(a, s)| a + *s as f64))
+                .collect();
+            assert_eq!(
+                correct_per_class(&corrected, &test.labels),
+                floats(&want["correct"][name.as_str()]),
+                "{} at {name}: correct per class",
+                spec.name
+            );
+        }
+    }
+    assert_eq!(with_logits, 22);
+}
+
+/// The three rows whose test logits the reference computes from the stage-1 head itself.
+fn reference_logits(name: &str) -> Vec<f64> {
+    let head = fx().head_init(Head::Linear);
+    let table = MethodTable::embedded();
+    let row = table.methods.iter().find(|m| m.name == name).unwrap();
+    let eval = head.eval_head(row.posthoc, &log_priors(&counts()));
+    let test = fx().split("test");
+    let mut z = vec![0.0f32; test.rows * K];
+    eval.logits(
+        test.features(),
+        test.rows,
+        &mut z,
+        &mut Vec::new(),
+        Parallelism::None,
+    );
+    z.iter().map(|&v| v as f64).collect()
+}
+
+/// The engine's corrected heads keep each row's method (τ-norm's normalisation, logit
+/// adjustment, PC-softmax, DisAlign's gate) and add the shift after it: their predictions at
+/// every reference prior are LADE's, and at a uniform prior a balanced row's are its own.
+#[test]
+fn corrected_heads_keep_each_rows_method() {
+    let (r, n) = (prior_reference(), counts());
     let lp = log_priors(&n);
     let table = MethodTable::embedded();
-    let posthoc = |name: &str| {
-        let row = table.methods.iter().find(|m| m.name == name).unwrap();
-        row.posthoc
-    };
-    let test = fx.split("test");
-    let stage1 = fx.head_init(Head::Linear);
+    let row = |name: &str| table.methods.iter().find(|m| m.name == name).unwrap();
+    let test = fx().split("test");
+    let stage1 = fx().head_init(Head::Linear);
     let disalign = disalign_trained();
     let cases = [
-        ("tau_norm", &stage1, posthoc("tau-norm")),
-        ("logit_adjust", &stage1, posthoc("logit-adjust")),
-        ("stage1", &stage1, PostHoc::None),
-        ("disalign", &disalign, PostHoc::None),
+        ("stage1", &stage1),
+        ("tau-norm", &stage1),
+        ("logit-adjust", &stage1),
+        ("prior-correct", &stage1),
+        ("disalign", &disalign),
     ];
-    for (name, head, ph) in cases {
-        let eval = corrected_eval_head(head, ph, &lp, &log_q);
-        let mut z = vec![0.0; test.rows * K];
-        eval.logits(
-            test.features(),
-            test.rows,
-            &mut z,
-            &mut Vec::new(),
-            Parallelism::None,
-        );
-        let want = fx.zoo_req(&format!("prior-correct-check.{name}_logits"));
-        close(&z, &want, LOGIT_REL, &format!("{name} corrected logits"));
-        let mut correct = vec![0.0; K];
-        for (r, &y) in z.chunks_exact(K).zip(&test.labels) {
-            let top = (0..K).fold(0, |m, c| if r[c] > r[m] { c } else { m });
-            if top == y as usize {
-                correct[y as usize] += 1.0;
+    for (name, head) in cases {
+        let m = row(name);
+        for (pname, p, _) in reference_priors() {
+            let log_q: Vec<f64> = p.weights(&n).iter().map(|v| v.ln()).collect();
+            let eval = corrected_eval_head(head, m.posthoc, m.logit_prior.unwrap(), &lp, &log_q);
+            let mut z = vec![0.0; test.rows * K];
+            eval.logits(
+                test.features(),
+                test.rows,
+                &mut z,
+                &mut Vec::new(),
+                Parallelism::None,
+            );
+            let z: Vec<f64> = z.iter().map(|&v| v as f64).collect();
+            let want = &r["rows"][name];
+            assert_eq!(
+                correct_per_class(&z, &test.labels),
+                floats(&want["correct"][pname.as_str()]),
+                "{name} at {pname}"
+            );
+            if pname == "uniform" && want["logit_prior"] == "balanced" {
+                assert_eq!(
+                    floats(&want["correct"]["uniform"]),
+                    floats(&want["correct_uncorrected"]),
+                    "{name}: a balanced row moved at a uniform prior"
+                );
             }
         }
-        let key = format!("{name}_correct");
-        let want = floats(&fx.row("prior-correct-check")[key.as_str()]);
-        close64(&correct, &want, 0.0, &format!("{name} correct per class"));
     }
 }

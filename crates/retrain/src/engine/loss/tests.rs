@@ -176,6 +176,8 @@ fn gcl_noise_is_the_seeded_clamped_half_normal_scaled_by_sigma() {
             init: crate::method::Init::Stage1,
             schedule: crate::method::Schedule::CosineEpoch,
         },
+        logit_prior: Some(crate::method::LogitPrior::Balanced),
+        tta: true,
     };
     let draw = |seed: u64, steps: usize, rows: usize| {
         let mut f = LossFn::for_method(&method, &counts);
