@@ -163,6 +163,23 @@ impl Views {
         }
     }
 
+    /// The stored dtype, lower case: `f32`, `f16` or `bf16` (views of several dtypes: each
+    /// distinct one in view order, joined by `+`).
+    pub fn dtype_name(&self) -> String {
+        let mut names: Vec<&str> = Vec::new();
+        for v in &self.views {
+            let n = match v.dtype {
+                Dtype::F32 => "f32",
+                Dtype::F16 => "f16",
+                _ => "bf16",
+            };
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        names.join("+")
+    }
+
     /// Every value, in order, into a hash (the bank's fingerprint of its views).
     pub fn hash_into(&self, h: &mut crate::Fnv) {
         h.write(format!("views {} {} {}", self.count, self.rows, self.dim).as_bytes());

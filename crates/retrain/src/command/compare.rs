@@ -3,13 +3,16 @@
 //! paper's ([`crate::output::compare::compare_tables`]).
 
 use super::cli::{CompareArgs, repo_path};
-use crate::output::compare::folders::{Side, compare_baseline, compare_folders, frame, render};
+use crate::output::compare::folders::{
+    Side, compare_baseline, compare_folders, frame, render, views_warning,
+};
 use crate::output::tables::write_csv;
 
 pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
     if args.folders.is_empty() && args.baseline.is_none() {
         return paper(args);
     }
+    let mut warning = None;
     let (diffs, dir, what) = match (&args.baseline, args.folders.as_slice()) {
         (Some(b), []) | (Some(b), [_]) => {
             let dir = args.folders.first().unwrap_or(&args.results);
@@ -28,6 +31,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
             let k = sb.groups.len();
             super::limits::check_bootstrap("--bootstrap", args.bootstrap, sb.labels.len(), k)?;
             let d = compare_folders(&sa, &sb, args.bootstrap, args.bootstrap_seed)?;
+            warning = views_warning(&sa, &sb);
             (d, b.clone(), format!("{} − {}", b.display(), a.display()))
         }
         (Some(_), _) => anyhow::bail!("compare: give one folder with --baseline, or two without"),
@@ -35,6 +39,9 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
     };
     let out = args.out.clone().unwrap_or_else(|| dir.join("compare.csv"));
     write_csv(&out, &mut frame(&diffs)?)?;
+    if let Some(w) = warning {
+        println!("{w}");
+    }
     println!(
         "Paired comparison, {what}: Δ in points, 95 % paired bootstrap interval (B = {}, the same test rows on both sides; * = excludes 0), two-sided bootstrap p, McNemar's exact test",
         args.bootstrap

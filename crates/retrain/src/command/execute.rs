@@ -12,6 +12,7 @@ use crate::engine::stage1::fit_stage1_head;
 use crate::method::Head;
 use crate::output::records::{Appender, CODE_ID, Line, Stored, job_key};
 use crate::output::tables::{Row, aggregate};
+use crate::output::views::ViewsUsed;
 use crate::run::{Job, RunOptions, RunRecord, run_jobs};
 use bank::{Bank, ShotGroup};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -22,6 +23,8 @@ pub struct BankRun<'a> {
     pub bank: &'a Bank,
     /// [`Bank::fingerprint`], computed once (it reads every feature).
     pub fingerprint: String,
+    /// The train views the runs trained on (or not), as the outputs record them.
+    pub views: ViewsUsed,
     pub groups: Vec<ShotGroup>,
     pub records: Vec<RunRecord>,
     pub rows: Vec<Row>,
@@ -81,9 +84,14 @@ pub fn run_bank<'a>(
     let fingerprint = bank.fingerprint();
     // runs trained on the train views are keyed by them too: never resumed without them, or
     // with other views
-    let keyed = match (opts.views, bank.views_fingerprint()) {
-        (true, Some(v)) => format!("{fingerprint}+views-{v}"),
-        _ => fingerprint.clone(),
+    let views_fingerprint = if opts.views {
+        bank.views_fingerprint()
+    } else {
+        None
+    };
+    let keyed = match &views_fingerprint {
+        Some(v) => format!("{fingerprint}+views-{v}"),
+        None => fingerprint.clone(),
     };
     let keys: Vec<String> = jobs.iter().map(|j| job_key(&keyed, j, &opts)).collect();
     let todo = jobs_to_run(args, plan, &keys, rec.done, log);
@@ -123,6 +131,7 @@ pub fn run_bank<'a>(
     Ok(BankRun {
         bank,
         fingerprint,
+        views: ViewsUsed::of(bank, opts.views, views_fingerprint),
         groups,
         records,
         rows,

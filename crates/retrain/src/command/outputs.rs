@@ -138,6 +138,10 @@ fn write_notebook(
             .iter()
             .map(|r| (r.bank.name(), r.fingerprint.clone()))
             .collect(),
+        views: runs
+            .iter()
+            .map(|r| (r.bank.name(), r.views.readme_line()))
+            .collect(),
         headline,
         figures: figures.to_vec(),
     };
@@ -263,13 +267,14 @@ fn write_grid_figure(
     Ok(best_cell_note(method, &bank, &cells))
 }
 
-/// `config.json`: the banks, resolved methods, seeds, switches and the code identity.
+/// `config.json`: the banks (with the train views their heads trained on), resolved methods, seeds, switches and the code identity.
 fn write_config(args: &RunArgs, plan: &Plan, runs: &[BankRun]) -> anyhow::Result<()> {
     let config = serde_json::json!({
         "banks": runs.iter().map(|r| serde_json::json!({
             "name": r.bank.name(),
             "dir": r.bank.dir.display().to_string(),
             "fingerprint": r.fingerprint,
+            "views": r.views.to_json(),
             "shots": r.bank.shots,
             "selection": if r.bank.val.is_some() { "best val epoch" } else { "final epoch" },
         })).collect::<Vec<_>>(),
@@ -307,8 +312,9 @@ fn print_tables(
         let marks = r.rows.iter().any(|x| !x.evidence.mark().is_empty());
         writeln!(
             out,
-            "Top-1 accuracy (%) on {} test, mean over {} seed(s) (n = 1: deterministic rows) ± {}{}; {}; {} runs ({} new) in {:.1} s",
+            "Top-1 accuracy (%) on {} test ({}), mean over {} seed(s) (n = 1: deterministic rows) ± {}{}; {}; {} runs ({} new) in {:.1} s",
             r.bank.name(),
+            r.views.title(),
             args.seeds,
             if r.rows.iter().any(|x| x.evidence.ci[0].is_some()) {
                 "95 % bootstrap half-width over the test rows"

@@ -17,3 +17,4 @@ pub mod records;
 pub mod sweeps;
 pub mod tables;
 pub mod text;
+pub mod views;

@@ -22,6 +22,10 @@ pub struct Entry {
     pub git: String,
     /// Bank name → fingerprint.
     pub fingerprints: Vec<(String, String)>,
+    /// Bank name → the train views its heads trained on, in words (empty in an index
+    /// written before views were recorded).
+    #[serde(default)]
+    pub views: Vec<(String, String)>,
     /// One line of the best numbers.
     pub headline: String,
     /// PNG files in the folder.
@@ -41,7 +45,7 @@ pub fn describe(file: &str) -> &'static str {
         "loma.csv" => "per method × seed × class: LoMa, normalised LoMa, RSD",
         "loma-segments.csv" => "LoMa, RSD and accuracy per class segment (Fig. 3), mean over seeds",
         "config.json" => {
-            "the banks (fingerprints, shot thresholds), resolved methods, seeds, switches, code identity"
+            "the banks (fingerprints, train views used, shot thresholds), resolved methods, seeds, switches, code identity"
         }
         "tune.csv" => {
             "every cell of the --tune grid with its val and test scores; the chosen one marked"
@@ -87,6 +91,9 @@ pub fn write_readme(dir: &Path, e: &Entry) -> anyhow::Result<()> {
     let _ = writeln!(s, "- code identity: {} (git {})", e.code, e.git);
     for (b, f) in &e.fingerprints {
         let _ = writeln!(s, "- bank {b}: fingerprint {f}");
+    }
+    for (b, v) in &e.views {
+        let _ = writeln!(s, "- bank {b}: {v}");
     }
     let _ = writeln!(s, "- {}\n", e.headline);
     let _ = writeln!(s, "| file | what it holds |\n|---|---|");
@@ -176,6 +183,7 @@ mod tests {
             code: "src-0".into(),
             git: "abc".into(),
             fingerprints: vec![("b".into(), "f".into())],
+            views: vec![("b".into(), "no views".into())],
             headline: "best All: los 70.00".into(),
             figures: vec!["loma-b.png".into()],
         }

@@ -24,6 +24,8 @@ pub struct Side {
     pub groups: Vec<Option<usize>>,
     /// Bank name → content fingerprint, from `config.json`.
     pub fingerprints: Vec<(String, String)>,
+    /// Bank name → the train views its heads trained on ([`crate::output::views::recorded`]).
+    pub views: Vec<(String, String)>,
 }
 
 impl Side {
@@ -45,12 +47,15 @@ impl Side {
                 groups[class] = ["many", "medium", "few"].iter().position(|x| *x == row[g]);
             }
         }
+        let config = dir.join("config.json");
+        let (fingerprints, views) = banks(&config)?;
         Ok(Side {
             dir: dir.into(),
             labels,
             runs,
             groups,
-            fingerprints: fingerprints(&dir.join("config.json"))?,
+            fingerprints,
+            views,
         })
     }
 
@@ -67,8 +72,12 @@ impl Side {
     }
 }
 
-/// The `banks[].name` / `banks[].fingerprint` pairs of a run's `config.json`.
-fn fingerprints(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
+/// Bank name → fingerprint and bank name → views of a run's `config.json`.
+type Banks = (Vec<(String, String)>, Vec<(String, String)>);
+
+/// The `banks[].name` / `banks[].fingerprint` pairs of a run's `config.json`, and each bank's
+/// recorded views (`banks[].views`).
+fn banks(path: &Path) -> anyhow::Result<Banks> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
     let v: serde_json::Value = serde_json::from_str(&text)
@@ -79,13 +88,40 @@ fn fingerprints(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
             path.display()
         )
     })?;
-    banks
+    let fingerprints = banks
         .iter()
         .map(|b| match (b["name"].as_str(), b["fingerprint"].as_str()) {
             (Some(n), Some(f)) => Ok((n.to_string(), f.to_string())),
             _ => bail!("{}: field `banks[].fingerprint`: missing", path.display()),
         })
-        .collect()
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let views = fingerprints
+        .iter()
+        .zip(banks)
+        .map(|((n, _), b)| (n.clone(), crate::output::views::recorded(&b["views"])))
+        .collect();
+    Ok((fingerprints, views))
+}
+
+/// One line when a bank both folders ran trained on other views on each side (with views
+/// on one, without on the other, or other views): then Δ mixes the methods with the views.
+pub fn views_warning(a: &Side, b: &Side) -> Option<String> {
+    let differ: Vec<String> = a
+        .views
+        .iter()
+        .filter_map(|(name, va)| {
+            let (_, vb) = b.views.iter().find(|(n, _)| n == name)?;
+            (va != vb).then(|| format!("bank `{name}`: A {va}, B {vb}"))
+        })
+        .collect();
+    (!differ.is_empty()).then(|| {
+        format!(
+            "warning: {} (A) and {} (B) differ in train views ({}): Δ includes the effect of the views",
+            a.dir.display(),
+            b.dir.display(),
+            differ.join("; ")
+        )
+    })
 }
 
 /// Runs pair only on the same bank: a name both folders use must have the same fingerprint.
