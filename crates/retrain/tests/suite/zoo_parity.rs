@@ -402,6 +402,55 @@ fn gcl_step_with_fixed_noise_matches_gclloss() {
     close(&buf.dw, &want, PARAM_REL, "gcl-step ∂loss/∂W");
 }
 
+/// GCL's loss with class weights (the source's `GCLLoss(weight=...)`): the weight is inside the
+/// focal factor, p_i = exp(−w_{y_i}·CE_i), and the mean is over the B rows (`losses.py:9-13,
+/// 81`), against `scripts/gcl_weighted_reference.py` (numpy, f64) on the `gcl-step` rows and
+/// noise, with cs-ce's weights n_min/n_c.
+#[test]
+fn gcl_with_class_weights_matches_gclloss() {
+    let (fx, counts) = (fx(), counts());
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/gcl-weighted-reference.json");
+    let r: Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+    let method = zoo_row("gcl", |s| {
+        s.reweight = Reweight::Power {
+            gamma: 1.0,
+            from: 0.0,
+        }
+    });
+    let (Head::Cosine { scale }, Loss::Gcl { noise_mul, .. }) = (method.head, method.loss) else {
+        panic!("gcl: a cosine head and the gcl loss");
+    };
+    let w = weights::power_weights(&counts, 1.0);
+    close64(&w, &floats(&r["weights"]), CONST_REL, "cs-ce weights");
+    let head = fx.head_init(method.head);
+    let (b, split) = (16, fx.split("train"));
+    let mut buf = StepBuffers::new(b, K, D);
+    buf.xb.copy_from_slice(&split.features()[..b * D]);
+    buf.yb.copy_from_slice(&split.labels[..b]);
+    forward(&head, &mut buf, b, Parallelism::None);
+    let sigma = weights::gcl_sigma(&counts);
+    let f = (scale * noise_mul) as f64;
+    let eps = fx.zoo_req("gcl-step.noise");
+    let noise = eps.iter().enumerate();
+    let noise = noise.map(|(j, e)| (e.abs() * f * sigma[j % K]) as f32);
+    let mut loss = LossFn::for_method(&method, &counts);
+    loss.set_noise(noise.collect());
+    let l = loss.loss_and_grad(&buf.z[..b * K], &buf.yb, &mut buf.g[..b * K]);
+    close64(
+        &[l],
+        &[r["loss"].as_f64().unwrap()],
+        LOSS_REL,
+        "weighted gcl loss",
+    );
+    close(
+        &buf.g[..b * K],
+        &floats(&r["grad_logits"]),
+        PARAM_REL,
+        "weighted gcl ∂loss/∂z",
+    );
+}
+
 /// The per-class constants, engine (f64) against PyTorch (f64).
 #[test]
 fn zoo_constants_match_pytorch() {

@@ -293,9 +293,15 @@ impl LossFn {
             };
         }
         let rows = LOSS_CHUNK_ROWS;
-        let denom = self
-            .active_reweight()
-            .map(|w| y.iter().map(|&c| w[c as usize] as f64).sum::<f64>());
+        // PyTorch's weighted mean Σ_i w_{y_i}·CE_i / Σ_i w_{y_i}; GCL's focal form takes the
+        // weighted CE per row (reduction='none') and then the plain mean over the B rows
+        // (GCLLoss losses.py:12-13, 81)
+        let denom = match self.loss {
+            Loss::Gcl { .. } => None,
+            _ => self
+                .active_reweight()
+                .map(|w| y.iter().map(|&c| w[c as usize] as f64).sum::<f64>()),
+        };
         let noise = self.noise();
         let chunk = |((g, z), (y, ci)): ((&mut [f32], &[f32]), (&[u32], usize))| {
             let nu = noise.map(|n| &n[ci * rows * k..(ci * rows + y.len()) * k]);
