@@ -25,6 +25,7 @@ impl MethodSpec {
             solver: self.solver,
             train: self.train,
             hyper,
+            custom: None,
         })
     }
 

@@ -163,8 +163,9 @@ pub enum Loss {
         #[serde(default)]
         gamma: f32,
     },
-    /// A loss written outside ltbench (the Python package's `Method.custom`), by the id its
-    /// callback is registered under (a hash of the function's source and constants).
+    /// A loss written outside ltbench (the Python package's `Method.custom`). `id` keys its
+    /// records (a hash of what the function computes); the callback itself travels with the
+    /// checked row ([`Method::custom`]).
     Custom { id: u64 },
 }
 
@@ -439,6 +440,10 @@ pub struct Method {
     pub solver: Solver,
     pub train: bool,
     pub hyper: Hyper,
+    /// The callback of a `Loss::Custom` row, attached by the caller for its run (the Python
+    /// package); never stored or keyed (the loss's `id` is).
+    #[serde(skip)]
+    pub custom: Option<super::custom::CustomFn>,
 }
 
 /// What is wrong with a method, named by field.
