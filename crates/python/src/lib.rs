@@ -15,8 +15,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use retrain::command::cli::{Cli, Command};
 use retrain::engine::abort;
-use retrain::engine::loss::custom::{self, Ctx, CustomLoss};
 use retrain::method::MethodSpec;
+use retrain::method::custom::{Ctx, CustomFn, CustomLoss};
 use retrain::method::table::MethodTable;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -336,9 +336,10 @@ impl CustomLoss for PyLoss {
 }
 
 /// The run of `argv` (the CLI's arguments: `retrain --method ... --out ...`) on `banks`,
-/// with `rows_json` (a JSON list of extra rows) and `losses` ((id, name, callable) of the
-/// custom rows). The GIL is released while Rust trains; Ctrl-C stops the run (the finished
-/// runs stay in the records) and raises KeyboardInterrupt.
+/// with `rows_json` (a JSON list of extra rows) and `losses` ((row name, callable) of the
+/// custom rows: this call's own, carried by its rows' jobs). The GIL is released while Rust
+/// trains; Ctrl-C stops the run (the finished runs stay in the records) and raises
+/// KeyboardInterrupt.
 #[pyfunction]
 #[pyo3(signature = (argv, banks, rows_json=None, losses=Vec::new()))]
 fn run(
@@ -346,7 +347,7 @@ fn run(
     argv: Vec<String>,
     banks: Vec<PyRef<'_, PyBank>>,
     rows_json: Option<String>,
-    losses: Vec<(u64, String, Py<PyAny>)>,
+    losses: Vec<(String, Py<PyAny>)>,
 ) -> PyResult<()> {
     let cli = Cli::try_parse_from(&argv).map_err(|e| {
         PyValueError::new_err(e.to_string().lines().next().unwrap_or("").to_string())
@@ -358,12 +359,14 @@ fn run(
         args.extra_rows = serde_json::from_str(&text)
             .map_err(|e| PyValueError::new_err(format!("method rows: {e}")))?;
     }
-    let ids: Vec<u64> = losses.iter().map(|l| l.0).collect();
-    for (id, name, f) in losses {
-        custom::register(id, Arc::new(PyLoss { name, f }));
-    }
+    args.custom_losses = losses
+        .into_iter()
+        .map(|(name, f)| (name.clone(), CustomFn(Arc::new(PyLoss { name, f }))))
+        .collect();
     abort::clear();
-    let worker = std::thread::spawn(move || retrain::command::run::run(&args));
+    // the arguments come back with the result: their Python functions are let go here,
+    // with the GIL held
+    let worker = std::thread::spawn(move || (retrain::command::run::run(&args), args));
     let mut interrupt: Option<PyErr> = None;
     while !worker.is_finished() {
         py.detach(|| std::thread::sleep(Duration::from_millis(20)));
@@ -374,13 +377,9 @@ fn run(
             }
         }
     }
-    let result = worker.join();
+    let result = worker.join().map(|(result, _args)| result);
     let reason = abort::reason();
     abort::clear();
-    // the registry holds Python functions: let them go with the run
-    for id in ids {
-        custom::unregister(id);
-    }
     if let Some(e) = interrupt {
         return Err(e);
     }

@@ -4,6 +4,7 @@ The default bank (features/fmnist-lt-ir100, committed) is the test bank; the CLI
 `retrain` from $CARGO_TARGET_DIR (or target/) as `cargo test --workspace` built it.
 """
 
+import functools
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import struct
 import subprocess
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +149,24 @@ def test_numpy_los_through_custom_is_the_builtin_los():
         assert abs(los[c][0] - mine[c][0]) <= 0.05, c
 
 
+def test_a_custom_loss_declares_its_logit_prior_for_prior_correct(tmp_path):
+    bank = ltbench.Bank.open(BANK)
+    mine = ltbench.Method.custom("my-los", numpy_los, logit_prior="train")
+    res = ltbench.run(bank, methods=["los", mine], seeds=1, plots=False, prior_correct=True,
+                      test_prior=["uniform", "backward-10"], out=str(tmp_path / "r"))
+    shift = pl.read_csv(res.folder / "prior-shift.csv")
+    for prior in ["uniform", "backward-10"]:
+        at = shift.filter(pl.col("prior") == prior)
+        los = at.filter(pl.col("method") == "los")["all"][0]
+        assert abs(at.filter(pl.col("method") == "my-los")["all"][0] - los) <= 0.05, prior
+    # the base row's declaration is not the custom loss's: undeclared is refused, a typo too
+    with pytest.raises(ValueError, match="logit_prior"):
+        ltbench.run(bank, methods=[ltbench.Method.custom("undeclared", numpy_los)],
+                    seeds=1, plots=False, prior_correct=True, test_prior=["uniform"])
+    with pytest.raises(ValueError, match="logit_prior"):
+        ltbench.Method.custom("typo", numpy_los, logit_prior="balance")
+
+
 def test_torch_custom_loss_equals_the_numpy_one():
     torch = pytest.importorskip("torch")
 
@@ -279,20 +299,169 @@ def test_ctrl_c_raises_keyboard_interrupt_and_keeps_finished_runs(tmp_path):
     assert res.table.height == 1
 
 
-def test_records_of_a_custom_loss_are_reused_by_source_and_never_without_one(tmp_path):
+def test_records_of_a_custom_loss_are_reused_by_what_it_computes_and_never_when_unkeyable(tmp_path):
     bank = ltbench.Bank.open(BANK)
     out = tmp_path / "r"
     m = ltbench.Method.custom("my-los", numpy_los, epochs_note=1)
     assert m.loss_id == ltbench.Method.custom("my-los", numpy_los, epochs_note=1).loss_id
     assert m.loss_id != ltbench.Method.custom("my-los", numpy_los, epochs_note=2).loss_id
     ltbench.run(bank, methods=[m], seeds=1, out=out, plots=False, epochs=2)
-    n = len((out / "records.jsonl").read_text().splitlines())
+    n = records(out)
     ltbench.run(bank, methods=[m], seeds=1, out=out, plots=False, epochs=2)
-    assert len((out / "records.jsonl").read_text().splitlines()) == n, "the same source is reused"
-    # a function without readable source (made by eval) is never reused
-    anon = eval("lambda z, y, c: __import__('test_ltbench').numpy_los(z, y, c)")
-    with pytest.warns(UserWarning, match="never reused"):
-        a = ltbench.Method.custom("anon", anon)
+    assert records(out) == n, "the same loss is reused"
+    # a function without readable source (made by eval) is keyed by its code all the same
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        anon = eval("lambda z, y, c: __import__('test_ltbench').numpy_los(z, y, c)")
+        assert ltbench.Method.custom("anon", anon).loss_id == ltbench.Method.custom("anon", anon).loss_id
+    # a loss holding state that cannot be hashed (a random generator) is never reused
+    rng = np.random.default_rng(0)
+
+    def noisy(z, y, c):
+        loss, g = numpy_los(z, y, c)
+        return loss, g + np.float32(1e-6) * rng.standard_normal(g.shape, dtype=np.float32)
+
+    with pytest.warns(UserWarning, match=r"closure variable `rng`: a numpy\.random.*Generator.*never reused"):
+        a = ltbench.Method.custom("noisy", noisy)
     with pytest.warns(UserWarning):
-        b = ltbench.Method.custom("anon", anon)
+        b = ltbench.Method.custom("noisy", noisy)
     assert a.loss_id != b.loss_id
+
+
+def smoothed(logits, labels, ctx, d, t=1.0):
+    """Label smoothing δ = d on the logits divided by t, in numpy: the batch-mean loss and
+    ∂/∂logits."""
+    k = ctx["num_classes"]
+    z = logits.astype(np.float64) / t
+    z -= z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    q = np.full_like(p, d / k)
+    q[np.arange(len(labels)), labels] += 1 - d
+    loss = -(q * np.log(p)).sum(axis=1).mean()
+    return loss, ((p - q) / (len(labels) * t)).astype(np.float32)
+
+
+def make_smoothing(d, gate=None):
+    """A label-smoothing loss as a closure over δ (the first call waits at `gate`, if any)."""
+    waited = []
+
+    def loss(logits, labels, ctx):
+        if gate is not None and not waited:
+            waited.append(True)
+            try:
+                gate.wait(timeout=60)
+            except threading.BrokenBarrierError:
+                raise RuntimeError(f"δ = {d}: the other call's loss never ran (one loss for both?)") from None
+        return smoothed(logits, labels, ctx, d)
+
+    return loss
+
+
+class Smoothing:
+    """A label-smoothing loss as a callable object."""
+
+    def __init__(self, d):
+        self.d = d
+
+    def __call__(self, logits, labels, ctx):
+        return smoothed(logits, labels, ctx, self.d)
+
+
+FAST = dict(seeds=1, epochs=2, plots=False)
+
+
+def records(out: Path) -> int:
+    return len((out / "records.jsonl").read_text().splitlines())
+
+
+def numbers(res) -> list:
+    t = res.table
+    assert t.height == 1
+    return [t[c][0] for c in ("all", "many", "medium", "few")]
+
+
+def test_each_variant_of_a_parametrised_custom_loss_gets_its_own_records(tmp_path):
+    """Issue 32 part 4: closures from a factory, partials, lambdas in a loop and callable
+    objects share their source; each variant runs into one folder under one name, and must
+    neither reuse another variant's records nor miss its own."""
+    bank = ltbench.Bank.open(BANK)
+    shared = tmp_path / "shared"
+    fresh = iter(range(100))
+
+    def run(name, fn, out=None):
+        out = out or tmp_path / f"fresh{next(fresh)}"
+        return numbers(ltbench.run(bank, methods=[ltbench.Method.custom(name, fn)], out=out, **FAST))
+
+    def check(name, a, b, a_again):
+        got_a = run(name, a, shared)
+        n = records(shared)
+        got_b = run(name, b, shared)
+        assert records(shared) == n + 1, f"{name}: the second variant reused the first's records"
+        assert got_b != got_a, name
+        assert got_b == run(name, b), f"{name}: the second variant's numbers are not a fresh run's"
+        assert run(name, a_again, shared) == got_a and records(shared) == n + 1, (
+            f"{name}: the same variant, made again, was not reused"
+        )
+
+    check("closure", make_smoothing(0.5), make_smoothing(0.9), make_smoothing(0.5))
+    check(
+        "partial",
+        functools.partial(smoothed, d=0.5, t=1.0),
+        functools.partial(smoothed, d=0.5, t=2.0),
+        functools.partial(smoothed, d=0.5, t=1.0),
+    )
+    defaults = [lambda z, y, c, d=d: smoothed(z, y, c, d) for d in (0.5, 0.9, 0.5)]
+    check("lambda-default", *defaults)
+    check("object", Smoothing(0.5), Smoothing(0.9), Smoothing(0.5))
+    # a lambda in a loop that reads the loop variable through its closure, run in the loop:
+    # each iteration computes with that iteration's δ
+    got = {}
+    for d in (0.5, 0.9):
+        got[d] = run("lambda-closure", lambda z, y, c: smoothed(z, y, c, d), shared)
+    assert got[0.5] != got[0.9] and records(shared) == 4 * 2 + 2
+    assert got[0.9] == run("lambda-closure", make_smoothing(0.9))
+    # made in the loop and run after it, every such lambda computes with the last δ: the key
+    # is taken when the run starts, so they all reuse the δ = 0.9 records
+    late = []
+    for d in (0.5, 0.9):
+        late.append(ltbench.Method.custom("lambda-closure", lambda z, y, c: smoothed(z, y, c, d)))
+    assert numbers(ltbench.run(bank, methods=[late[0]], out=shared, **FAST)) == got[0.9]
+    assert records(shared) == 4 * 2 + 2
+
+
+def test_two_threads_running_two_closures_each_get_their_own_numbers(tmp_path):
+    """Two calls at the same time, each with its own closure from one factory (one source),
+    under different names: each gets the numbers of a lone run of its own loss."""
+    bank = ltbench.Bank.open(BANK)
+    kw = dict(FAST, seeds=2, jobs=1)
+    alone = {
+        d: ltbench.run(bank, methods=[ltbench.Method.custom(f"d{d}", make_smoothing(d))],
+                       out=tmp_path / f"alone{d}", **kw).table
+        for d in (0.5, 0.9)
+    }
+    assert alone[0.5]["all"][0] != alone[0.9]["all"][0]
+    # both runs are inside their first step before either goes on
+    gate = threading.Barrier(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a loss holding a Barrier is never reused
+        made = {d: ltbench.Method.custom(f"d{d}", make_smoothing(d, gate)) for d in (0.5, 0.9)}
+    got, errors = {}, []
+
+    def go(d):
+        try:
+            got[d] = ltbench.run(bank, methods=[made[d]], out=tmp_path / f"thread{d}", **kw).table
+        except BaseException as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+            gate.abort()
+
+    threads = [threading.Thread(target=go, args=(d,)) for d in (0.5, 0.9)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for d in (0.5, 0.9):
+        for c in ("all", "many", "medium", "few", "nll"):
+            if c in alone[d].columns:
+                assert got[d][c].to_list() == alone[d][c].to_list(), (d, c)

@@ -12,8 +12,6 @@ seeds, records, tables and intervals. Your own loss runs inside the engine with
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import json
 import os
 import secrets
@@ -29,6 +27,7 @@ import numpy as np
 import polars as pl
 
 from . import _ltbench
+from ._losskey import Unkeyable, loss_key
 
 __all__ = ["Bank", "Method", "Results", "run", "methods", "compare", "PROTOCOL_KEYWORDS"]
 
@@ -198,6 +197,9 @@ class Method:
     builtin: bool = False
     loss_fn: Callable | None = field(default=None, repr=False)
     loss_id: int | None = None
+    # a custom loss: (kind, the function keyed, constants, keyable when made); `run` keys it
+    # again as it is when it runs
+    _keyed: tuple | None = field(default=None, repr=False)
 
     @staticmethod
     def row(name: str, **constants: float) -> "Method":
@@ -220,20 +222,47 @@ class Method:
         return Method(spec["name"], spec)
 
     @staticmethod
-    def custom(name: str, loss: Callable, base: str = "vanilla-fc", **constants: Any) -> "Method":
+    def custom(
+        name: str,
+        loss: Callable,
+        base: str = "vanilla-fc",
+        logit_prior: str | None = None,
+        **constants: Any,
+    ) -> "Method":
         """Your loss inside the engine. ``loss(logits, labels, ctx)`` gets ``logits``
         float32 [B, K] and ``labels`` int64 [B] (numpy) and ``ctx`` (``class_counts``,
         ``num_classes``, ``epoch``, ``epochs``, ``step``, ``seed``) and returns
         ``(loss, grad)``: the batch-mean loss and ∂loss/∂logits, float32 [B, K]. The ``base``
-        row gives the head, sampler, optimiser and protocol. Records are keyed by a hash of
-        the function's source and ``constants`` (a function whose source cannot be read is
-        never reused from records)."""
-        return _custom(name, loss, base, constants)
+        row gives the head, sampler, optimiser and protocol. ``logit_prior`` (``"train"`` or
+        ``"balanced"``) says which label prior your loss's logits estimate, for
+        ``prior_correct``: ``"train"`` for a plain CE-like loss on instance draws (corrected
+        by log q − log π), ``"balanced"`` for a loss that balances (log q only); a row that
+        does not say is refused under ``prior_correct``.
+
+        Records are keyed by a hash of what determines the computation, taken when ``run``
+        starts: the code (bytecode, constants, names, nested functions), closure values,
+        defaults, ``functools.partial`` arguments, a bound method's or callable object's
+        class code and state (``__dict__``, ``__slots__``), the module globals the code
+        reads (recursively; modules and installed packages by name and version), and
+        ``constants``. So ``make(0.5)`` and ``make(0.9)`` from one factory, two partials, two
+        lambdas with other defaults get records of their own, and the same one made again
+        reuses them. Values are hashed only when of a known kind (numbers, strings, bytes,
+        containers of them, numpy arrays, torch tensors, functions, instances of Python
+        classes); a loss that holds anything else (a random generator, a lock, an object
+        whose state lives in C) warns and is never reused from records."""
+        return _custom(name, loss, base, constants, "numpy", logit_prior)
 
     @staticmethod
-    def torch(name: str, loss: Callable, base: str = "vanilla-fc", **constants: Any) -> "Method":
+    def torch(
+        name: str,
+        loss: Callable,
+        base: str = "vanilla-fc",
+        logit_prior: str | None = None,
+        **constants: Any,
+    ) -> "Method":
         """Your loss on torch tensors: ``loss(logits, labels, ctx)`` returns a scalar tensor
-        (the batch mean); the gradient comes from autograd. Needs torch."""
+        (the batch mean); the gradient comes from autograd. Needs torch. Records are keyed
+        as ``Method.custom``'s."""
         import torch  # noqa: F401  (fails here, not mid-run, when torch is missing)
 
         def numpy_loss(logits, labels, ctx):
@@ -242,23 +271,38 @@ class Method:
             (g,) = torch.autograd.grad(value, z)
             return float(value.detach()), np.ascontiguousarray(g.numpy(), dtype=np.float32)
 
-        m = _custom(name, loss, base, constants)
+        m = _custom(name, loss, base, constants, "torch", logit_prior)
         m.loss_fn = numpy_loss
         return m
 
 
-def _custom(name: str, fn: Callable, base: str, constants: Mapping[str, Any]) -> Method:
-    try:
-        source = inspect.getsource(fn)
-        key = hashlib.sha256((source + repr(sorted(constants.items()))).encode()).digest()
-        loss_id = int.from_bytes(key[:8], "little") >> 1
-    except (OSError, TypeError):
-        warnings.warn(
-            f"ltbench: the source of the loss of `{name}` cannot be read: its runs are never "
-            "reused from records",
-            stacklevel=3,
+def _never_reused(name: str, why: Unkeyable) -> int:
+    warnings.warn(
+        f"ltbench: the loss of `{name}` cannot be keyed by what it computes ({why}): its runs "
+        "are never reused from records",
+        stacklevel=4,
+    )
+    return secrets.randbits(63)
+
+
+def _custom(
+    name: str,
+    fn: Callable,
+    base: str,
+    constants: Mapping[str, Any],
+    kind: str,
+    logit_prior: str | None = None,
+) -> Method:
+    if logit_prior not in (None, "train", "balanced"):
+        raise ValueError(
+            f"Method.custom `{name}`: logit_prior must be \"train\" or \"balanced\", "
+            f"got {logit_prior!r}"
         )
-        loss_id = secrets.randbits(63)
+    constants = dict(constants)
+    try:
+        loss_id, keyable = loss_key(kind, fn, constants), True
+    except Unkeyable as e:
+        loss_id, keyable = _never_reused(name, e), False
     spec = _row(base)
     spec.pop("group", None)
     spec["name"] = name
@@ -267,7 +311,26 @@ def _custom(name: str, fn: Callable, base: str, constants: Mapping[str, Any]) ->
     spec["posthoc"] = {"kind": "none"}
     spec["train"] = True
     spec.pop("recipe", None)
-    return Method(name, spec, loss_fn=fn, loss_id=loss_id)
+    # the base row's declaration is about its own loss, not this one
+    spec.pop("logit_prior_why", None)
+    spec.pop("logit_prior", None)
+    if logit_prior is not None:
+        spec["logit_prior"] = logit_prior
+    return Method(name, spec, loss_fn=fn, loss_id=loss_id, _keyed=(kind, fn, constants, keyable))
+
+
+def _run_spec(m: Method) -> dict:
+    """The row of ``m`` as it runs now: a custom loss keyed by its state at this moment (a
+    closure made in a loop reads the loop variable's value when it runs, not when made)."""
+    if m._keyed is None:
+        return m.spec
+    kind, fn, constants, keyable = m._keyed
+    try:
+        loss_id = loss_key(kind, fn, constants)
+    except Unkeyable as e:
+        # warned once when made; never reused either way
+        loss_id = _never_reused(m.name, e) if keyable else secrets.randbits(63)
+    return {**m.spec, "loss": {"kind": "custom", "id": loss_id}}
 
 
 class Results:
@@ -375,16 +438,17 @@ def run(
         methods = [methods]
     names: list[str] = []
     rows: list[dict] = []
-    losses: list[tuple[int, str, Callable]] = []
+    # each custom row's function goes with this call (no registry shared between calls)
+    losses: list[tuple[str, Callable]] = []
     for m in methods:
         if isinstance(m, str):
             names.append(m)
         elif isinstance(m, Method):
             names.append(m.name)
             if not m.builtin:
-                rows.append(m.spec)
+                rows.append(_run_spec(m))
             if m.loss_fn is not None:
-                losses.append((m.loss_id, m.name, m.loss_fn))
+                losses.append((m.name, m.loss_fn))
         else:
             raise TypeError(f"methods: a row name or an ltbench.Method, got {type(m).__name__}")
     temporary = out is None

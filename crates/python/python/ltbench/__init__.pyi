@@ -1,7 +1,7 @@
 """Type stubs of ltbench (the package's public API)."""
 
 import os
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 import polars as pl
@@ -44,9 +44,21 @@ class Method:
     @staticmethod
     def from_toml(text: str) -> Method: ...
     @staticmethod
-    def custom(name: str, loss: LossFn, base: str = ..., **constants: Any) -> Method: ...
+    def custom(
+        name: str,
+        loss: LossFn,
+        base: str = ...,
+        logit_prior: Literal["train", "balanced"] | None = ...,
+        **constants: Any,
+    ) -> Method: ...
     @staticmethod
-    def torch(name: str, loss: Callable[..., Any], base: str = ..., **constants: Any) -> Method: ...
+    def torch(
+        name: str,
+        loss: Callable[..., Any],
+        base: str = ...,
+        logit_prior: Literal["train", "balanced"] | None = ...,
+        **constants: Any,
+    ) -> Method: ...
 
 class Results:
     folder: os.PathLike[str]

@@ -284,6 +284,10 @@ pub struct RunArgs {
     /// objects).
     #[arg(skip)]
     pub extra_rows: Vec<MethodSpec>,
+    /// The callbacks of the custom rows (`loss.kind = "custom"`) of this call, by row name
+    /// (the Python package's `Method.custom` losses): each row's jobs carry their own.
+    #[arg(skip)]
+    pub custom_losses: Vec<(String, crate::method::custom::CustomFn)>,
     /// Run inside another program (the Python package): no signal handler of ours (the host
     /// stops a run through [`crate::engine::abort`]).
     #[arg(skip)]

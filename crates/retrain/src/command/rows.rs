@@ -72,8 +72,13 @@ impl RunArgs {
                 );
             };
             self.check_init_flag(spec)?;
-            if let Loss::Custom { id } = spec.loss {
-                if crate::engine::loss::custom::get(id).is_none() {
+            let custom = self
+                .custom_losses
+                .iter()
+                .find(|(row, _)| *row == spec.name)
+                .map(|(_, f)| f.clone());
+            if let Loss::Custom { .. } = spec.loss {
+                if custom.is_none() {
                     bail!(
                         "method `{}`: loss.kind custom: a custom loss is a Python function (ltbench.Method.custom); this one is not registered",
                         spec.name
@@ -105,10 +110,15 @@ impl RunArgs {
             }
             let spec = self.recipe_row(spec)?;
             let checked = self.override_row(spec).check(&defaults);
-            methods.push(match (&self.config, checked) {
+            let mut checked = match (&self.config, checked) {
                 (Some(p), Err(e)) => bail!("{}: {e}", p.display()),
                 (_, m) => m?,
-            });
+            };
+            if let Loss::Custom { .. } = checked.loss {
+                // the run carries its own callback: no lookup by id, no process-wide registry
+                checked.custom = custom;
+            }
+            methods.push(checked);
             groups.push((
                 name.to_string(),
                 table.group_of(name).unwrap_or_default().to_string(),

@@ -27,6 +27,7 @@ impl MethodSpec {
             hyper,
             logit_prior: self.logit_prior,
             tta: self.tta.unwrap_or(true),
+            custom: None,
         })
     }
 

@@ -5,6 +5,7 @@
 //! The bottom room: imports nothing of this crate.
 
 pub mod check;
+pub mod custom;
 mod hyper;
 pub mod params;
 pub mod spec;

@@ -105,7 +105,10 @@ pub fn with_param(m: &Method, name: &str, value: f64) -> Result<Method, MethodEr
         field: "--sweep",
         msg: format!("`{path}` = {value}: {e}"),
     })?;
-    changed.respec().check(&changed.hyper)
+    let mut checked = changed.respec().check(&changed.hyper)?;
+    // a custom row's callback is not data: it stays what the caller attached
+    checked.custom = m.custom.clone();
+    Ok(checked)
 }
 
 impl Method {

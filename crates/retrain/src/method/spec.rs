@@ -163,8 +163,9 @@ pub enum Loss {
         #[serde(default)]
         gamma: f32,
     },
-    /// A loss written outside ltbench (the Python package's `Method.custom`), by the id its
-    /// callback is registered under (a hash of the function's source and constants).
+    /// A loss written outside ltbench (the Python package's `Method.custom`). `id` keys its
+    /// records (a hash of what the function computes); the callback itself travels with the
+    /// checked row ([`Method::custom`]).
     Custom { id: u64 },
 }
 
@@ -485,6 +486,10 @@ pub struct Method {
     /// them (off under `--recipe source` for the rows whose source does not average flips).
     #[serde(default = "default_true", skip_serializing_if = "is_true")]
     pub tta: bool,
+    /// The callback of a `Loss::Custom` row, attached by the caller for its run (the Python
+    /// package); never stored or keyed (the loss's `id` is).
+    #[serde(skip)]
+    pub custom: Option<super::custom::CustomFn>,
 }
 
 fn is_true(b: &bool) -> bool {

@@ -1,7 +1,6 @@
 //! Losses of the Table 1 rows, one file per family; [`LossFn`] binds a [`Loss`] to the
 //! per-class constants of a bank and dispatches with one `match`.
 
-pub mod custom;
 mod focal;
 mod sigmoid_bce;
 mod softmax_bce;
@@ -14,6 +13,7 @@ pub use softmax_bce::softmax_bce;
 pub use softmax_ce::{CeTerms, softmax_ce};
 
 use crate::engine::linalg::Parallelism;
+use crate::method::custom::{Ctx, CustomFn};
 use crate::method::{CbForm, Head, Loss, Method, Reweight};
 use rand::SeedableRng;
 use rand_distr::Distribution;
@@ -36,8 +36,16 @@ pub struct LossFn {
     weights_on: bool,
     noise: Option<Noise>,
     /// A custom loss's callback and what it is told; the next step's index.
-    custom: Option<(std::sync::Arc<dyn custom::CustomLoss>, custom::Ctx)>,
+    custom: Option<Custom>,
     steps: usize,
+}
+
+/// The callback of a custom loss (the one its row carries, attached by
+/// [`LossFn::for_method`]) and what it is told.
+#[derive(Debug, Clone)]
+struct Custom {
+    f: Option<CustomFn>,
+    ctx: Ctx,
 }
 
 /// The per-class constants a loss adds to the logits (empty vectors: absent), computed once.
@@ -83,6 +91,9 @@ impl LossFn {
     /// The loss of `method` (its loss, head scale and re-weighting) on a bank's counts.
     pub fn for_method(method: &Method, train_counts: &[usize]) -> LossFn {
         let mut f = LossFn::new(method.loss, method.head, train_counts);
+        if let Some(c) = &mut f.custom {
+            c.f = method.custom.clone();
+        }
         let to32 = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect();
         f.reweight = match method.reweight {
             Reweight::None => Vec::new(),
@@ -171,9 +182,9 @@ impl LossFn {
             Loss::Ce { .. } | Loss::Focal { .. } | Loss::Custom { .. } => {}
         }
         let custom = match loss {
-            Loss::Custom { id } => Some((
-                custom::get(id).unwrap_or_else(|| panic!("custom loss {id:x} is not registered")),
-                custom::Ctx {
+            Loss::Custom { .. } => Some(Custom {
+                f: None,
+                ctx: Ctx {
                     class_counts: train_counts.to_vec(),
                     num_classes: k,
                     epoch: 0,
@@ -181,7 +192,7 @@ impl LossFn {
                     step: 0,
                     seed: 0,
                 },
-            )),
+            }),
             _ => None,
         };
         let noise = matches!(loss, Loss::Gcl { .. }).then(|| Noise {
@@ -203,7 +214,7 @@ impl LossFn {
 
     /// Seed the loss's noise stream (GCL; a no-op for the others).
     pub fn seed_noise(&mut self, seed: u64) {
-        if let Some((_, ctx)) = &mut self.custom {
+        if let Some(Custom { ctx, .. }) = &mut self.custom {
             ctx.seed = seed;
         }
         if let Some(n) = &mut self.noise {
@@ -215,7 +226,7 @@ impl LossFn {
     /// Before the steps of epoch `epoch` of `epochs`: deferred re-weighting (DRW) switches
     /// on at ⌊from·E⌋.
     pub fn start_epoch(&mut self, epoch: usize, epochs: usize) {
-        if let Some((_, ctx)) = &mut self.custom {
+        if let Some(Custom { ctx, .. }) = &mut self.custom {
             (ctx.epoch, ctx.epochs) = (epoch, epochs);
         }
         let from = dec(self.reweight_from);
@@ -235,7 +246,7 @@ impl LossFn {
 
     /// Before a step of `rows` rows: draw the noise it uses (GCL), in row-major order.
     pub fn prepare_step(&mut self, rows: usize) {
-        if let Some((_, ctx)) = &mut self.custom {
+        if let Some(Custom { ctx, .. }) = &mut self.custom {
             ctx.step = self.steps;
         }
         self.steps += 1;
@@ -281,9 +292,16 @@ impl LossFn {
         par: Parallelism,
     ) -> f64 {
         let (b, k) = (y.len(), self.num_classes);
-        if let Some((f, ctx)) = &self.custom {
+        if let Some(Custom { f, ctx }) = &self.custom {
             // the whole batch at once, on this thread: a callback's batch mean is its own
-            return match f.loss_and_grad(&z[..b * k], y, ctx, &mut grad[..b * k]) {
+            let out = match f {
+                Some(f) => f.0.loss_and_grad(&z[..b * k], y, ctx, &mut grad[..b * k]),
+                // the command refuses such a row before any run
+                None => Err(
+                    "a custom loss without its callback (ltbench.Method.custom attaches it)".into(),
+                ),
+            };
+            return match out {
                 Ok(l) => l,
                 Err(e) => {
                     crate::engine::abort::abort(&e);

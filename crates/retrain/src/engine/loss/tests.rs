@@ -178,6 +178,7 @@ fn gcl_noise_is_the_seeded_clamped_half_normal_scaled_by_sigma() {
         },
         logit_prior: Some(crate::method::LogitPrior::Balanced),
         tta: true,
+        custom: None,
     };
     let draw = |seed: u64, steps: usize, rows: usize| {
         let mut f = LossFn::for_method(&method, &counts);
@@ -220,4 +221,52 @@ fn gcl_noise_is_the_seeded_clamped_half_normal_scaled_by_sigma() {
     assert_eq!(draw(3, 2, 100), steps[..2].to_vec());
     assert_ne!(draw(4, 1, 100)[0], steps[0]);
     assert_ne!(steps[0], steps[1]);
+}
+
+/// A callback that writes its own constant as every gradient and returns it as the loss.
+#[derive(Debug)]
+struct Constant(f32);
+
+impl crate::method::custom::CustomLoss for Constant {
+    fn loss_and_grad(&self, _: &[f32], _: &[u32], _: &Ctx, g: &mut [f32]) -> Result<f64, String> {
+        g.fill(self.0);
+        Ok(self.0 as f64)
+    }
+}
+
+/// Two rows with the same custom-loss id (a key collision) but their own callbacks, trained
+/// at the same time on two threads: each calls the callback its row carries, never the other's.
+#[test]
+fn a_custom_loss_calls_the_callback_its_row_carries_even_when_ids_collide() {
+    use crate::method::custom::CustomFn;
+    use std::sync::Arc;
+    let row = |name: &str, value: f32| {
+        let text = format!("name = \"{name}\"\nloss = {{ kind = \"custom\", id = 7 }}");
+        let mut m = toml::from_str::<crate::method::MethodSpec>(&text)
+            .unwrap()
+            .check(&crate::method::los_defaults())
+            .unwrap();
+        m.custom = Some(CustomFn(Arc::new(Constant(value))));
+        m
+    };
+    let (a, b) = (row("a", 0.5), row("b", 0.9));
+    assert_eq!(a.loss, b.loss, "one id, one record key");
+    let run = |m: &Method| {
+        let f = LossFn::for_method(m, &[5, 3]);
+        (0..200)
+            .map(|_| {
+                let mut g = vec![0.0f32; 4];
+                let l = f.loss_and_grad(&[0.0; 4], &[0, 1], &mut g);
+                assert!(g.iter().all(|&x| x as f64 == l));
+                l
+            })
+            .collect::<Vec<f64>>()
+    };
+    let (la, lb) = std::thread::scope(|s| {
+        let ta = s.spawn(|| run(&a));
+        let tb = s.spawn(|| run(&b));
+        (ta.join().unwrap(), tb.join().unwrap())
+    });
+    assert!(la.iter().all(|&l| l == 0.5f32 as f64), "{la:?}");
+    assert!(lb.iter().all(|&l| l == 0.9f32 as f64), "{lb:?}");
 }
