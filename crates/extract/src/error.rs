@@ -28,6 +28,15 @@ pub enum ExtractError {
         arch: String,
         msg: String,
     },
+    /// A checkpoint of another architecture than `--arch`: the `--arch` it fits comes first,
+    /// then the key report (missing, unexpected, wrongly shaped keys).
+    #[error("pass --arch {fits}: {} has the keys of {fits}, not of `{arch}`: {}", path.display(), one_line(msg))]
+    WrongArch {
+        path: PathBuf,
+        arch: String,
+        fits: String,
+        msg: String,
+    },
     #[error("{0}")]
     Usage(String),
     #[error("device: {0}")]

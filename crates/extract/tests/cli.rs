@@ -476,3 +476,37 @@ fn fashion_mnist_through_efficientnet_lite0_is_resized_to_224() {
         assert!(err < 1e-5 * scale, "row 1: {err} of {scale}");
     }
 }
+
+/// A checkpoint given with the wrong `--arch`: the one line starts with the `--arch` it fits,
+/// before the key report that runs to hundreds of characters.
+#[test]
+fn a_wrong_arch_names_the_right_one_first() {
+    let d = tempfile::tempdir().unwrap();
+    let train: Vec<i64> = (0..200).map(|i| (i * 37) % 100).collect();
+    cifar::fixture::write_python(d.path(), &train, &[0, 1, 2, 99]).unwrap();
+    let ckpt = fixtures().join("resnet32_ldam.ckpt.pth.tar");
+    let args = [
+        "--dataset",
+        "cifar100-lt",
+        "--root",
+        ".",
+        "--arch",
+        "resnet34-cifar",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--ir",
+        "2",
+        "--img-max",
+        "2",
+    ];
+    let (code, err) = extract(&args, d.path());
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let at = err.find("--arch resnet32").expect(&err);
+    assert!(at < 120, "the suggestion is at character {at}: {err}");
+    assert!(err.starts_with("extract: pass --arch resnet32: "), "{err}");
+    let keys = err.find("missing keys").expect(&err);
+    assert!(keys > at && err.len() > 400, "{err}");
+    let bank = d.path().join("features/cifar100-lt-ir2");
+    assert!(!bank.exists() && !d.path().join("features/cifar100-lt-ir2.partial").exists());
+}

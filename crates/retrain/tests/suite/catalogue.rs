@@ -1468,7 +1468,12 @@ fn cases() -> Vec<Case> {
                 .unwrap();
             },
             &cat(FMNIST, &["--checkpoint", "{d}/resnet32.pt"]),
-            E(&["resnet32.pt", "small-cnn", "missing keys"]),
+            E(&[
+                "pass --arch resnet32: ",
+                "resnet32.pt",
+                "small-cnn",
+                "missing keys",
+            ]),
         ),
         case(
             "extract_ckpt_missing_key",
@@ -1703,7 +1708,12 @@ fn cases() -> Vec<Case> {
                 FMNIST,
                 &["--checkpoint", "{d}/ck.pth", "--arch", "resnet34-cifar"],
             ),
-            E(&["ck.pth", "resnet34-cifar", "missing keys"]),
+            E(&[
+                "pass --arch small-cnn: ",
+                "ck.pth",
+                "resnet34-cifar",
+                "missing keys",
+            ]),
         ),
         case(
             "extract_valid_small_cnn_legacy_checkpoint_is_fine",
