@@ -1870,6 +1870,28 @@ fn cases() -> Vec<Case> {
             E(&["--arch", "vgg16"]),
         ),
         case(
+            "extract_views_with_a_broken_stage1_record",
+            Extract,
+            |d| {
+                fmnist(d);
+                small_cnn_ckpt(&d.join("ck.safetensors"), |_| {});
+                std::fs::write(
+                    d.join("ck.safetensors.stage1.json"),
+                    "{\"arch\": \"small-cnn\"",
+                )
+                .unwrap();
+            },
+            &cat(
+                FMNIST,
+                &["--checkpoint", "{d}/ck.safetensors", "--views", "2"],
+            ),
+            E(&[
+                "ck.safetensors.stage1.json",
+                "not a stage-1 record of",
+                "ck.safetensors",
+            ]),
+        ),
+        case(
             "extract_list_without_root",
             Extract,
             |_| {},
