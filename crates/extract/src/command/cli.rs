@@ -233,6 +233,7 @@ impl Args {
             command,
             git_revision,
         };
+        crate::write::budget::check(&plan)?;
         Ok((plan, notice))
     }
 

@@ -47,6 +47,17 @@ pub struct Plan {
     pub git_revision: Option<String>,
 }
 
+impl Plan {
+    /// The folder this run writes: the bank, or with `--shard` its part.
+    pub fn target(&self) -> PathBuf {
+        if self.shard.is_whole() {
+            self.out.clone()
+        } else {
+            self.shard.part_dir(&self.out)
+        }
+    }
+}
+
 /// Stage-1 training before the extraction.
 #[derive(Debug, Clone)]
 pub struct Stage1Plan {

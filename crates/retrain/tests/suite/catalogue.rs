@@ -1869,6 +1869,52 @@ fn cases() -> Vec<Case> {
             &cat(FMNIST, &["--arch", "vgg16"]),
             E(&["--arch", "vgg16"]),
         ),
+        // -- extract: counts beyond the machine (checked before any work) ----------------------
+        case(
+            // the command: it grew to 24 GB and was killed
+            "extract_views_beyond_memory",
+            Extract,
+            fmnist,
+            &cat(
+                FMNIST,
+                &[
+                    "--arch",
+                    "efficientnet-lite0",
+                    "--views",
+                    "100000000",
+                    "--limit",
+                    "8",
+                ],
+            ),
+            E(&[
+                "--views 100000000: needs at least ",
+                " of memory (the train inputs of a batch: ",
+                "the machine has ",
+            ]),
+        ),
+        case(
+            "extract_workers_beyond_memory",
+            Extract,
+            fmnist,
+            &cat(FMNIST, &["--workers", "1000000000000"]),
+            E(&[
+                "--workers 1000000000000: needs at least ",
+                " of memory (",
+                "loader threads",
+                "the machine has ",
+            ]),
+        ),
+        case(
+            "extract_shards_beyond_disk",
+            Extract,
+            fmnist,
+            &cat(FMNIST, &["--shard", "0/1000000000000"]),
+            E(&[
+                "--shard 0/1000000000000: needs at least ",
+                " of disk (1000000000000 parts × 3 blocks",
+                " free (on the file system of ",
+            ]),
+        ),
         case(
             "extract_views_with_a_broken_stage1_record",
             Extract,
