@@ -28,6 +28,18 @@ pub enum ExtractError {
         arch: String,
         msg: String,
     },
+    /// A checkpoint of another architecture than `--arch`: the `--arch` it fits comes first,
+    /// then the key report (missing, unexpected, wrongly shaped keys).
+    #[error("pass --arch {fits}: {} has the keys of {fits}, not of `{arch}`: {}", path.display(), one_line(msg))]
+    WrongArch {
+        path: PathBuf,
+        arch: String,
+        fits: String,
+        msg: String,
+    },
+    /// A count the run would not fit: checked before any work.
+    #[error(transparent)]
+    OverBudget(#[from] OverBudget),
     #[error("{0}")]
     Usage(String),
     #[error("device: {0}")]
@@ -51,6 +63,71 @@ impl ExtractError {
             msg: msg.into(),
         }
     }
+}
+
+/// What a run would need of the machine's memory or of the output's disk, more than there is:
+/// the flag to lower (the one whose lowering saves the most), the estimate and the largest
+/// part of it, and what there is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverBudget {
+    /// `--views`, `--workers`, ...
+    pub flag: &'static str,
+    /// The flag's value as given.
+    pub value: String,
+    pub resource: Resource,
+    /// At least this many bytes ([`crate::write::budget`] says how they are counted).
+    pub need: u128,
+    /// The largest part of `need`, spelled out.
+    pub detail: String,
+    /// Bytes there are.
+    pub have: u64,
+    /// Where `have` was read: `MemTotal`, `the cgroup's memory.max`, or the folder whose file
+    /// system has them free.
+    pub have_from: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    Memory,
+    Disk,
+}
+
+impl std::fmt::Display for OverBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (what, there) = match self.resource {
+            Resource::Memory => (
+                "memory",
+                format!("the machine has {}", bytes(self.have as u128)),
+            ),
+            Resource::Disk => ("disk", format!("{} free", bytes(self.have as u128))),
+        };
+        write!(
+            f,
+            "{} {}: needs at least {} of {what} ({}), {there} ({})",
+            self.flag,
+            self.value,
+            bytes(self.need),
+            one_line(&self.detail),
+            one_line(&self.have_from)
+        )
+    }
+}
+
+impl std::error::Error for OverBudget {}
+
+/// A byte count in binary units with one decimal: `512 B`, `23.5 GiB`, `448.4 PiB`.
+pub fn bytes(n: u128) -> String {
+    const UNITS: [&str; 8] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", UNITS[u])
 }
 
 /// `msg` with every control character escaped (`\n`, `\u{1b}`): an error about a file's

@@ -476,3 +476,175 @@ fn fashion_mnist_through_efficientnet_lite0_is_resized_to_224() {
         assert!(err < 1e-5 * scale, "row 1: {err} of {scale}");
     }
 }
+
+/// `n` Fashion-MNIST-like images per split (labels i % 10) in `dir`.
+fn fmnist_fixture(dir: &Path, n: usize) {
+    let imgs: Vec<u8> = (0..n * 784).map(|i| (i * 31 % 256) as u8).collect();
+    let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+    for p in ["train", "t10k"] {
+        let images = dir.join(format!("{p}-images-idx3-ubyte.gz"));
+        fmnist::write_idx(&images, &[n, 28, 28], &imgs).unwrap();
+        let lab = dir.join(format!("{p}-labels-idx1-ubyte.gz"));
+        fmnist::write_idx(&lab, &[n], &labels).unwrap();
+    }
+}
+
+/// `extract --views 2` of the fixture with `ck.safetensors` into `out` (plus `extra`): the
+/// train views' transform in meta.json and the bytes of train_views.safetensors.
+fn views_of(d: &Path, out: &str, extra: &[&str]) -> (serde_json::Value, Vec<u8>) {
+    let mut args = vec![
+        "--dataset",
+        "fmnist-lt",
+        "--root",
+        ".",
+        "--img-max",
+        "4",
+        "--ir",
+        "2",
+        "--checkpoint",
+        "ck.safetensors",
+        "--views",
+        "2",
+        "--out",
+        out,
+    ];
+    args.extend(extra);
+    let (code, err) = extract(&args, d);
+    assert_eq!(code, 0, "{err}");
+    let bank = d.join(out);
+    let t = meta(&bank)["provenance"]["transform"]["train_views"].clone();
+    (
+        t,
+        std::fs::read(bank.join("train_views.safetensors")).unwrap(),
+    )
+}
+
+/// A checkpoint trained by stage 1 with `--crop-padding 2` records it (`.stage1.json`), and
+/// `--views` with that checkpoint augments with padding 2, not the dataset's 4: the same views
+/// as `--crop-padding 2` gives, other than 4's. meta.json says which padding and whence; an
+/// explicit `--crop-padding` wins; the resume state is read when the record is gone, and with
+/// neither the dataset's default is used and said to be.
+#[test]
+fn train_views_pad_as_the_checkpoint_s_stage1_did() {
+    let d = tempfile::tempdir().unwrap();
+    fmnist_fixture(d.path(), 40);
+    let stage1 = [
+        "--dataset",
+        "fmnist-lt",
+        "--root",
+        ".",
+        "--img-max",
+        "4",
+        "--ir",
+        "2",
+        "--stage1",
+        "--stage1-only",
+        "--epochs",
+        "1",
+        "--train-batch-size",
+        "4",
+        "--crop-padding",
+        "2",
+        "--checkpoint",
+        "ck.safetensors",
+    ];
+    let (code, err) = extract(&stage1, d.path());
+    assert_eq!(code, 0, "{err}");
+    let record = d.path().join("ck.safetensors.stage1.json");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+    assert_eq!(
+        (r["arch"].as_str(), r["recipe"]["crop_padding"].as_u64()),
+        (Some("small-cnn"), Some(2))
+    );
+
+    let (t, recorded) = views_of(d.path(), "recorded", &[]);
+    assert_eq!(t["crop_padding"], 2, "{t}");
+    assert_eq!(t["flip"], true, "{t}");
+    assert_eq!(t["count"], 2, "{t}");
+    let from = t["crop_padding_from"].as_str().unwrap();
+    assert!(
+        from.starts_with("the checkpoint's stage-1 record ")
+            && from.ends_with("ck.safetensors.stage1.json"),
+        "{t}"
+    );
+    assert!(
+        t["transform"]
+            .as_str()
+            .unwrap()
+            .starts_with("RandomCrop(28x28, padding=2, zero fill) + RandomHorizontalFlip(p=0.5)"),
+        "{t}"
+    );
+
+    let (t2, two) = views_of(d.path(), "two", &["--crop-padding", "2"]);
+    assert_eq!(
+        (&t2["crop_padding"], &t2["crop_padding_from"]),
+        (&2.into(), &"--crop-padding".into())
+    );
+    assert_eq!(
+        recorded, two,
+        "the recorded padding gives the views --crop-padding 2 gives"
+    );
+    let (t4, four) = views_of(d.path(), "four", &["--crop-padding", "4"]);
+    assert_eq!(
+        (&t4["crop_padding"], &t4["crop_padding_from"]),
+        (&4.into(), &"--crop-padding".into())
+    );
+    assert_ne!(recorded, four, "padding 4 draws other views");
+
+    std::fs::remove_file(&record).unwrap();
+    let (t, _) = views_of(d.path(), "resume", &[]);
+    assert_eq!(t["crop_padding"], 2, "{t}");
+    assert!(
+        t["crop_padding_from"]
+            .as_str()
+            .unwrap()
+            .ends_with("ck.safetensors.resume.json"),
+        "{t}"
+    );
+
+    std::fs::remove_file(d.path().join("ck.safetensors.resume.json")).unwrap();
+    let (t, unrecorded) = views_of(d.path(), "default", &[]);
+    assert_eq!(t["crop_padding"], 4, "{t}");
+    let from = t["crop_padding_from"].as_str().unwrap();
+    assert!(
+        from.starts_with("the dataset's default: ")
+            && from.contains("records no stage-1 transform"),
+        "{t}"
+    );
+    assert_eq!(unrecorded, four);
+}
+
+/// A checkpoint given with the wrong `--arch`: the one line starts with the `--arch` it fits,
+/// before the key report that runs to hundreds of characters.
+#[test]
+fn a_wrong_arch_names_the_right_one_first() {
+    let d = tempfile::tempdir().unwrap();
+    let train: Vec<i64> = (0..200).map(|i| (i * 37) % 100).collect();
+    cifar::fixture::write_python(d.path(), &train, &[0, 1, 2, 99]).unwrap();
+    let ckpt = fixtures().join("resnet32_ldam.ckpt.pth.tar");
+    let args = [
+        "--dataset",
+        "cifar100-lt",
+        "--root",
+        ".",
+        "--arch",
+        "resnet34-cifar",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--ir",
+        "2",
+        "--img-max",
+        "2",
+    ];
+    let (code, err) = extract(&args, d.path());
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let at = err.find("--arch resnet32").expect(&err);
+    assert!(at < 120, "the suggestion is at character {at}: {err}");
+    assert!(err.starts_with("extract: pass --arch resnet32: "), "{err}");
+    let keys = err.find("missing keys").expect(&err);
+    assert!(keys > at && err.len() > 400, "{err}");
+    let bank = d.path().join("features/cifar100-lt-ir2");
+    assert!(!bank.exists() && !d.path().join("features/cifar100-lt-ir2.partial").exists());
+}

@@ -6,7 +6,7 @@ use crate::error::{ExtractError, Result};
 use crate::model::backbones::Arch;
 use crate::source::{DatasetKind, SourceSpec};
 use crate::train::stage1::Recipe;
-use crate::write::plan::{Plan, Stage1Plan};
+use crate::write::plan::{PaddingFrom, Plan, Stage1Plan};
 use bank::FeatureDtype;
 use clap::Parser;
 use std::path::PathBuf;
@@ -82,10 +82,12 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
     pub dtype: DtypeArg,
     /// Augmented views of every train row written to train_views.safetensors (`view0..`),
-    /// each dataset's standard train transform, seeded: CIFAR and Fashion-MNIST
-    /// RandomCrop(size, padding = --crop-padding: 4 for CIFAR, 2 in the Fashion-MNIST recipe)
-    /// + horizontal flip; ImageNet-LT, iNaturalist, Places-LT and list files
-    /// RandomResizedCrop(224) + flip (as Decoupling and LTWB). `retrain` trains on them.
+    /// seeded: CIFAR and Fashion-MNIST RandomCrop(size, zero padding) + horizontal flip, the
+    /// padding that of the checkpoint's own stage 1 (its <checkpoint>.stage1.json, or
+    /// .resume.json), else --crop-padding's default (4); --crop-padding overrides it;
+    /// ImageNet-LT, iNaturalist, Places-LT and list files RandomResizedCrop(224) + flip (as
+    /// Decoupling and LTWB). meta.json records the transform and where its padding came from
+    /// (provenance.transform.train_views). `retrain` trains on them.
     #[arg(long, default_value_t = 0)]
     pub views: usize,
     /// Seed of the augmented views and of untrained weights.
@@ -147,7 +149,8 @@ pub struct Args {
     /// Stage-1 SGD momentum.
     #[arg(long, default_value_t = 0.9, help_heading = "Stage 1")]
     pub momentum: f64,
-    /// Stage-1 zero padding of the random crop (default: 4, as LOS/LTWB on CIFAR).
+    /// Zero padding of the random crop of stage 1 and of the train views (default: 4, as
+    /// LOS/LTWB on CIFAR; for --views with a --checkpoint, the padding its stage 1 recorded).
     #[arg(long, help_heading = "Stage 1")]
     pub crop_padding: Option<usize>,
 }
@@ -177,9 +180,8 @@ impl Args {
         let spec = self.source_spec()?;
         let (device, notice) = device::select(self.device)?;
         let mut source = spec.resolve()?;
-        if let Some(p) = self.crop_padding {
-            source.crop_padding = p;
-        }
+        let (padding, views_padding) = self.views_padding(source.crop_padding)?;
+        source.crop_padding = padding;
         let arch = self.default_arch();
         // another backbone makes another bank: its name (meta.json `dataset`, which names the
         // results folder of `retrain`) and default folder say which, so that it neither
@@ -213,6 +215,7 @@ impl Args {
             seed: self.seed,
             batch_size: self.batch_size,
             views: self.views,
+            views_padding,
             dtype: match self.dtype {
                 DtypeArg::F32 => FeatureDtype::F32,
                 DtypeArg::F16 => FeatureDtype::F16,
@@ -230,6 +233,7 @@ impl Args {
             command,
             git_revision,
         };
+        crate::write::budget::check(&plan)?;
         Ok((plan, notice))
     }
 
@@ -292,6 +296,30 @@ impl Args {
             img_max: self.img_max,
             skip_bad: self.skip_bad,
         })
+    }
+
+    /// The crop padding of stage 1 and the train views, and where it comes from:
+    /// `--crop-padding`; else with `--stage1` the dataset's `default` (stage 1 trains with it);
+    /// else, for views of a `--checkpoint`, the padding its stage 1 recorded; else `default`.
+    fn views_padding(&self, default: usize) -> Result<(usize, PaddingFrom)> {
+        if let Some(p) = self.crop_padding {
+            return Ok((p, PaddingFrom::Flag));
+        }
+        if self.stage1 {
+            return Ok((default, PaddingFrom::Stage1));
+        }
+        let checkpoint = self.checkpoint.as_ref().filter(|_| self.views > 0);
+        if let Some(c) = checkpoint {
+            if let Some((record, file)) = crate::train::stage1::recorded(c)? {
+                return Ok((record.recipe.crop_padding, PaddingFrom::Checkpoint(file)));
+            }
+        }
+        Ok((
+            default,
+            PaddingFrom::Default {
+                unrecorded: checkpoint.cloned(),
+            },
+        ))
     }
 
     /// The stage-1 recipe with `--stage1`.

@@ -22,6 +22,8 @@ pub struct Plan {
     pub seed: u64,
     pub batch_size: usize,
     pub views: usize,
+    /// Where the train views' crop padding (`source.crop_padding`) comes from.
+    pub views_padding: PaddingFrom,
     pub dtype: FeatureDtype,
     pub device: Device,
     /// Use the CPU inference path ([`crate::infer`]) when the backbone has one.
@@ -45,6 +47,17 @@ pub struct Plan {
     pub git_revision: Option<String>,
 }
 
+impl Plan {
+    /// The folder this run writes: the bank, or with `--shard` its part.
+    pub fn target(&self) -> PathBuf {
+        if self.shard.is_whole() {
+            self.out.clone()
+        } else {
+            self.shard.part_dir(&self.out)
+        }
+    }
+}
+
 /// Stage-1 training before the extraction.
 #[derive(Debug, Clone)]
 pub struct Stage1Plan {
@@ -53,4 +66,41 @@ pub struct Stage1Plan {
     pub resume: bool,
     /// Stop after the checkpoint (no bank).
     pub only: bool,
+}
+
+/// Where the zero padding of the train views' random crop comes from, in the order tried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaddingFrom {
+    /// `--crop-padding`.
+    Flag,
+    /// Stage 1 of this run, which trains with the dataset's default.
+    Stage1,
+    /// The stage-1 record of `--checkpoint` (the file it was read from).
+    Checkpoint(PathBuf),
+    /// The dataset's default; `unrecorded` names a checkpoint that records no stage-1 transform.
+    Default { unrecorded: Option<PathBuf> },
+}
+
+impl PaddingFrom {
+    /// For meta.json: where the padding comes from, in words.
+    pub fn describe(&self) -> String {
+        match self {
+            PaddingFrom::Flag => "--crop-padding".into(),
+            PaddingFrom::Stage1 => {
+                "stage 1 of this run (the dataset's default, which stage 1 trained with)".into()
+            }
+            PaddingFrom::Checkpoint(p) => {
+                format!("the checkpoint's stage-1 record {}", p.display())
+            }
+            PaddingFrom::Default { unrecorded: None } => {
+                "the dataset's default (no checkpoint: untrained weights)".into()
+            }
+            PaddingFrom::Default {
+                unrecorded: Some(c),
+            } => format!(
+                "the dataset's default: {} records no stage-1 transform (no .stage1.json or .resume.json beside it)",
+                c.display()
+            ),
+        }
+    }
 }

@@ -4,7 +4,6 @@
 //! and every shard of a sharded one write the same meta.json as a one-shot run.
 
 use crate::error::{ExtractError, Result};
-use crate::source::Source;
 use crate::source::datasets::{Images, Labeled};
 use crate::source::transform;
 use crate::train::stage1::Stage1Report;
@@ -70,7 +69,9 @@ pub fn run_file(
             json!({"checkpoint_fnv1a64": backbone["checkpoint"]["fnv1a64"], "weights": backbone["weights"]}),
         ),
         ("path", json!(path)),
-        ("transform", transform_json(src)),
+        // the test view; the train views are decided by `crop_padding`, `seed` and `views`
+        // (meta.json says where the padding came from, which may differ between shards)
+        ("transform", transform_json(plan, false)),
         ("crop_padding", json!(src.crop_padding)),
         ("seed", json!(plan.seed)),
         ("views", json!(plan.views)),
@@ -156,7 +157,7 @@ fn provenance_json(plan: &Plan, stage1: Option<&Stage1Report>) -> serde_json::Va
         "feature_dtype": match plan.dtype { FeatureDtype::F32 => "f32", FeatureDtype::F16 => "f16" },
         "train_views": plan.views,
         "limit": plan.limit,
-        "transform": transform_json(&plan.source),
+        "transform": transform_json(plan, true),
         // filled in from the chunks when the bank is assembled
         "skipped": 0,
         "skipped_examples": Vec::<String>::new(),
@@ -219,8 +220,28 @@ fn backbone_json(
     }))
 }
 
-fn transform_json(src: &Source) -> serde_json::Value {
+/// The test view, its flip and, with `views` and `--views`, the train views' transform
+/// (`train_views`).
+fn transform_json(plan: &Plan, views: bool) -> serde_json::Value {
+    let src = &plan.source;
     let test = match &src.train.images {
+        Images::Raw(_) => shown(plan),
+        Images::Files(_) => format!(
+            "Resize({}) + CenterCrop({}) + Normalize",
+            transform::RESIZE,
+            transform::CROP
+        ),
+    };
+    let mut t = json!({"test": test, "mean": src.normalize.mean, "std": src.normalize.std, "flip": "features_flip = features of the left-right flipped test view"});
+    if views && plan.views > 0 {
+        t["train_views"] = views_json(plan);
+    }
+    t
+}
+
+/// What follows the crop (and the flip) of an image: presentation and normalisation.
+fn shown(plan: &Plan) -> String {
+    match &plan.source.train.images {
         Images::Raw(r) => match r.present {
             Some(p) => format!(
                 "ToTensor + interpolate({0}x{0}, bilinear, align_corners=False) + grey to {1} channels + Normalize",
@@ -228,11 +249,38 @@ fn transform_json(src: &Source) -> serde_json::Value {
             ),
             None => "ToTensor + Normalize".to_string(),
         },
-        Images::Files(_) => format!(
-            "Resize({}) + CenterCrop({}) + Normalize",
-            transform::RESIZE,
-            transform::CROP
-        ),
-    };
-    json!({"test": test, "mean": src.normalize.mean, "std": src.normalize.std, "flip": "features_flip = features of the left-right flipped test view"})
+        Images::Files(_) => "Normalize".to_string(),
+    }
+}
+
+/// The train views' transform: the crop, its zero padding and where that came from, the flip.
+fn views_json(plan: &Plan) -> serde_json::Value {
+    let src = &plan.source;
+    let then = shown(plan);
+    match &src.train.images {
+        Images::Raw(r) => {
+            let pad = src.crop_padding;
+            json!({
+                "count": plan.views,
+                "seed": plan.seed,
+                "transform": format!(
+                    "RandomCrop({}x{}, padding={pad}, zero fill) + RandomHorizontalFlip(p=0.5), then {then}",
+                    r.height, r.width
+                ),
+                "crop_padding": pad,
+                "crop_padding_from": plan.views_padding.describe(),
+                "flip": true,
+            })
+        }
+        Images::Files(_) => json!({
+            "count": plan.views,
+            "seed": plan.seed,
+            "transform": format!(
+                "RandomResizedCrop({}, scale=(0.08, 1), ratio=(3/4, 4/3)) + RandomHorizontalFlip(p=0.5), then {then}",
+                transform::CROP
+            ),
+            "crop_padding": null,
+            "flip": true,
+        }),
+    }
 }

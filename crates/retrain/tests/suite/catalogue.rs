@@ -1468,7 +1468,12 @@ fn cases() -> Vec<Case> {
                 .unwrap();
             },
             &cat(FMNIST, &["--checkpoint", "{d}/resnet32.pt"]),
-            E(&["resnet32.pt", "small-cnn", "missing keys"]),
+            E(&[
+                "pass --arch resnet32: ",
+                "resnet32.pt",
+                "small-cnn",
+                "missing keys",
+            ]),
         ),
         case(
             "extract_ckpt_missing_key",
@@ -1703,7 +1708,12 @@ fn cases() -> Vec<Case> {
                 FMNIST,
                 &["--checkpoint", "{d}/ck.pth", "--arch", "resnet34-cifar"],
             ),
-            E(&["ck.pth", "resnet34-cifar", "missing keys"]),
+            E(&[
+                "pass --arch small-cnn: ",
+                "ck.pth",
+                "resnet34-cifar",
+                "missing keys",
+            ]),
         ),
         case(
             "extract_valid_small_cnn_legacy_checkpoint_is_fine",
@@ -1858,6 +1868,74 @@ fn cases() -> Vec<Case> {
             fmnist,
             &cat(FMNIST, &["--arch", "vgg16"]),
             E(&["--arch", "vgg16"]),
+        ),
+        // -- extract: counts beyond the machine (checked before any work) ----------------------
+        case(
+            // the command: it grew to 24 GB and was killed
+            "extract_views_beyond_memory",
+            Extract,
+            fmnist,
+            &cat(
+                FMNIST,
+                &[
+                    "--arch",
+                    "efficientnet-lite0",
+                    "--views",
+                    "100000000",
+                    "--limit",
+                    "8",
+                ],
+            ),
+            E(&[
+                "--views 100000000: needs at least ",
+                " of memory (the train inputs of a batch: ",
+                "the machine has ",
+            ]),
+        ),
+        case(
+            "extract_workers_beyond_memory",
+            Extract,
+            fmnist,
+            &cat(FMNIST, &["--workers", "1000000000000"]),
+            E(&[
+                "--workers 1000000000000: needs at least ",
+                " of memory (",
+                "loader threads",
+                "the machine has ",
+            ]),
+        ),
+        case(
+            "extract_shards_beyond_disk",
+            Extract,
+            fmnist,
+            &cat(FMNIST, &["--shard", "0/1000000000000"]),
+            E(&[
+                "--shard 0/1000000000000: needs at least ",
+                " of disk (1000000000000 parts × 3 blocks",
+                " free (on the file system of ",
+            ]),
+        ),
+        case(
+            "extract_views_with_a_broken_stage1_record",
+            Extract,
+            |d| {
+                fmnist(d);
+                small_cnn_ckpt(&d.join("ck.safetensors"), |_| {});
+                std::fs::write(
+                    d.join("ck.safetensors.stage1.json"),
+                    "{\"arch\": \"small-cnn\"",
+                )
+                .unwrap();
+            },
+            &cat(
+                FMNIST,
+                &["--checkpoint", "{d}/ck.safetensors", "--views", "2"],
+            ),
+            E(&[
+                "ck.safetensors.stage1.json",
+                "not a stage-1 record of",
+                "ck.safetensors",
+            ]),
         ),
         case(
             "extract_list_without_root",

@@ -95,6 +95,21 @@ impl Arch {
         }
     }
 
+    /// Elements of the network's widest activation (one tensor) for one H×W input: the
+    /// small CNN's conv2 (64 × H × W), ResNet-32's first stage (16 × H × W), the CIFAR
+    /// ResNet-34's (64 × H × W), the ImageNet ResNets' stem (64 × H/2 × W/2, as wide as their
+    /// layer1's 256 × H/4 × W/4), EfficientNet-Lite0's second block's expansion
+    /// (96 × H/2 × W/2). A lower bound of what a forward pass holds per image.
+    pub fn widest_activation(self, h: usize, w: usize) -> usize {
+        let half = h.div_ceil(2) * w.div_ceil(2);
+        match self {
+            Arch::SmallCnn | Arch::Resnet34Cifar => 64 * h * w,
+            Arch::Resnet32 => 16 * h * w,
+            Arch::Resnet50 | Arch::Resnext50 => 64 * half,
+            Arch::EfficientnetLite0 => 96 * half,
+        }
+    }
+
     /// Input channels the stem expects.
     pub fn in_channels(self) -> usize {
         match self {

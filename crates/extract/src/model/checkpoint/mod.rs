@@ -207,14 +207,20 @@ pub fn build_checked(
     let model = arch.build(num_classes, vb)?;
     let report: KeyReport = checked.report(&[]);
     if !report.is_ok() {
-        let mut msg = report.to_string();
-        if let Some(other) = arch_of(&shapes, arch) {
-            msg.push_str(&format!("; its keys are those of {other} (--arch {other})"));
-        }
-        return Err(ExtractError::Checkpoint {
-            path: path.into(),
-            arch: arch.name().into(),
-            msg,
+        let (file, name, msg) = (path.into(), arch.name().into(), report.to_string());
+        // the way out first: the key report after it runs to hundreds of characters
+        return Err(match arch_of(&shapes, arch) {
+            Some(fits) => ExtractError::WrongArch {
+                path: file,
+                arch: name,
+                fits: fits.name().into(),
+                msg,
+            },
+            None => ExtractError::Checkpoint {
+                path: file,
+                arch: name,
+                msg,
+            },
         });
     }
     Ok(Loaded {

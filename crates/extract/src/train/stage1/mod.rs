@@ -14,10 +14,12 @@
 //! [`crate::model::checkpoint::load_state_dict`] and by PyTorch's `load_state_dict`. It is rewritten
 //! atomically (`<file>.tmp` + rename) after every epoch, together with the resume state
 //! `<file>.resume.safetensors` (momentum buffers `momentum.<key>`) and `<file>.resume.json`
-//! (epoch, recipe, log); `resume = true` continues from the last finished epoch.
+//! (epoch, recipe, log); `resume = true` continues from the last finished epoch. Beside them,
+//! `<file>.stage1.json` records the architecture and recipe for whoever extracts with the
+//! checkpoint later (`extract --views` augments with its crop padding).
 //!
 //! The room: `recipe` (the recipe and what a run reports), `net` (the model under training and
-//! its candle SGD step), `resume` (checkpoint and resume files), `train` (the training loop),
+//! its candle SGD step), `resume` (checkpoint and resume files), `record` (the stage-1 record), `train` (the training loop),
 //! `evaluate` (test top-1). It may import [`crate::source::batch`], [`crate::source::datasets`],
 //! [`crate::model::backbones`] and [`crate::train::cpu`] (the hand-written CPU pass of the small CNN),
 //! never [`crate::command::run`] (the extract command, which calls [`train`]).
@@ -25,6 +27,7 @@
 mod evaluate;
 mod net;
 mod recipe;
+mod record;
 mod resume;
 #[cfg(test)]
 mod tests;
@@ -32,5 +35,6 @@ mod train;
 
 pub use evaluate::evaluate;
 pub use recipe::{EpochLog, Recipe, Stage1Report, TrainEvent};
+pub use record::{Stage1Record, record_path, recorded};
 pub use resume::{ResumeState, resume_paths};
 pub use train::train;

@@ -108,7 +108,8 @@ fn check_same_run(saved: &ResumeState, asked: &ResumeState, json_path: &Path) ->
     Ok(())
 }
 
-/// After an epoch: momentum, then weights, then the json that names the finished epoch.
+/// After an epoch: momentum, then weights, the stage-1 record, then the json that names the
+/// finished epoch.
 pub(super) fn save_epoch(net: &Net, state: &ResumeState, ckpt: &Path) -> Result<()> {
     let (json_path, mom_path) = resume_paths(ckpt);
     let mut m = HashMap::new();
@@ -120,6 +121,13 @@ pub(super) fn save_epoch(net: &Net, state: &ResumeState, ckpt: &Path) -> Result<
     }
     write_atomic(&m, &mom_path)?;
     write_atomic(&state_dict(net, state.steps)?, ckpt)?;
+    let record = super::Stage1Record {
+        arch: state.arch.clone(),
+        num_classes: state.num_classes,
+        recipe: state.recipe.clone(),
+        note: None,
+    };
+    write_json_atomic(&record, &super::record_path(ckpt))?;
     write_json_atomic(state, &json_path)
 }
 
