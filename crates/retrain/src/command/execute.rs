@@ -79,7 +79,7 @@ pub fn run_bank<'a>(
 ) -> anyhow::Result<BankRun<'a>> {
     let groups: Vec<ShotGroup> = bank.shots.groups(&bank.train_counts);
     let stage1 = stage1_head(bank, plan.threads, log);
-    log(&bank_header(args, bank, &groups));
+    log(&bank_header(args, bank, &groups, &plan.methods));
     let started = std::time::Instant::now();
     let fingerprint = bank.fingerprint();
     // runs trained on the train views are keyed by them too: never resumed without them, or
@@ -141,8 +141,19 @@ pub fn run_bank<'a>(
 }
 
 /// The log line that describes a bank and its shot groups.
-fn bank_header(args: &RunArgs, bank: &Bank, groups: &[ShotGroup]) -> String {
+fn bank_header(
+    args: &RunArgs,
+    bank: &Bank,
+    groups: &[ShotGroup],
+    methods: &[crate::method::Method],
+) -> String {
     let count = |g| groups.iter().filter(|&&x| x == g).count();
+    // rows whose source recipe evaluates without flips (`--recipe source`)
+    let no_flip: Vec<&str> = methods
+        .iter()
+        .filter(|m| !m.tta)
+        .map(|m| m.name.as_str())
+        .collect();
     format!(
         "bank {} ({}): K={} D={}, train {} rows (max {}, min {}){}, test {}{}{}; many>{} ({}), medium ({}), few<{} ({})",
         bank.name(),
@@ -162,10 +173,16 @@ fn bank_header(args: &RunArgs, bank: &Bank, groups: &[ShotGroup]) -> String {
             .as_ref()
             .map(|v| format!(", val {}", v.rows))
             .unwrap_or_default(),
-        if bank.test.features_flip.is_some() && !args.no_tta {
-            ", flip TTA"
-        } else {
-            ""
+        match (
+            bank.test.features_flip.is_some() && !args.no_tta,
+            no_flip.is_empty()
+        ) {
+            (false, _) => String::new(),
+            (true, true) => ", flip TTA".to_string(),
+            (true, false) => format!(
+                ", flip TTA (not for {}: their source recipes evaluate without)",
+                no_flip.join(", ")
+            ),
         },
         bank.shots.many_above,
         count(ShotGroup::Many),

@@ -283,6 +283,11 @@ fn write_config(args: &RunArgs, plan: &Plan, runs: &[BankRun]) -> anyhow::Result
         "seeds": args.seeds,
         "first_seed": args.seed,
         "tta": !args.no_tta,
+        "tta_off_by_recipe": plan.methods.iter().filter(|m| !m.tta).map(|m| m.name.as_str()).collect::<Vec<_>>(),
+        "recipe": format!("{:?}", args.recipe).to_lowercase(),
+        "prior_correct": args.prior_correct.then_some(
+            "each row's final logits + log q − log p̂, p̂ its declared logit_prior (train: π, balanced: uniform); LADE run_networks.py:594-599"
+        ),
         "shuffle": !args.no_shuffle,
         "device": if plan.device.is_some() { "cuda:0" } else { "cpu" },
         "version": env!("CARGO_PKG_VERSION"),

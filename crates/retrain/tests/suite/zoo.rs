@@ -332,3 +332,45 @@ fn records(out: &Path) -> Vec<serde_json::Value> {
 fn test_results(out: &Path) -> Vec<serde_json::Value> {
     records(out).iter().map(|r| r["test"].clone()).collect()
 }
+
+/// `--recipe source` evaluates each row as its source does: cRT (Decoupling: one forward per
+/// image) without flips, vanilla-fc (the LOS code: `valid_base(test_aug=True)`) with them; the
+/// log line and config.json say which rows dropped the flip.
+#[test]
+fn recipe_source_evaluates_each_row_as_its_source_does() {
+    let t = tempfile::tempdir().unwrap();
+    let bank = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../features/fmnist-lt-ir100");
+    let run = |out: &str, extra: &[&str]| {
+        let out = t.path().join(out);
+        let mut args = vec!["--bank", s(&bank), "--method", "crt,vanilla-fc"];
+        args.extend([
+            "--seeds",
+            "1",
+            "--epochs",
+            "1",
+            "--no-plots",
+            "--out",
+            s(&out),
+        ]);
+        args.extend(extra);
+        let o = ok(&args);
+        (table(&out.join("table1.csv")), out, o)
+    };
+    let (source, out, o) = run("source", &["--recipe", "source"]);
+    let (flip, _, _) = run("flip", &[]);
+    let (no_flip, _, _) = run("no-flip", &["--no-tta"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("flip TTA (not for crt: their source recipes evaluate without)"),
+        "{err}"
+    );
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["tta_off_by_recipe"], serde_json::json!(["crt"]));
+    let all = |t: &[(String, String)], m: &str| t.iter().find(|r| r.0 == m).unwrap().1.clone();
+    // cRT's recipe is its row's own (the same training under both protocols): only the
+    // evaluation differs
+    assert_eq!(all(&source, "crt"), all(&no_flip, "crt"));
+    assert_ne!(all(&source, "crt"), all(&flip, "crt"));
+    assert_eq!(all(&source, "vanilla-fc"), all(&flip, "vanilla-fc"));
+}
