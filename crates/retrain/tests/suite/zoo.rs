@@ -347,7 +347,7 @@ fn recipe_source_evaluates_each_row_as_its_source_does() {
             "--seeds",
             "1",
             "--epochs",
-            "1",
+            "2",
             "--no-plots",
             "--out",
             s(&out),
