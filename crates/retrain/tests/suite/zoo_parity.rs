@@ -373,26 +373,13 @@ fn ncm_matches_decoupling() {
 /// The fixture's `grad_logits` is ∂loss/∂cos / 20, i.e. ∂loss/∂z for z = 20·cos.
 #[test]
 fn gcl_step_with_fixed_noise_matches_gclloss() {
-    let (fx, counts) = (fx(), counts());
+    let fx = fx();
     let method = zoo_row("gcl", |_| {});
     let (Head::Cosine { scale }, Loss::Gcl { noise_mul, .. }) = (method.head, method.loss) else {
         panic!("gcl: a cosine head and the gcl loss");
     };
-    let head = fx.head_init(method.head);
-    let (b, split) = (16, fx.split("train"));
-    let mut buf = StepBuffers::new(b, K, D);
-    buf.xb.copy_from_slice(&split.features()[..b * D]);
-    buf.yb.copy_from_slice(&split.labels[..b]);
-    forward(&head, &mut buf, b, Parallelism::None);
-
-    let sigma = weights::gcl_sigma(&counts);
-    let eps = fx.zoo_req("gcl-step.noise");
-    let noise = eps.iter().enumerate();
-    let f = (scale * noise_mul) as f64;
-    let noise = noise.map(|(j, e)| (e.abs() * f * sigma[j % K]) as f32);
-    let mut loss = LossFn::for_method(&method, &counts);
-    loss.set_noise(noise.collect());
-    let l = loss.loss_and_grad(&buf.z[..b * K], &buf.yb, &mut buf.g[..b * K]);
+    let (head, b) = (fx.head_init(method.head), 16);
+    let (l, mut buf) = gcl_step(&method, scale, noise_mul, &head);
     let want = fx.row("gcl-step")["loss"].as_f64().unwrap();
     close64(&[l], &[want], LOSS_REL, "gcl-step loss");
     let want = fx.zoo_req("gcl-step.grad_logits");
@@ -400,6 +387,27 @@ fn gcl_step_with_fixed_noise_matches_gclloss() {
     backward(&head, &mut buf, b, Parallelism::None);
     let want = fx.zoo_req("gcl-step.grad_weight");
     close(&buf.dw, &want, PARAM_REL, "gcl-step ∂loss/∂W");
+}
+
+/// One GCL loss and gradient on train rows 0..15 at `head` with the fixture's stored noise draw
+/// ε (clamped, signed): ν_ic = |ε_ic|·s·noise_mul·σ_c. Returns the loss and the buffers (the
+/// gradient in `g`).
+fn gcl_step(method: &Method, scale: f32, noise_mul: f32, head: &HeadState) -> (f64, StepBuffers) {
+    let (fx, counts) = (fx(), counts());
+    let (b, split) = (16, fx.split("train"));
+    let mut buf = StepBuffers::new(b, K, D);
+    buf.xb.copy_from_slice(&split.features()[..b * D]);
+    buf.yb.copy_from_slice(&split.labels[..b]);
+    forward(head, &mut buf, b, Parallelism::None);
+    let sigma = weights::gcl_sigma(&counts);
+    let f = (scale * noise_mul) as f64;
+    let eps = fx.zoo_req("gcl-step.noise");
+    let noise = eps.iter().enumerate();
+    let noise = noise.map(|(j, e)| (e.abs() * f * sigma[j % K]) as f32);
+    let mut loss = LossFn::for_method(method, &counts);
+    loss.set_noise(noise.collect());
+    let l = loss.loss_and_grad(&buf.z[..b * K], &buf.yb, &mut buf.g[..b * K]);
+    (l, buf)
 }
 
 /// GCL's loss with class weights (the source's `GCLLoss(weight=...)`): the weight is inside the
@@ -423,20 +431,8 @@ fn gcl_with_class_weights_matches_gclloss() {
     };
     let w = weights::power_weights(&counts, 1.0);
     close64(&w, &floats(&r["weights"]), CONST_REL, "cs-ce weights");
-    let head = fx.head_init(method.head);
-    let (b, split) = (16, fx.split("train"));
-    let mut buf = StepBuffers::new(b, K, D);
-    buf.xb.copy_from_slice(&split.features()[..b * D]);
-    buf.yb.copy_from_slice(&split.labels[..b]);
-    forward(&head, &mut buf, b, Parallelism::None);
-    let sigma = weights::gcl_sigma(&counts);
-    let f = (scale * noise_mul) as f64;
-    let eps = fx.zoo_req("gcl-step.noise");
-    let noise = eps.iter().enumerate();
-    let noise = noise.map(|(j, e)| (e.abs() * f * sigma[j % K]) as f32);
-    let mut loss = LossFn::for_method(&method, &counts);
-    loss.set_noise(noise.collect());
-    let l = loss.loss_and_grad(&buf.z[..b * K], &buf.yb, &mut buf.g[..b * K]);
+    let b = 16;
+    let (l, buf) = gcl_step(&method, scale, noise_mul, &fx.head_init(method.head));
     close64(
         &[l],
         &[r["loss"].as_f64().unwrap()],
