@@ -23,15 +23,16 @@ from safetensors.numpy import load_file
 bank, res = Path(sys.argv[1]), Path(sys.argv[2])
 tr = load_file(bank / "train.safetensors")
 te = load_file(bank / "test.safetensors")
-hd = load_file(bank / "head.safetensors")
+# a bank without head.safetensors gets a head fitted by retrain (not saved): then only the rows
+# that need no head (ncm) are recomputed here
+hd = load_file(bank / "head.safetensors") if (bank / "head.safetensors").exists() else None
 X = tr["features"].astype(np.float64)
 Y = tr["labels"]
 views = [te["features"].astype(np.float64)]
 if "features_flip" in te:
     views.append(te["features_flip"].astype(np.float64))
 YT = te["labels"]
-W, b = hd["weight"].astype(np.float64), hd["bias"].astype(np.float64)
-K = W.shape[0]
+K = int(Y.max()) + 1
 n = np.bincount(Y, minlength=K).astype(np.float64)
 pi = n / n.sum()
 lpi = np.log(pi)
@@ -51,12 +52,17 @@ Xc = normalize(X - mean)
 mu = np.stack([Xc[Y == c].mean(0) for c in range(K)])
 rows = {
     # name: (final test logits, LADE's branch)
-    "stage1": (tta(lambda v: v @ W.T + b), "train"),
-    "tau-norm": (tta(lambda v: v @ (W / np.linalg.norm(W, axis=1, keepdims=True)).T), "balanced"),
-    "logit-adjust": (tta(lambda v: v @ W.T + b - lpi), "balanced"),
-    "prior-correct": (tta(lambda v: v @ W.T + b - lpi - np.log(K)), "balanced"),
     "ncm": (tta(lambda v: -((normalize(v - mean)[:, None, :] - mu[None]) ** 2).sum(-1)), "balanced"),
 }
+if hd is not None:
+    W, b = hd["weight"].astype(np.float64), hd["bias"].astype(np.float64)
+    rows.update({
+        "stage1": (tta(lambda v: v @ W.T + b), "train"),
+        "tau-norm": (tta(lambda v: v @ (W / np.linalg.norm(W, axis=1, keepdims=True)).T),
+                     "balanced"),
+        "logit-adjust": (tta(lambda v: v @ W.T + b - lpi), "balanced"),
+        "prior-correct": (tta(lambda v: v @ W.T + b - lpi - np.log(K)), "balanced"),
+    })
 
 
 def weights(prior):
