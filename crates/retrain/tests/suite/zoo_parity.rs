@@ -617,7 +617,11 @@ fn reference_logits(name: &str) -> Vec<f64> {
     let head = fx().head_init(Head::Linear);
     let table = MethodTable::embedded();
     let row = table.methods.iter().find(|m| m.name == name).unwrap();
-    let eval = head.eval_head(row.posthoc, &log_priors(&counts()));
+    test_logits(&head.eval_head(row.posthoc, &log_priors(&counts())))
+}
+
+/// The test split's logits of an inference head, in f64.
+fn test_logits(eval: &retrain::engine::head::EvalHead) -> Vec<f64> {
     let test = fx().split("test");
     let mut z = vec![0.0f32; test.rows * K];
     eval.logits(
@@ -654,15 +658,7 @@ fn corrected_heads_keep_each_rows_method() {
         for (pname, p, _) in reference_priors() {
             let log_q: Vec<f64> = p.weights(&n).iter().map(|v| v.ln()).collect();
             let eval = corrected_eval_head(head, m.posthoc, m.logit_prior.unwrap(), &lp, &log_q);
-            let mut z = vec![0.0; test.rows * K];
-            eval.logits(
-                test.features(),
-                test.rows,
-                &mut z,
-                &mut Vec::new(),
-                Parallelism::None,
-            );
-            let z: Vec<f64> = z.iter().map(|&v| v as f64).collect();
+            let z = test_logits(&eval);
             let want = &r["rows"][name];
             assert_eq!(
                 correct_per_class(&z, &test.labels),
