@@ -339,7 +339,8 @@ impl CustomLoss for PyLoss {
 /// with `rows_json` (a JSON list of extra rows) and `losses` ((row name, callable) of the
 /// custom rows: this call's own, carried by its rows' jobs). The GIL is released while Rust
 /// trains; Ctrl-C stops the run (the finished runs stay in the records) and raises
-/// KeyboardInterrupt.
+/// KeyboardInterrupt. Returns the text the CLI prints on stdout (the tables); nothing is
+/// written to stdout.
 #[pyfunction]
 #[pyo3(signature = (argv, banks, rows_json=None, losses=Vec::new()))]
 fn run(
@@ -348,7 +349,7 @@ fn run(
     banks: Vec<PyRef<'_, PyBank>>,
     rows_json: Option<String>,
     losses: Vec<(String, Py<PyAny>)>,
-) -> PyResult<()> {
+) -> PyResult<String> {
     let cli = Cli::try_parse_from(&argv).map_err(|e| {
         PyValueError::new_err(e.to_string().lines().next().unwrap_or("").to_string())
     })?;
@@ -387,7 +388,7 @@ fn run(
         Err(_) => Err(PyRuntimeError::new_err(
             "ltbench: the run panicked (a bug: please report it)",
         )),
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(text)) => Ok(text),
         Ok(Err(e)) => match reason {
             Some(r) if r == INTERRUPTED => Err(PyKeyboardInterrupt::new_err(r)),
             Some(r) => Err(PyValueError::new_err(r)),
@@ -396,9 +397,10 @@ fn run(
     }
 }
 
-/// `retrain compare A B [--baseline M] ...` (argv as the CLI's).
+/// `retrain compare A B [--baseline M] ...` (argv as the CLI's); returns the text the CLI
+/// prints on stdout, printing nothing.
 #[pyfunction]
-fn compare(py: Python<'_>, argv: Vec<String>) -> PyResult<()> {
+fn compare(py: Python<'_>, argv: Vec<String>) -> PyResult<String> {
     let cli = Cli::try_parse_from(&argv).map_err(|e| {
         PyValueError::new_err(e.to_string().lines().next().unwrap_or("").to_string())
     })?;

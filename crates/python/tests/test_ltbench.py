@@ -252,6 +252,32 @@ def test_compare_is_the_cli_compare(tmp_path):
     assert d.filter(pl.col("method") == "los")["delta_all"][0] != 0.0
 
 
+def test_run_and_compare_write_nothing_to_stdout_by_default(capfd):
+    # file descriptor 1 itself: a Rust print would land here, not in sys.stdout
+    bank = ltbench.Bank.open(BANK)
+    a = ltbench.run(bank, methods=["vanilla-fc"], seeds=1, plots=False)
+    b = ltbench.run(bank, methods=["vanilla-fc"], seeds=1, plots=False, lr=0.005)
+    ltbench.compare(a, b, bootstrap=100)
+    out, _ = capfd.readouterr()
+    assert out == ""
+    assert a.table.height == 1
+
+
+def test_verbose_writes_the_cli_table_to_sys_stdout_and_repr_shows_the_table(capsys):
+    bank = ltbench.Bank.open(BANK)
+    a = ltbench.run(bank, methods=["vanilla-fc"], seeds=1, plots=False, verbose=True)
+    out, _ = capsys.readouterr()
+    assert out.startswith("Top-1 accuracy (%) on fmnist-lt-ir100 test"), out
+    assert "vanilla-fc" in out and f"wrote {a.folder}/: table1.csv" in out
+    b = ltbench.run(bank, methods=["vanilla-fc"], seeds=1, plots=False, lr=0.005)
+    assert capsys.readouterr().out == ""
+    ltbench.compare(a, b, bootstrap=100, verbose=True)
+    out, _ = capsys.readouterr()
+    assert out.startswith("Paired comparison, ") and "vanilla-fc" in out, out
+    r = repr(a)
+    assert r.startswith(f"Results({str(a.folder)!r})") and "vanilla-fc" in r and "shape:" in r
+
+
 def test_a_python_thread_runs_while_rust_trains():
     ticks = []
     stop = threading.Event()

@@ -1,5 +1,6 @@
 use clap::Parser;
 use retrain::command::cli::{Cli, Command};
+use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -21,10 +22,20 @@ fn main() -> ExitCode {
             *overwrite,
             retrain::engine::linalg::Parallelism::Rayon(0),
         )
-        .map(|_| eprintln!("retrain: wrote {}", out.display())),
+        .map(|_| {
+            eprintln!("retrain: wrote {}", out.display());
+            String::new()
+        }),
         Some(Command::Compare(args)) => retrain::command::compare::run(args),
         None => retrain::command::run::run(&cli.run),
     };
+    // the library returns what the command shows; the binary alone writes it to stdout
+    let res = res.and_then(|text| {
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes())?;
+        out.flush()?;
+        Ok(())
+    });
     match res {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -367,19 +367,29 @@ class Results:
         shutil.copytree(self.folder, dest, dirs_exist_ok=True)
         return dest
 
-    def compare(self, other: "Results", bootstrap: int = 1000, seed: int = 0) -> pl.DataFrame:
+    def compare(
+        self, other: "Results", bootstrap: int = 1000, seed: int = 0, *, verbose: bool = False
+    ) -> pl.DataFrame:
         """Every method of ``self`` against the same method of ``other`` (Δ = self − other),
-        paired on the same test rows: the CLI's ``retrain compare other self``."""
+        paired on the same test rows: the CLI's ``retrain compare other self``. Nothing is
+        written to stdout unless ``verbose=True``: then the CLI's printed comparison goes to
+        ``sys.stdout`` (a notebook cell's output)."""
         with tempfile.TemporaryDirectory() as d:
             out = Path(d) / "compare.csv"
-            _ltbench.compare(
+            text = _ltbench.compare(
                 ["retrain", "compare", str(other.folder), str(self.folder), "--out", str(out),
                  "--bootstrap", str(bootstrap), "--bootstrap-seed", str(seed)]
             )
+            if verbose:
+                sys.stdout.write(text)
             return pl.read_csv(out)
 
     def __repr__(self) -> str:
-        return f"Results({str(self.folder)!r})"
+        head = f"Results({str(self.folder)!r})"
+        try:
+            return f"{head}\n{self.table!r}"
+        except Exception:  # no table1.csv (a shard's folder, or removed): the folder alone
+            return head
 
     def __del__(self):
         if getattr(self, "_temporary", False):
@@ -416,6 +426,7 @@ def run(
     seeds: int = 3,
     *,
     out: str | os.PathLike | None = None,
+    verbose: bool = False,
     **protocol: Any,
 ) -> Results:
     """Run ``methods`` × ``seeds`` on ``bank`` with the LOS protocol (or what ``protocol``
@@ -425,7 +436,11 @@ def run(
     ``methods``: ``"all"``, ``"table1"``, ``"zoo"``, or a list of row names and ``Method``
     objects. ``out``: the results folder (runs recorded there are reused by a later call;
     default: a temporary folder). The GIL is released while Rust trains; Ctrl-C raises
-    KeyboardInterrupt and keeps the finished runs in ``out``'s records."""
+    KeyboardInterrupt and keeps the finished runs in ``out``'s records.
+
+    Nothing is written to stdout (file descriptor 1) unless ``verbose=True``: then the
+    table as the CLI prints it goes to ``sys.stdout`` (a notebook cell's output). The
+    returned ``Results`` shows its table when displayed."""
     for k in protocol:
         if k not in PROTOCOL_KEYWORDS:
             raise TypeError(
@@ -457,12 +472,23 @@ def run(
     argv += _argv(protocol)
     if not sys.stderr.isatty() and "quiet" not in protocol:
         argv.append("--quiet")
-    _ltbench.run(argv, [b._h for b in banks], json.dumps(rows) if rows else None, losses)
+    text = _ltbench.run(argv, [b._h for b in banks], json.dumps(rows) if rows else None, losses)
+    if verbose:
+        sys.stdout.write(text)
     return Results(folder, temporary=temporary)
 
 
-def compare(a: Results | str, b: Results | str, bootstrap: int = 1000, seed: int = 0) -> pl.DataFrame:
-    """``retrain compare a b`` as a DataFrame (Δ = b − a, paired on the same test rows)."""
+def compare(
+    a: Results | str,
+    b: Results | str,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    *,
+    verbose: bool = False,
+) -> pl.DataFrame:
+    """``retrain compare a b`` as a DataFrame (Δ = b − a, paired on the same test rows).
+    Nothing is written to stdout unless ``verbose=True``: then the comparison as the CLI
+    prints it goes to ``sys.stdout``."""
     ra = a if isinstance(a, Results) else Results(a)
     rb = b if isinstance(b, Results) else Results(b)
-    return rb.compare(ra, bootstrap=bootstrap, seed=seed)
+    return rb.compare(ra, bootstrap=bootstrap, seed=seed, verbose=verbose)

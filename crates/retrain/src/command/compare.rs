@@ -7,8 +7,11 @@ use crate::output::compare::folders::{
     Side, compare_baseline, compare_folders, frame, render, views_warning,
 };
 use crate::output::tables::write_csv;
+use std::fmt::Write;
 
-pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
+/// Writes `compare.csv` (or reads the paper's table) and returns the text the CLI prints on
+/// stdout; nothing is printed here.
+pub fn run(args: &CompareArgs) -> anyhow::Result<String> {
     if args.folders.is_empty() && args.baseline.is_none() {
         return paper(args);
     }
@@ -39,32 +42,35 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
     };
     let out = args.out.clone().unwrap_or_else(|| dir.join("compare.csv"));
     write_csv(&out, &mut frame(&diffs)?)?;
+    let mut text = String::new();
     if let Some(w) = warning {
-        println!("{w}");
+        writeln!(text, "{w}")?;
     }
-    println!(
+    writeln!(
+        text,
         "Paired comparison, {what}: Δ in points, 95 % paired bootstrap interval (B = {}, the same test rows on both sides; * = excludes 0), two-sided bootstrap p, McNemar's exact test",
         args.bootstrap
-    );
-    print!("{}", render(&diffs));
+    )?;
+    text.push_str(&render(&diffs));
     let names: Vec<&str> = diffs
         .iter()
         .filter(|d| d.ci[0].is_some_and(|(lo, hi)| lo > 0.0 || hi < 0.0))
         .map(|d| d.method.as_str())
         .collect();
-    println!(
+    writeln!(
+        text,
         "significant (α = 0.05, All): {}",
         if names.is_empty() {
             "none".to_string()
         } else {
             names.join(", ")
         }
-    );
-    println!("wrote {}", out.display());
-    Ok(())
+    )?;
+    writeln!(text, "wrote {}", out.display())?;
+    Ok(text)
 }
 
-fn paper(args: &CompareArgs) -> anyhow::Result<()> {
+fn paper(args: &CompareArgs) -> anyhow::Result<String> {
     let paper_csv = match args.paper.as_str() {
         "table1" => repo_path("baselines/paper/table1.csv"),
         p => std::path::PathBuf::from(p),
@@ -80,9 +86,5 @@ fn paper(args: &CompareArgs) -> anyhow::Result<()> {
         "{}: no such file (run `cargo run -p retrain` first)",
         ours.display()
     );
-    print!(
-        "{}",
-        crate::output::compare::compare_tables(&ours, &paper_csv)?
-    );
-    Ok(())
+    crate::output::compare::compare_tables(&ours, &paper_csv)
 }

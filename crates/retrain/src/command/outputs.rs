@@ -1,5 +1,5 @@
 //! After the runs: every table, figure and note of the `run` command written into `--out`
-//! (each file atomically), `config.json`, and the tables on stdout.
+//! (each file atomically), `config.json`, and the text of the tables (the CLI prints it).
 
 use crate::command::cli::RunArgs;
 use crate::command::execute::BankRun;
@@ -20,7 +20,9 @@ use std::io::Write;
 use std::path::Path;
 
 /// Write every output of the banks' runs and print their tables.
-pub fn write_outputs(args: &RunArgs, plan: &Plan, runs: &[BankRun]) -> anyhow::Result<()> {
+/// Writes the files and returns the text the CLI prints on stdout (the tables, the notes and
+/// the list of files); nothing is printed here.
+pub fn write_outputs(args: &RunArgs, plan: &Plan, runs: &[BankRun]) -> anyhow::Result<String> {
     let out_dir = &plan.out;
     let all_rows: Vec<Row> = runs.iter().flat_map(|r| r.rows.iter().cloned()).collect();
     write_csv(
@@ -33,7 +35,9 @@ pub fn write_outputs(args: &RunArgs, plan: &Plan, runs: &[BankRun]) -> anyhow::R
     let notes = write_sweeps(args, plan, runs, &all_rows, &mut figures)?;
     write_config(args, plan, runs)?;
     write_notebook(plan, runs, &all_rows, &figures)?;
-    print_tables(args, plan, runs, &notes, &figures)
+    let mut text = Vec::new();
+    tables_text(&mut text, args, plan, runs, &notes, &figures)?;
+    Ok(String::from_utf8(text)?)
 }
 
 /// With `--test-prior`: `prior-shift.csv` and one figure per bank (accuracy against prior).
@@ -302,8 +306,10 @@ fn write_config(args: &RunArgs, plan: &Plan, runs: &[BankRun]) -> anyhow::Result
     Ok(())
 }
 
-/// The tables, the oracle column, the notes and the list of files, on stdout.
-fn print_tables(
+/// The tables, the oracle column, the notes and the list of files, as the CLI prints them
+/// on stdout, into `out`.
+fn tables_text(
+    out: &mut dyn Write,
     args: &RunArgs,
     plan: &Plan,
     runs: &[BankRun],
@@ -311,7 +317,6 @@ fn print_tables(
     figures: &[String],
 ) -> anyhow::Result<()> {
     let swept = &plan.swept;
-    let mut out = std::io::stdout().lock();
     for r in runs {
         let baseline = args.baseline.as_deref().unwrap_or("vanilla-fc");
         let marks = r.rows.iter().any(|x| !x.evidence.mark().is_empty());

@@ -1,6 +1,7 @@
 //! The `run` command end to end: plan → (tuning) → the runs of every bank → tables, figures
-//! and stdout. The steps live beside it: [`super::execute`] (one bank's runs, resumed from
-//! the records), [`super::tune`] (`--tune`), [`super::outputs`] (files and stdout).
+//! and the text for stdout (returned: the face prints it). The steps live beside it:
+//! [`super::execute`] (one bank's runs, resumed from the records), [`super::tune`]
+//! (`--tune`), [`super::outputs`] (files and the tables' text).
 
 use crate::command::cli::RunArgs;
 use crate::command::execute::{BankRun, Records, run_bank};
@@ -49,7 +50,9 @@ fn on_interrupt(plan: &Plan, appender: Arc<Appender>) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+/// The run of `args`: writes the results folder and returns the text the CLI prints on stdout
+/// (the tables, or a shard's one line); nothing is written to stdout here.
+pub fn run(args: &RunArgs) -> anyhow::Result<String> {
     let log = |s: &str| eprintln!("retrain: {s}");
     let plan: Plan = args.plan(&log)?;
     let opts = RunOptions {
@@ -104,11 +107,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     }
     if let Some(s) = args.shard {
         let total: usize = runs.iter().map(|r| r.new_runs).sum();
-        println!(
-            "shard {}/{}: {} new runs; run the same command without --shard (same --out, holding every shard's records file) to build the tables",
+        return Ok(format!(
+            "shard {}/{}: {} new runs; run the same command without --shard (same --out, holding every shard's records file) to build the tables\n",
             s.index, s.count, total
-        );
-        return Ok(());
+        ));
     }
     write_outputs(args, &plan, &runs)
 }

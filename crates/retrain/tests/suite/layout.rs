@@ -5,6 +5,8 @@
 //!   below it: every arrow points down the flow;
 //! - the rooms below `output` know nothing of CSV, polars or plotters, and only `command`
 //!   (and `main.rs`) prints;
+//! - only `main.rs` writes to stdout: below the binary the commands return their text, so the
+//!   Python face writes nothing to file descriptor 1;
 //! - no file is over 600 lines.
 
 use std::path::{Path, PathBuf};
@@ -97,6 +99,53 @@ fn the_rooms_below_output_know_no_csv_polars_or_plotters_and_only_command_prints
         }
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+/// Every way a line of code writes to stdout (`print!`, `println!`, `stdout()`), outside
+/// comments; `eprint!`, `eprintln!` and a longer name (`my_print!`) are not.
+fn stdout_writes(text: &str) -> Vec<&'static str> {
+    let mut found = Vec::new();
+    for line in text.lines() {
+        let code = line.split("//").next().unwrap_or("");
+        for word in ["print!", "println!", "stdout()"] {
+            let hit = code
+                .match_indices(word)
+                .any(|(at, _)| !code[..at].ends_with(|c: char| c.is_alphanumeric() || c == '_'));
+            if hit {
+                found.push(word);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn only_main_writes_to_stdout() {
+    let mut fs = Vec::new();
+    files(&src(), &mut fs);
+    let main = src().join("main.rs");
+    let mut bad = Vec::new();
+    for f in fs.iter().filter(|f| **f != main) {
+        for word in stdout_writes(&std::fs::read_to_string(f).unwrap()) {
+            bad.push(format!("{} writes to stdout ({word})", f.display()));
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+    assert!(!stdout_writes(&std::fs::read_to_string(&main).unwrap()).is_empty());
+}
+
+#[test]
+fn the_checker_sees_a_write_to_stdout() {
+    assert_eq!(
+        stdout_writes("print!(\"{x}\"); eprintln!(\"e\")"),
+        vec!["print!"]
+    );
+    assert_eq!(
+        stdout_writes("let o = std::io::stdout();"),
+        vec!["stdout()"]
+    );
+    assert_eq!(stdout_writes("    println!(\"x\");"), vec!["println!"]);
+    assert!(stdout_writes("eprintln!(\"x\"); eprint!(\"y\"); // println!").is_empty());
 }
 
 #[test]
