@@ -339,22 +339,35 @@ impl CustomLoss for PyLoss {
 /// with `rows_json` (a JSON list of extra rows) and `losses` ((row name, callable) of the
 /// custom rows: this call's own, carried by its rows' jobs). The GIL is released while Rust
 /// trains; Ctrl-C stops the run (the finished runs stay in the records) and raises
-/// KeyboardInterrupt. Returns the text the CLI prints on stdout (the tables); nothing is
-/// written to stdout.
+/// KeyboardInterrupt. `provenance_json`: how the results folder was made, as the Python face
+/// says it (`{"face": "python", "call": "ltbench.run(...)", "command": "retrain ..." | null,
+/// "no_command": why}`), for its README, `index.md` and `config.json`. Returns the text the CLI
+/// prints on stdout (the tables); nothing is written to stdout.
 #[pyfunction]
-#[pyo3(signature = (argv, banks, rows_json=None, losses=Vec::new()))]
+#[pyo3(signature = (argv, banks, rows_json=None, losses=Vec::new(), provenance_json=None))]
 fn run(
     py: Python<'_>,
     argv: Vec<String>,
     banks: Vec<PyRef<'_, PyBank>>,
     rows_json: Option<String>,
     losses: Vec<(String, Py<PyAny>)>,
+    provenance_json: Option<String>,
 ) -> PyResult<String> {
     let cli = Cli::try_parse_from(&argv).map_err(|e| {
         PyValueError::new_err(e.to_string().lines().next().unwrap_or("").to_string())
     })?;
     let mut args = cli.run;
     args.embedded = true;
+    args.provenance = match provenance_json {
+        Some(text) => serde_json::from_str(&text)
+            .map_err(|e| PyValueError::new_err(format!("provenance: {e}")))?,
+        // a caller that says nothing: the arguments it passed, never the interpreter's
+        None => retrain::output::notebook::Provenance::Python {
+            call: "ltbench._ltbench.run(...)".into(),
+            command: None,
+            no_command: Some("the caller gave no provenance".into()),
+        },
+    };
     args.preloaded = banks.iter().map(|b| b.bank.clone()).collect();
     if let Some(text) = rows_json {
         args.extra_rows = serde_json::from_str(&text)

@@ -7,6 +7,8 @@ The default bank (features/fmnist-lt-ir100, committed) is the test bank; the CLI
 import functools
 import json
 import os
+import shlex
+import sys
 import signal
 import struct
 import subprocess
@@ -491,3 +493,39 @@ def test_two_threads_running_two_closures_each_get_their_own_numbers(tmp_path):
         for c in ("all", "many", "medium", "few", "nll"):
             if c in alone[d].columns:
                 assert got[d][c].to_list() == alone[d][c].to_list(), (d, c)
+
+
+def test_a_python_results_folder_names_its_call_and_its_command_remakes_its_table(tmp_path):
+    out = tmp_path / "py"
+    ltbench.run(str(BANK), methods=["vanilla-fc", "los"], seeds=1, out=out, epochs=3, plots=False)
+    readme = (out / "README.md").read_text()
+    config = json.loads((out / "config.json").read_text())
+    prov = config["provenance"]
+    assert prov["face"] == "python"
+    want_call = (
+        f"ltbench.run({str(BANK)!r}, methods=['vanilla-fc', 'los'], seeds=1, out={str(out)!r}, "
+        "epochs=3, plots=False)"
+    )
+    assert prov["call"] == want_call
+    assert want_call in readme
+    # the interpreter's own arguments (pytest's) are nowhere
+    # (what `retrain <argv>` read from the process made: the interpreter's arguments)
+    for a in (sys.executable, sys.argv[0], shlex.join(sys.argv[1:]) or sys.argv[0]):
+        assert a not in readme and a not in json.dumps(prov), a
+    assert readme.count("```sh\n") == 1 and f"```python\n{want_call}\n```" in readme
+    command = prov["command"]
+    assert command.startswith("retrain ") and f"```sh\n{command}\n```" in readme
+    # the equivalent command, run into another folder, remakes table1.csv byte for byte
+    argv = shlex.split(command)
+    argv[0] = retrain_bin()
+    other = tmp_path / "cli"
+    argv[argv.index("--out") + 1] = str(other)
+    subprocess.run(argv + ["-q"], check=True, capture_output=True)
+    assert (other / "table1.csv").read_bytes() == (out / "table1.csv").read_bytes()
+    # a custom row has no equivalent command: it is named by its loss key
+    res = ltbench.run(BANK, methods=[ltbench.Method.custom("mine", numpy_los)], seeds=1,
+                      epochs=1, plots=False)
+    prov = json.loads((res.folder / "config.json").read_text())["provenance"]
+    assert prov["command"] is None and "loss key" in prov["no_command"], prov
+    assert "Method.custom('mine', <loss key " in prov["call"]
+    assert "No equivalent `retrain` command" in (res.folder / "README.md").read_text()

@@ -10,7 +10,11 @@ fn main() -> ExitCode {
         signal_hook::consts::SIGXFSZ,
         std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
     );
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // provenance is the face's to say: the command line as typed
+    cli.run.provenance = retrain::output::notebook::Provenance::Cli {
+        command: retrain::command::experiment::typed_command(std::env::args()),
+    };
     let res = match &cli.command {
         Some(Command::Synth {
             out,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import shutil
 import sys
 import tempfile
@@ -420,6 +421,73 @@ def _argv(protocol: Mapping[str, Any]) -> list[str]:
     return argv
 
 
+def _bank_call(b: Any) -> str:
+    """A bank argument as the call names it: a path, ``Bank.open(path)``, or
+    ``Bank.from_arrays(...)`` with its name and fingerprint."""
+    if isinstance(b, Bank):
+        if b.path is not None:
+            return f"Bank.open({b.path!r})"
+        return f"Bank.from_arrays(..., name={b.name!r})  # fingerprint {b.fingerprint()}"
+    return repr(os.fspath(b))
+
+
+def _method_call(m: Any, spec: dict | None) -> str:
+    """A row as the call names it: a name, ``Method.row(name)``, a custom loss by its key,
+    another row by its spec."""
+    if isinstance(m, str):
+        return repr(m)
+    if m.builtin:
+        return f"Method.row({m.name!r})"
+    if spec is not None and spec.get("loss", {}).get("kind") == "custom":
+        kind = "torch" if m._keyed is not None and m._keyed[0] == "torch" else "custom"
+        return f"Method.{kind}({m.name!r}, <loss key {spec['loss']['id']}>)"
+    return f"Method({m.name!r}, <row {json.dumps(spec, sort_keys=True, separators=(',', ':'))}>)"
+
+
+def _provenance(
+    bank_arg: Any,
+    banks: list[Bank],
+    methods_arg: Any,
+    calls: list[str],
+    custom: list[str],
+    names: list[str],
+    seeds: int,
+    out: Any,
+    folder: Path,
+    protocol: Mapping[str, Any],
+) -> str:
+    """How this call's results folder was made: the ``ltbench.run(...)`` call with its
+    keywords and, when every row is built-in and every bank a folder, the equivalent
+    ``retrain`` command line (else why there is none), as JSON for the native run."""
+    if isinstance(bank_arg, (Bank, str, os.PathLike)):
+        bank_text = _bank_call(bank_arg)
+    else:
+        bank_text = "[" + ", ".join(_bank_call(b) for b in bank_arg) + "]"
+    methods_text = repr(methods_arg) if isinstance(methods_arg, str) else "[" + ", ".join(calls) + "]"
+    args = [bank_text, f"methods={methods_text}", f"seeds={seeds!r}"]
+    if out is not None:
+        args.append(f"out={os.fspath(out)!r}")
+    args += [f"{k}={v!r}" for k, v in protocol.items()]
+    call = f"ltbench.run({', '.join(args)})"
+    why = []
+    arrays = [b.name for b in banks if b.path is None]
+    if arrays:
+        why.append("banks built from arrays (" + ", ".join(f"`{n}`" for n in arrays) + ")")
+    if custom:
+        why.append("rows that are not built-in (" + ", ".join(custom) + ")")
+    command = None
+    if not why:
+        argv = ["retrain", "--bank", ",".join(str(b.path) for b in banks),
+                "--method", ",".join(names), "--seeds", str(seeds), "--out", str(folder)]
+        command = shlex.join(argv + _argv(protocol))
+    return json.dumps({
+        "face": "python",
+        "call": call,
+        "command": command,
+        **({"no_command": "; ".join(why)} if why else {}),
+    })
+
+
 def run(
     bank: Bank | str | os.PathLike | Iterable[Bank],
     methods: str | Sequence[str | Method] = "all",
@@ -447,21 +515,34 @@ def run(
                 f"run() got an unexpected keyword argument '{k}' (protocol keywords: "
                 f"{', '.join(PROTOCOL_KEYWORDS)})"
             )
-    banks = [bank] if isinstance(bank, (Bank, str, os.PathLike)) else list(bank)
+    bank_arg = bank if isinstance(bank, (Bank, str, os.PathLike)) else list(bank)
+    banks = [bank_arg] if isinstance(bank_arg, (Bank, str, os.PathLike)) else bank_arg
     banks = [b if isinstance(b, Bank) else Bank.open(b) for b in banks]
+    methods_arg = methods
     if isinstance(methods, str):
         methods = [methods]
     names: list[str] = []
     rows: list[dict] = []
     # each custom row's function goes with this call (no registry shared between calls)
     losses: list[tuple[str, Callable]] = []
+    # how the call names each row, and the rows no `retrain` command can name
+    calls: list[str] = []
+    custom: list[str] = []
     for m in methods:
         if isinstance(m, str):
             names.append(m)
+            calls.append(_method_call(m, None))
         elif isinstance(m, Method):
             names.append(m.name)
+            spec = None
             if not m.builtin:
-                rows.append(_run_spec(m))
+                spec = _run_spec(m)
+                rows.append(spec)
+                loss = spec.get("loss", {})
+                custom.append(
+                    f"`{m.name}`, loss key {loss['id']}" if loss.get("kind") == "custom" else f"`{m.name}`"
+                )
+            calls.append(_method_call(m, spec))
             if m.loss_fn is not None:
                 losses.append((m.name, m.loss_fn))
         else:
@@ -472,7 +553,12 @@ def run(
     argv += _argv(protocol)
     if not sys.stderr.isatty() and "quiet" not in protocol:
         argv.append("--quiet")
-    text = _ltbench.run(argv, [b._h for b in banks], json.dumps(rows) if rows else None, losses)
+    provenance = _provenance(
+        bank_arg, banks, methods_arg, calls, custom, names, seeds, out, folder, protocol
+    )
+    text = _ltbench.run(
+        argv, [b._h for b in banks], json.dumps(rows) if rows else None, losses, provenance
+    )
     if verbose:
         sys.stdout.write(text)
     return Results(folder, temporary=temporary)

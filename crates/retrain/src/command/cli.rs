@@ -292,6 +292,11 @@ pub struct RunArgs {
     /// stops a run through [`crate::engine::abort`]).
     #[arg(skip)]
     pub embedded: bool,
+    /// How this run was made, as its face says it (the CLI: its command line; Python: the
+    /// `ltbench.run` call and the equivalent command), for the folder's README, `index.md`
+    /// and `config.json`.
+    #[arg(skip)]
+    pub provenance: crate::output::notebook::Provenance,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -120,9 +120,11 @@ fn overrides(a: &RunArgs) -> Vec<String> {
     p
 }
 
-/// The command as the user typed it (`retrain` and the arguments, shell-quoted).
-pub fn typed_command() -> String {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+/// The command as the user typed it (`retrain` and the arguments, shell-quoted), from the
+/// process's arguments as the CLI face passes them (`std::env::args()`: the program path
+/// first, dropped).
+pub fn typed_command(args: impl IntoIterator<Item = String>) -> String {
+    let args: Vec<String> = args.into_iter().skip(1).collect();
     let quoted =
         shlex::try_join(args.iter().map(String::as_str)).unwrap_or_else(|_| args.join(" "));
     if quoted.is_empty() {

@@ -3,7 +3,6 @@
 
 use crate::command::cli::RunArgs;
 use crate::command::execute::BankRun;
-use crate::command::experiment::typed_command;
 use crate::command::plan::Plan;
 use crate::output::figures::{delta_figure, grid_figure, segment_figures};
 use crate::output::loma::{loma_frame, segment_frame, segment_means};
@@ -34,7 +33,7 @@ pub fn write_outputs(args: &RunArgs, plan: &Plan, runs: &[BankRun]) -> anyhow::R
     write_prior_shift(args, plan, runs, &mut figures)?;
     let notes = write_sweeps(args, plan, runs, &all_rows, &mut figures)?;
     write_config(args, plan, runs)?;
-    write_notebook(plan, runs, &all_rows, &figures)?;
+    write_notebook(args, plan, runs, &all_rows, &figures)?;
     let mut text = Vec::new();
     tables_text(&mut text, args, plan, runs, &notes, &figures)?;
     Ok(String::from_utf8(text)?)
@@ -109,6 +108,7 @@ fn write_predictions(path: &Path, plan: &Plan, runs: &[BankRun]) -> anyhow::Resu
 /// The experiment folder's README.md and, with the default `--out`, its line in the results
 /// index.
 fn write_notebook(
+    args: &RunArgs,
     plan: &Plan,
     runs: &[BankRun],
     all_rows: &[Row],
@@ -134,7 +134,8 @@ fn write_notebook(
     let entry = Entry {
         folder,
         banks: runs.iter().map(|r| r.bank.name()).collect(),
-        command: typed_command(),
+        command: args.provenance.made_by().to_string(),
+        equivalent: args.provenance.equivalent(),
         date: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
         code: CODE_ID.into(),
         git: records::GIT_REV.into(),
@@ -298,6 +299,7 @@ fn write_config(args: &RunArgs, plan: &Plan, runs: &[BankRun]) -> anyhow::Result
         "code": CODE_ID,
         "git": records::GIT_REV,
         "stale_runs_reused": runs.iter().flat_map(|r| &r.records).filter(|r| r.stale.is_some()).count(),
+        "provenance": args.provenance,
         "loma_definition": "LoMa_i = mean logit i over test samples of class i - mean logit i over the other test samples; loma_norm = LoMa / mean over classes; RSD_i = population std of logit i over samples of class i / LoMa_i",
     });
     bank::write::write_atomic(&plan.out.join("config.json"), |tmp| {

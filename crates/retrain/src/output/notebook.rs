@@ -9,13 +9,69 @@ use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::Path;
 
+/// How a results folder was made, as the face that made it says it (the face passes it in:
+/// nothing below the faces reads the process's arguments). Written into `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "face", rename_all = "lowercase")]
+pub enum Provenance {
+    /// The `retrain` command line, as typed (shell-quoted).
+    Cli { command: String },
+    /// A Python call (`ltbench.run(...)` with its keywords) and the equivalent `retrain`
+    /// command line: there is one when every row is built-in and every bank a folder, else
+    /// `no_command` says why not.
+    Python {
+        call: String,
+        command: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        no_command: Option<String>,
+    },
+}
+
+impl Default for Provenance {
+    fn default() -> Self {
+        Provenance::Cli {
+            command: "retrain".into(),
+        }
+    }
+}
+
+impl Provenance {
+    /// What was run: the command line or the Python call (the index's `command` column).
+    pub fn made_by(&self) -> &str {
+        match self {
+            Provenance::Cli { command } => command,
+            Provenance::Python { call, .. } => call,
+        }
+    }
+
+    /// For a Python call: the equivalent `retrain` command, or why there is none.
+    pub fn equivalent(&self) -> Option<String> {
+        match self {
+            Provenance::Cli { .. } => None,
+            Provenance::Python {
+                command: Some(c), ..
+            } => Some(c.clone()),
+            Provenance::Python { no_command, .. } => Some(format!(
+                "none: {}",
+                no_command
+                    .as_deref()
+                    .unwrap_or("not made from built-in rows")
+            )),
+        }
+    }
+}
+
 /// One experiment, as the index lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     /// The experiment folder, relative to the results root (`fmnist-lt-ir100/table1`).
     pub folder: String,
     pub banks: Vec<String>,
+    /// What made it: the `retrain` command line, or the Python call ([`Provenance::made_by`]).
     pub command: String,
+    /// For a run from Python: the equivalent `retrain` command line, or `none: <why>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equivalent: Option<String>,
     /// UTC, RFC 3339 with milliseconds (sorts as text).
     pub date: String,
     pub code: String,
@@ -86,7 +142,22 @@ pub fn write_readme(dir: &Path, e: &Entry) -> anyhow::Result<()> {
     files.dedup();
     let mut s = String::new();
     let _ = writeln!(s, "# {}\n", e.folder);
-    let _ = writeln!(s, "```sh\n{}\n```\n", e.command);
+    match &e.equivalent {
+        None => {
+            let _ = writeln!(s, "```sh\n{}\n```\n", e.command);
+        }
+        Some(eq) => {
+            let _ = writeln!(s, "Made from Python:\n\n```python\n{}\n```\n", e.command);
+            match eq.strip_prefix("none: ") {
+                Some(why) => {
+                    let _ = writeln!(s, "No equivalent `retrain` command: {why}.\n");
+                }
+                None => {
+                    let _ = writeln!(s, "The equivalent command:\n\n```sh\n{eq}\n```\n");
+                }
+            }
+        }
+    }
     let _ = writeln!(s, "- date: {}", e.date);
     let _ = writeln!(s, "- code identity: {} (git {})", e.code, e.git);
     for (b, f) in &e.fingerprints {
@@ -158,11 +229,15 @@ pub fn index_markdown(entries: &[Entry]) -> String {
         let exp = e.folder.rsplit('/').next().unwrap_or(&e.folder);
         let _ = writeln!(
             s,
-            "| {} | {} | [{exp}]({}/README.md) | `{}` | {} | {} |",
+            "| {} | {} | [{exp}]({}/README.md) | `{}`{} | {} | {} |",
             e.date,
             e.banks.join(", "),
             e.folder,
             e.command.replace('|', "\\|"),
+            match &e.equivalent {
+                Some(eq) if !eq.starts_with("none: ") => format!(" (`{}`)", eq.replace('|', "\\|")),
+                _ => String::new(),
+            },
             e.headline.replace('|', "\\|"),
             figs.join(" ")
         );
@@ -179,6 +254,7 @@ mod tests {
             folder: folder.into(),
             banks: vec!["b".into()],
             command: "retrain --method los".into(),
+            equivalent: None,
             date: date.into(),
             code: "src-0".into(),
             git: "abc".into(),
@@ -213,5 +289,46 @@ mod tests {
         std::fs::write(d.path().join("index.json"), "{").unwrap();
         let e = update_index(d.path(), &entry("b/t", "x")).unwrap_err();
         assert!(format!("{e:#}").contains("index.json: not an ltbench index"));
+    }
+
+    #[test]
+    fn a_python_run_names_its_call_and_its_command() {
+        let p = Provenance::Python {
+            call: "ltbench.run('b', methods=['los'], seeds=1)".into(),
+            command: Some("retrain --bank b --method los --seeds 1".into()),
+            no_command: None,
+        };
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(
+            json,
+            r#"{"face":"python","call":"ltbench.run('b', methods=['los'], seeds=1)","command":"retrain --bank b --method los --seeds 1"}"#
+        );
+        assert_eq!(serde_json::from_str::<Provenance>(&json).unwrap(), p);
+        let d = tempfile::tempdir().unwrap();
+        let mut e = entry("b/los", "2026-01-01T00:00:00Z");
+        e.command = p.made_by().into();
+        e.equivalent = p.equivalent();
+        write_readme(d.path(), &e).unwrap();
+        let readme = std::fs::read_to_string(d.path().join("README.md")).unwrap();
+        assert!(readme.contains(
+            "```python\nltbench.run('b', methods=['los'], seeds=1)\n```\n\nThe equivalent command:\n\n```sh\nretrain --bank b --method los --seeds 1\n```"
+        ), "{readme}");
+        // a CLI entry's index.json has no `equivalent` (its bytes as before)
+        let cli = serde_json::to_string(&entry("b/t", "x")).unwrap();
+        assert!(!cli.contains("equivalent"));
+        let none = Provenance::Python {
+            call: "ltbench.run(...)".into(),
+            command: None,
+            no_command: Some("rows that are not built-in (`mine`, loss key 7)".into()),
+        };
+        e.equivalent = none.equivalent();
+        write_readme(d.path(), &e).unwrap();
+        let readme = std::fs::read_to_string(d.path().join("README.md")).unwrap();
+        assert!(
+            readme.contains(
+                "No equivalent `retrain` command: rows that are not built-in (`mine`, loss key 7)."
+            ),
+            "{readme}"
+        );
     }
 }
