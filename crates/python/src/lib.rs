@@ -14,7 +14,7 @@ use pyo3::exceptions::{
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use retrain::command::cli::{Cli, Command};
-use retrain::engine::abort;
+use retrain::engine::cancel::Cancel;
 use retrain::method::MethodSpec;
 use retrain::method::custom::{Ctx, CustomFn, CustomLoss};
 use retrain::method::table::MethodTable;
@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The abort reason of an interrupt (Ctrl-C in Python).
+/// The cancel reason of an interrupt (Ctrl-C in Python).
 const INTERRUPTED: &str = "interrupted (KeyboardInterrupt)";
 
 /// A bank error as Python sees it: files → `OSError` subclasses, contents → `ValueError`.
@@ -377,7 +377,10 @@ fn run(
         .into_iter()
         .map(|(name, f)| (name.clone(), CustomFn(Arc::new(PyLoss { name, f }))))
         .collect();
-    abort::clear();
+    // this call's own token: an interrupt here, or a custom loss of this call that raises,
+    // stops this run only (another call running in the process keeps its own)
+    let cancel = Cancel::new();
+    args.cancel = cancel.clone();
     // the arguments come back with the result: their Python functions are let go here,
     // with the GIL held
     let worker = std::thread::spawn(move || (retrain::command::run::run(&args), args));
@@ -386,14 +389,13 @@ fn run(
         py.detach(|| std::thread::sleep(Duration::from_millis(20)));
         if interrupt.is_none() {
             if let Err(e) = py.check_signals() {
-                abort::abort(INTERRUPTED);
+                cancel.cancel(INTERRUPTED);
                 interrupt = Some(e);
             }
         }
     }
     let result = worker.join().map(|(result, _args)| result);
-    let reason = abort::reason();
-    abort::clear();
+    let reason = cancel.reason();
     if let Some(e) = interrupt {
         return Err(e);
     }

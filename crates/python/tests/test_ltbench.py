@@ -495,6 +495,78 @@ def test_two_threads_running_two_closures_each_get_their_own_numbers(tmp_path):
                 assert got[d][c].to_list() == alone[d][c].to_list(), (d, c)
 
 
+def test_a_failing_custom_loss_stops_only_its_own_call(tmp_path):
+    """Two calls at the same time: one whose custom loss raises after a few steps, one a
+    normal row. The first raises ValueError naming its loss; the second, whose cancellation
+    token is its own, returns exactly the table of a lone run."""
+    bank = ltbench.Bank.open(BANK)
+    kw = dict(FAST, seeds=2, jobs=1)
+
+    def smoothing_after(started, raised):
+        """LOS; its first step says it started and waits until the other call raised."""
+
+        def gate(logits, labels, ctx):
+            started.set()
+            raised.wait(timeout=60)
+            return smoothed(logits, labels, ctx, 0.98)
+
+        return gate
+
+    def run_normal(started, raised, out):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a loss holding an Event is never reused
+            row = ltbench.Method.custom("gate", smoothing_after(started, raised))
+        return ltbench.run(bank, methods=[row], out=out, **kw).table
+
+    done = threading.Event()
+    done.set()
+    alone = run_normal(done, done, tmp_path / "alone")
+
+    # the failing call raises only once the normal call is training, and the normal call
+    # goes on only once the failing call has raised
+    started, raised = threading.Event(), threading.Event()
+
+    def failing(logits, labels, ctx):
+        if ctx["step"] >= 3:
+            started.wait(timeout=60)
+            raise RuntimeError("boom at step 3")
+        return smoothed(logits, labels, ctx, 0.98)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a loss holding an Event is never reused
+        bad = ltbench.Method.custom("failing", failing)
+    got, errors = {}, {}
+
+    def go_failing():
+        try:
+            got["failing"] = ltbench.run(bank, methods=[bad], out=tmp_path / "f", **kw).table
+        except BaseException as e:  # noqa: BLE001 (checked below)
+            errors["failing"] = e
+        finally:
+            raised.set()
+
+    def go_normal():
+        try:
+            got["normal"] = run_normal(started, raised, tmp_path / "n")
+        except BaseException as e:  # noqa: BLE001 (checked below)
+            errors["normal"] = e
+        finally:
+            started.set()
+
+    threads = [threading.Thread(target=go_failing), threading.Thread(target=go_normal)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert set(errors) == {"failing"}, errors
+    assert isinstance(errors["failing"], ValueError), errors
+    assert "custom loss `failing`" in str(errors["failing"]), errors
+    assert "boom at step 3" in str(errors["failing"]), errors
+    assert got["normal"].columns == alone.columns
+    for c in alone.columns:
+        assert got["normal"][c].to_list() == alone[c].to_list(), c
+
+
 def test_a_python_results_folder_names_its_call_and_its_command_remakes_its_table(tmp_path):
     out = tmp_path / "py"
     ltbench.run(str(BANK), methods=["vanilla-fc", "los"], seeds=1, out=out, epochs=3, plots=False)

@@ -40,6 +40,13 @@ fn main() -> ExitCode {
         out.flush()?;
         Ok(())
     });
+    // a run stopped by SIGINT/SIGTERM (its token cancelled by the handler): the handler
+    // finishes the records, says what is kept and exits 130; this thread only waits for it
+    if res.is_err() && cli.run.cancel.is_cancelled() {
+        loop {
+            std::thread::park();
+        }
+    }
     match res {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

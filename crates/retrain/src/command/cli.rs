@@ -289,9 +289,15 @@ pub struct RunArgs {
     #[arg(skip)]
     pub custom_losses: Vec<(String, crate::method::custom::CustomFn)>,
     /// Run inside another program (the Python package): no signal handler of ours (the host
-    /// stops a run through [`crate::engine::abort`]).
+    /// stops a run through [`RunArgs::cancel`]).
     #[arg(skip)]
     pub embedded: bool,
+    /// This run's cancellation token (each call its own): the CLI's signal handler or the
+    /// host (an interrupt in Python) sets it, and so does a custom loss of this run that
+    /// fails; the run then stops and fails with the reason. Another run in the same process
+    /// is not touched.
+    #[arg(skip)]
+    pub cancel: crate::engine::cancel::Cancel,
     /// How this run was made, as its face says it (the CLI: its command line; Python: the
     /// `ltbench.run` call and the equivalent command), for the folder's README, `index.md`
     /// and `config.json`.

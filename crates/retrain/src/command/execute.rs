@@ -297,6 +297,7 @@ fn train_missing(
         &todo_jobs,
         opts,
         dev_bank.as_ref(),
+        &args.cancel,
         &|i, record| {
             let line = Line {
                 key: keys[todo[i]].clone(),

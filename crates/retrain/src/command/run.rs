@@ -8,6 +8,7 @@ use crate::command::execute::{BankRun, Records, run_bank};
 use crate::command::outputs::write_outputs;
 use crate::command::plan::Plan;
 use crate::command::tune::tune;
+use crate::engine::cancel::Cancel;
 use crate::output::records::{self, Appender, Stored};
 use crate::output::sweeps::{TuneRow, tune_frame};
 use crate::output::tables::write_csv;
@@ -20,15 +21,22 @@ use std::sync::{Arc, Mutex};
 static WRITING: Mutex<()> = Mutex::new(());
 
 /// SIGINT / SIGTERM (Ctrl-C, `scancel`): stop at once without a half-written line or file —
-/// take the records file (a line being appended is finished first) and the output phase,
+/// cancel this run's token (no job starts, no run finishing now is recorded), take the
+/// records file (a line being appended is finished first) and the output phase,
 /// remove this process's temporary files, say how many runs are kept and how to resume, and
 /// exit 130. Runs still training are dropped; a rerun of the same command resumes.
-fn on_interrupt(plan: &Plan, appender: Arc<Appender>) -> anyhow::Result<()> {
+fn on_interrupt(plan: &Plan, appender: Arc<Appender>, cancel: Cancel) -> anyhow::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
     let dirs = [plan.out.clone(), plan.records.clone()];
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
+            let why = if sig == SIGINT {
+                "interrupted (SIGINT)"
+            } else {
+                "terminated (SIGTERM)"
+            };
+            cancel.cancel(why);
             let _writing = WRITING.lock().unwrap_or_else(|e| e.into_inner());
             let _records = appender.hold();
             for d in &dirs {
@@ -36,11 +44,7 @@ fn on_interrupt(plan: &Plan, appender: Arc<Appender>) -> anyhow::Result<()> {
             }
             eprintln!(
                 "\nretrain: {}: stopped; {} runs finished in this process are kept in {} (with every earlier one); run the same command again to resume",
-                if sig == SIGINT {
-                    "interrupted (SIGINT)"
-                } else {
-                    "terminated (SIGTERM)"
-                },
+                why,
                 appender.appended(),
                 appender.path().display()
             );
@@ -78,7 +82,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<String> {
         .unwrap_or_else(|| "records.jsonl".into());
     let appender = Arc::new(Appender::open(&plan.records.join(file))?);
     if !args.embedded {
-        on_interrupt(&plan, appender.clone())?;
+        on_interrupt(&plan, appender.clone(), args.cancel.clone())?;
     }
     let mut rec = Records {
         done: &mut done,

@@ -409,6 +409,9 @@ pub fn train_on_device(
     let mut step = 0usize;
     let mut current = head;
     for epoch in 0..hp.epochs {
+        if opts.cancel.is_some_and(|c| c.is_cancelled()) {
+            break;
+        }
         sampler.next_epoch(&mut order);
         host_loss.start_epoch(epoch, hp.epochs);
         let order_t = Tensor::from_slice(&order, order.len(), dev)?;

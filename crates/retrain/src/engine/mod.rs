@@ -5,7 +5,7 @@
 //! May import: [`crate::method`] and the `bank` crate. Knows nothing of evaluation, records,
 //! CSV, polars or plotters, and prints nothing.
 
-pub mod abort;
+pub mod cancel;
 pub mod device;
 pub mod device_loss;
 pub mod head;

@@ -211,6 +211,10 @@ pub fn train_many(
     let hp0 = methods[0].hyper;
     let bsz = hp0.batch_size.min(split.rows);
     let mut stack = Stack::new(&heads, methods, train_counts, bsz);
+    let cancel = opts.cancel.cloned().unwrap_or_default();
+    for l in &mut stack.losses {
+        l.set_cancel(&cancel);
+    }
     let mut sampler = EpochSampler::new(methods[0].sampler, &split.labels, k, seed, opts.shuffle)
         .with_epochs(hp0.epochs)
         .with_batch(bsz);
@@ -219,7 +223,7 @@ pub fn train_many(
     let mut step = 0usize;
     let mut epoch_loss = vec![Vec::with_capacity(hp0.epochs); m_count];
     for epoch in 0..hp0.epochs {
-        if crate::engine::abort::aborted() {
+        if cancel.is_cancelled() {
             break;
         }
         sampler.next_epoch(&mut order);

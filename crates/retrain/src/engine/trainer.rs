@@ -24,6 +24,9 @@ pub struct TrainOptions<'a> {
     /// Train on these augmented views of the train rows: in each epoch every row is one of
     /// its views ([`crate::engine::sampler::view_choices`]), not its cached feature.
     pub views: Option<&'a bank::Views>,
+    /// The token of the run this training belongs to: checked before each epoch, and
+    /// cancelled by a custom loss that fails (`None`: a token of this training's own).
+    pub cancel: Option<&'a crate::engine::cancel::Cancel>,
 }
 
 impl Default for TrainOptions<'_> {
@@ -33,6 +36,7 @@ impl Default for TrainOptions<'_> {
             record_steps: false,
             par: Parallelism::None,
             views: None,
+            cancel: None,
         }
     }
 }
@@ -100,6 +104,11 @@ impl<'a> Trainer<'a> {
     pub fn with_views(mut self, views: Option<&'a bank::Views>) -> Self {
         self.views = views;
         self
+    }
+
+    /// The run this trainer belongs to: its loss cancels `cancel` when a custom callback fails.
+    pub fn set_cancel(&mut self, cancel: &crate::engine::cancel::Cancel) {
+        self.loss.set_cancel(cancel);
     }
 
     /// The view each train row uses in the coming epoch.
@@ -234,13 +243,15 @@ pub fn train(
     let mut trainer =
         Trainer::new(split, train_counts, head, method, opts.par).with_views(opts.views);
     trainer.seed_noise(seed);
+    let cancel = opts.cancel.cloned().unwrap_or_default();
+    trainer.set_cancel(&cancel);
     let steps_per_epoch = epoch_steps(method, split.rows);
     let total_steps = steps_per_epoch * hp.epochs;
     let mut order = Vec::with_capacity(split.rows);
     let (mut epoch_loss, mut step_loss) = (Vec::with_capacity(hp.epochs), Vec::new());
     let mut step = 0usize;
     for epoch in 0..hp.epochs {
-        if crate::engine::abort::aborted() {
+        if cancel.is_cancelled() {
             break;
         }
         sampler.next_epoch(&mut order);

@@ -23,7 +23,7 @@ pub struct Ctx {
 }
 
 /// A loss callback: the batch-mean loss of `z` [B, K] with labels `y` [B], and ∂loss/∂z
-/// written into `grad` [B, K]. An error stops the run (`crate::engine::abort`).
+/// written into `grad` [B, K]. An error stops the run (its `crate::engine::cancel::Cancel`).
 pub trait CustomLoss: Send + Sync + std::fmt::Debug {
     fn loss_and_grad(
         &self,

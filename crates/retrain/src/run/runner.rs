@@ -5,6 +5,7 @@
 
 use super::job::{Job, RunOptions, RunRecord};
 use super::selection::Tracker;
+use crate::engine::cancel::Cancel;
 use crate::engine::device::{DeviceBank, train_on_device};
 use crate::engine::head::HeadState;
 use crate::engine::linalg::Parallelism;
@@ -19,13 +20,16 @@ use rayon::prelude::*;
 
 /// Run every job; `on_done(i, record)` is called as job i finishes (records file, progress).
 /// With `dev`, the SGD runs and every evaluation run on that device (the bank already
-/// uploaded there); the L-BFGS reference row stays on the CPU.
+/// uploaded there); the L-BFGS reference row stays on the CPU. Once `cancel` is set (by the
+/// face, or by a custom loss of these jobs that failed) no job starts, none finished after it
+/// is recorded, and the call fails with its reason.
 pub fn run_jobs(
     bank: &Bank,
     stage1: &HeadState,
     jobs: &[Job],
     opts: RunOptions,
     dev: Option<&DeviceBank>,
+    cancel: &Cancel,
     on_done: &(dyn Fn(usize, &RunRecord) + Sync),
 ) -> anyhow::Result<Vec<RunRecord>> {
     let threads = opts.threads.max(1);
@@ -58,23 +62,23 @@ pub fn run_jobs(
         tasks
             .par_iter()
             .map(|task| {
-                if crate::engine::abort::aborted() {
+                if cancel.is_cancelled() {
                     return Ok(Vec::new());
                 }
                 let out: Vec<(usize, RunRecord)> = if task.len() == 1 {
                     vec![(
                         task[0],
-                        run_one(bank, stage1, &jobs[task[0]], opts, par, dev)?,
+                        run_one(bank, stage1, &jobs[task[0]], opts, par, dev, cancel)?,
                     )]
                 } else {
                     let group: Vec<&Job> = task.iter().map(|&i| &jobs[i]).collect();
                     task.iter()
                         .copied()
-                        .zip(run_one_pass(bank, stage1, &group, opts, par))
+                        .zip(run_one_pass(bank, stage1, &group, opts, par, cancel))
                         .collect()
                 };
-                // a run cut short by an abort is not a result: nothing is recorded
-                if crate::engine::abort::aborted() {
+                // a run cut short by a cancel is not a result: nothing is recorded
+                if cancel.is_cancelled() {
                     return Ok(Vec::new());
                 }
                 for (i, r) in &out {
@@ -84,7 +88,7 @@ pub fn run_jobs(
             })
             .collect()
     });
-    if let Some(reason) = crate::engine::abort::reason() {
+    if let Some(reason) = cancel.reason() {
         anyhow::bail!("{reason}");
     }
     let mut done: Vec<(usize, RunRecord)> = done?.into_iter().flatten().collect();
@@ -132,6 +136,7 @@ fn run_one_pass(
     jobs: &[&Job],
     opts: RunOptions,
     par: Parallelism,
+    cancel: &Cancel,
 ) -> Vec<RunRecord> {
     let started = std::time::Instant::now();
     let methods: Vec<&Method> = jobs.iter().map(|j| &j.method).collect();
@@ -149,6 +154,7 @@ fn run_one_pass(
         } else {
             None
         },
+        cancel: Some(cancel),
     };
     let out = train_many(
         &bank.train,
@@ -177,6 +183,7 @@ pub fn run_one(
     opts: RunOptions,
     par: Parallelism,
     dev: Option<&DeviceBank>,
+    cancel: &Cancel,
 ) -> anyhow::Result<RunRecord> {
     let device_error = |e: candle_core::Error| {
         anyhow::anyhow!(
@@ -213,6 +220,7 @@ pub fn run_one(
         } else {
             None
         },
+        cancel: Some(cancel),
     };
     let init = initial_head(bank, stage1, job);
     let outcome = match dev {

@@ -1,6 +1,7 @@
 //! The integration tests of `retrain`, in one test binary (one link against polars and candle
 //! instead of eight): see each module's header.
 
+mod cancel;
 mod catalogue;
 mod cli;
 mod device;

@@ -116,6 +116,7 @@ fn run_method(name: &str, row: &str) {
         record_steps: true,
         par: Parallelism::None,
         views: None,
+        cancel: None,
     };
     let out = train(&train_split, &counts, init, &method, 0, &opts, |_, _| {});
 

@@ -437,8 +437,16 @@ fn the_epoch_is_selected_on_val_and_the_oracle_is_the_best_test_epoch() {
         prior_correct: false,
         views: true,
     };
-    let rec: RunRecord =
-        run_one(&bank, &stage1(&bank), &job, opts, Parallelism::None, None).unwrap();
+    let rec: RunRecord = run_one(
+        &bank,
+        &stage1(&bank),
+        &job,
+        opts,
+        Parallelism::None,
+        None,
+        &Default::default(),
+    )
+    .unwrap();
 
     // the same training, every epoch's head scored naively
     let mut per_epoch = Vec::new();

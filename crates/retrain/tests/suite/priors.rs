@@ -81,7 +81,16 @@ fn a_balanced_row_stays_and_a_training_prior_row_becomes_logit_adjustment_at_a_u
             method: m.clone(),
             seed: 4,
         };
-        let rec = run_one(&bank, &stage1, &job, opts(true), Parallelism::None, None).unwrap();
+        let rec = run_one(
+            &bank,
+            &stage1,
+            &job,
+            opts(true),
+            Parallelism::None,
+            None,
+            &Default::default(),
+        )
+        .unwrap();
         let corrected = &rec
             .prior_corrected
             .iter()
@@ -106,8 +115,16 @@ fn a_balanced_row_stays_and_a_training_prior_row_becomes_logit_adjustment_at_a_u
                     method: la,
                     seed: 4,
                 };
-                let twin =
-                    run_one(&bank, &stage1, &job, opts(false), Parallelism::None, None).unwrap();
+                let twin = run_one(
+                    &bank,
+                    &stage1,
+                    &job,
+                    opts(false),
+                    Parallelism::None,
+                    None,
+                    &Default::default(),
+                )
+                .unwrap();
                 assert_eq!(
                     corrected, &twin.test.per_class_correct,
                     "{}: corrected at a uniform prior is not logit adjustment (τ = 1)",

@@ -85,6 +85,7 @@ fn each_epoch_every_row_is_the_view_the_stream_chose() {
         record_steps: true,
         par: Parallelism::None,
         views: Some(&views),
+        cancel: None,
     };
     let with = train(
         &split(x.clone()),
@@ -320,6 +321,7 @@ fn one_pass_trains_every_row_on_its_drawn_view_not_a_fixed_one() {
         record_steps: false,
         par: Parallelism::None,
         views: Some(&views),
+        cancel: None,
     };
     let plain = TrainOptions {
         views: None,

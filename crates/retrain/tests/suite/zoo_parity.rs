@@ -210,6 +210,7 @@ fn check_row(name: &str, method: &Method, init: HeadState) -> HeadState {
         record_steps: true,
         par: Parallelism::None,
         views: None,
+        cancel: None,
     };
     let (split, counts) = (fx().split("train"), counts());
     let out = train(&split, &counts, init.clone(), &method, 0, &opts, |_, _| {});

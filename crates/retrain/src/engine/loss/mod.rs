@@ -12,6 +12,7 @@ pub use sigmoid_bce::sigmoid_bce;
 pub use softmax_bce::softmax_bce;
 pub use softmax_ce::{CeTerms, softmax_ce};
 
+use crate::engine::cancel::Cancel;
 use crate::engine::linalg::Parallelism;
 use crate::method::custom::{Ctx, CustomFn};
 use crate::method::{CbForm, Head, Loss, Method, Reweight};
@@ -46,6 +47,8 @@ pub struct LossFn {
 struct Custom {
     f: Option<CustomFn>,
     ctx: Ctx,
+    /// The token of the run this loss trains in: a callback's error cancels that run only.
+    cancel: Cancel,
 }
 
 /// The per-class constants a loss adds to the logits (empty vectors: absent), computed once.
@@ -184,6 +187,7 @@ impl LossFn {
         let custom = match loss {
             Loss::Custom { .. } => Some(Custom {
                 f: None,
+                cancel: Cancel::new(),
                 ctx: Ctx {
                     class_counts: train_counts.to_vec(),
                     num_classes: k,
@@ -209,6 +213,14 @@ impl LossFn {
             noise,
             custom,
             steps: 0,
+        }
+    }
+
+    /// The run this loss trains in: a custom callback's error cancels `cancel` (a no-op for
+    /// the built-in losses).
+    pub fn set_cancel(&mut self, cancel: &Cancel) {
+        if let Some(c) = &mut self.custom {
+            c.cancel = cancel.clone();
         }
     }
 
@@ -292,7 +304,7 @@ impl LossFn {
         par: Parallelism,
     ) -> f64 {
         let (b, k) = (y.len(), self.num_classes);
-        if let Some(Custom { f, ctx }) = &self.custom {
+        if let Some(Custom { f, ctx, cancel }) = &self.custom {
             // the whole batch at once, on this thread: a callback's batch mean is its own
             let out = match f {
                 Some(f) => f.0.loss_and_grad(&z[..b * k], y, ctx, &mut grad[..b * k]),
@@ -304,7 +316,7 @@ impl LossFn {
             return match out {
                 Ok(l) => l,
                 Err(e) => {
-                    crate::engine::abort::abort(&e);
+                    cancel.cancel(&e);
                     grad[..b * k].fill(0.0);
                     f64::NAN
                 }
