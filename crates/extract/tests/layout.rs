@@ -1,27 +1,20 @@
-//! The house rules of `crates/extract/src`, checked on the source text:
+//! The house rules of `crates/extract/src`, checked on the source text with the workspace's one
+//! layout checker (`crates/layout-check`):
 //!
 //! - the rooms are, bottom to top, `source`, `model`, `infer`, `train`, `write`, `command`;
 //!   a file of a room names (`crate::<room>`, in a `use` or a path) only its own room or rooms
 //!   below it: every arrow points down the flow. The files beside the rooms (`error.rs`,
 //!   `device.rs`, `interrupt.rs`) name no room at all;
 //! - `src` holds at most 8 files at its top;
-//! - only `command` (and `main.rs`) prints; unit tests (after `#[cfg(test)]`) may report;
+//! - only the CLI face (`command/` and `main.rs`) prints, reads `std::env::args`, exits the
+//!   process, installs a signal handler or names the clap structs (`Args`, `MergeArgs`); unit
+//!   tests (after `#[cfg(test)]`) may report;
 //! - no file is over 600 lines.
 
+use layout_check::{back_arrows, clap_types, code, face_rules, long_files, rooms_named, sources};
 use std::path::{Path, PathBuf};
 
 const ROOMS: [&str; 6] = ["source", "model", "infer", "train", "write", "command"];
-
-fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            files(&p, out);
-        } else if p.extension().is_some_and(|x| x == "rs") {
-            out.push(p);
-        }
-    }
-}
 
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
@@ -38,60 +31,9 @@ fn top_files() -> Vec<PathBuf> {
     fs
 }
 
-/// The lines of `text` without comments.
-fn code(text: &str) -> impl Iterator<Item = &str> {
-    text.lines().map(|l| l.split("//").next().unwrap_or(""))
-}
-
-/// Every `crate::<room>` a file names, outside comments.
-fn rooms_named(text: &str) -> Vec<&'static str> {
-    let mut named = Vec::new();
-    for code in code(text) {
-        for (at, _) in code.match_indices("crate::") {
-            let rest = &code[at + "crate::".len()..];
-            if let Some(r) = ROOMS.iter().find(|r| {
-                rest.starts_with(**r)
-                    && !rest[r.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_')
-            }) {
-                named.push(*r);
-            }
-        }
-    }
-    named
-}
-
 #[test]
 fn every_arrow_points_down_the_flow() {
-    let mut bad = Vec::new();
-    for (level, room) in ROOMS.iter().enumerate() {
-        let mut fs = Vec::new();
-        files(&src().join(room), &mut fs);
-        assert!(!fs.is_empty(), "room {room} is empty");
-        for f in fs {
-            let text = std::fs::read_to_string(&f).unwrap();
-            for r in rooms_named(&text) {
-                let to = ROOMS.iter().position(|x| *x == r).unwrap();
-                if to > level {
-                    bad.push(format!(
-                        "{} names crate::{r} (a room above {room})",
-                        f.display()
-                    ));
-                }
-            }
-        }
-    }
-    for f in top_files() {
-        let name = f.file_name().unwrap().to_string_lossy();
-        if name == "lib.rs" || name == "main.rs" {
-            continue;
-        }
-        for r in rooms_named(&std::fs::read_to_string(&f).unwrap()) {
-            bad.push(format!(
-                "{} (beside the rooms) names crate::{r}",
-                f.display()
-            ));
-        }
-    }
+    let bad = back_arrows(&src(), &ROOMS, true);
     assert!(bad.is_empty(), "back-arrows:\n{}", bad.join("\n"));
 }
 
@@ -110,39 +52,23 @@ fn the_top_of_src_holds_at_most_8_files() {
 }
 
 #[test]
-fn only_command_prints() {
-    let mut fs = Vec::new();
-    files(&src(), &mut fs);
-    let mut bad = Vec::new();
-    for f in fs {
-        let rel = f.strip_prefix(src()).unwrap();
-        if rel.starts_with("command") || rel == Path::new("main.rs") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&f).unwrap();
-        // unit tests may report what they measured
-        let text = text.split("#[cfg(test)]").next().unwrap_or("");
-        let code: String = code(text).collect::<Vec<_>>().join("\n");
-        for word in ["println!", "eprintln!", "print!(", "eprint!(", "dbg!("] {
-            if code.contains(word) {
-                bad.push(format!("{} prints ({word})", f.display()));
-            }
-        }
-    }
+fn only_command_prints_exits_or_names_the_clap_structs() {
+    let all = sources(&src());
+    let cli: Vec<_> = all
+        .iter()
+        .filter(|s| s.rel.starts_with("command/"))
+        .cloned()
+        .collect();
+    let clap = clap_types(&cli);
+    assert!(clap.iter().any(|c| c == "Args"), "clap structs: {clap:?}");
+    let face = |rel: &str| rel.starts_with("command/") || rel == "main.rs";
+    let bad = face_rules("extract/src/", &all, &face, &clap, true);
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
 
 #[test]
 fn no_source_file_is_over_600_lines() {
-    let mut fs = Vec::new();
-    files(&src(), &mut fs);
-    let long: Vec<String> = fs
-        .iter()
-        .filter_map(|f| {
-            let n = std::fs::read_to_string(f).unwrap().lines().count();
-            (n > 600).then(|| format!("{}: {n} lines", f.display()))
-        })
-        .collect();
+    let long = long_files(&src(), 600);
     assert!(long.is_empty(), "{}", long.join("\n"));
 }
 
@@ -150,10 +76,16 @@ fn no_source_file_is_over_600_lines() {
 fn the_checker_sees_a_back_arrow() {
     // the checker itself: a line naming a room is found, a comment or a longer name is not
     assert_eq!(
-        rooms_named("use crate::write::plan::Plan; // crate::command"),
+        rooms_named(
+            &code("use crate::write::plan::Plan; // crate::command"),
+            &ROOMS
+        ),
         vec!["write"]
     );
-    assert!(rooms_named("use crate::sources::Thing;").is_empty());
-    assert!(rooms_named("use crate::error::Result;").is_empty());
-    assert_eq!(rooms_named("x = crate::infer::compile(m)"), vec!["infer"]);
+    assert!(rooms_named("use crate::sources::Thing;", &ROOMS).is_empty());
+    assert!(rooms_named("use crate::error::Result;", &ROOMS).is_empty());
+    assert_eq!(
+        rooms_named("x = crate::infer::compile(m)", &ROOMS),
+        vec!["infer"]
+    );
 }
